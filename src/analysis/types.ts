@@ -1,0 +1,83 @@
+/**
+ * The analysis seam between the rollout engine and whatever judges a canary.
+ * The engine asks once per step deadline; the gate answers with a verdict and
+ * the evidence behind it. Counting consecutive failures, and deciding what
+ * "no data" or "error" means for the rollout, is the engine's job because
+ * those counters must survive a restart (they live in the persisted state).
+ */
+
+/** What one query returned. Only `value` can ever pass a check. */
+export type QueryOutcome =
+  | { kind: "value"; value: number }
+  | { kind: "noData" }
+  | { kind: "nan" }
+  | { kind: "error"; error: MetricError };
+
+export type MetricErrorCode =
+  | "unreachable" // connection refused, DNS, TLS
+  | "timeout"
+  | "http" // non-2xx without a Prometheus error body
+  | "prometheus" // status: "error" with errorType
+  | "multipleSeries" // the query returned several series where one was expected
+  | "badResponse"; // not JSON, or not the shape Prometheus writes
+
+export interface MetricError {
+  code: MetricErrorCode;
+  message: string;
+}
+
+/** A metric backend. The Prometheus HTTP API is the real one. */
+export interface MetricSource {
+  /** Instant query evaluated at `at` (default: now). Never throws; errors are outcomes. */
+  query(promql: string, at?: Date): Promise<QueryOutcome>;
+}
+
+export type CheckVerdict = "pass" | "fail" | "noData" | "error";
+
+export interface CheckResult {
+  name: string;
+  /** The PromQL actually sent, after template substitution. */
+  query: string;
+  outcome: QueryOutcome;
+  min?: number;
+  max?: number;
+  verdict: CheckVerdict;
+  /** One human sentence: "p99-latency 812 > 500". */
+  reason: string;
+}
+
+/**
+ * pass: every check passed with a value and enough requests were seen.
+ * fail: at least one check had a value out of bounds (or NaN).
+ * inconclusive: nothing failed, but something had no data or too few requests.
+ * error: nothing failed, but the metric source could not be asked.
+ */
+export type AnalysisVerdict = "pass" | "fail" | "inconclusive" | "error";
+
+export interface AnalysisReport {
+  verdict: AnalysisVerdict;
+  checks: CheckResult[];
+  /** Requests counted for the canary in the window, when the policy asks for a minimum. */
+  requests?: { count: number | null; min: number };
+  /** Human summary for Events and logs. */
+  summary: string;
+  /** The window the queries covered, in whole seconds. */
+  windowSeconds: number;
+}
+
+export interface AnalysisRequest {
+  policyKey: string;
+  namespace: string;
+  stable: string;
+  canary: string;
+  /** Canary weight in percent during the analysed step. */
+  canaryWeight: number;
+  /** When the step's weight took effect; the window never reaches before it. */
+  stepStartedAt: number;
+  now: number;
+}
+
+/** The seam the engine depends on. A policy without checks gets a gate that always passes. */
+export interface AnalysisGate {
+  analyze(request: AnalysisRequest): Promise<AnalysisReport>;
+}

@@ -1,0 +1,76 @@
+/**
+ * The normalized, validated form of a RolloutPolicy document. Everything
+ * downstream (engine, routers, analysis) works with this shape only; the YAML
+ * schema and its defaults live in schema.ts.
+ */
+
+export type TargetKind = "GatewayRoute" | "VirtualRouter" | "HTTPRoute" | "GRPCRoute";
+
+export type NoDataAction = "hold" | "fail" | "pass";
+export type ErrorAction = "hold" | "fail" | "pass";
+
+export interface PrometheusSpec {
+  url: string;
+  /** Per-query timeout. */
+  timeoutMs: number;
+  bearerTokenFile?: string;
+  caFile?: string;
+  insecureSkipVerify?: boolean;
+  basicAuth?: { username: string; passwordFile: string };
+}
+
+export interface CheckSpec {
+  name: string;
+  /** Exactly one of template / query is set. */
+  template?: string;
+  query?: string;
+  min?: number;
+  max?: number;
+}
+
+export interface AnalysisSpec {
+  prometheus: PrometheusSpec;
+  /** Which family of built-in templates `template:` names refer to. */
+  provider: "envoy" | "istio" | "app";
+  /** Below this many canary requests in the window a step is inconclusive. 0 disables the check. */
+  minRequests: number;
+  /** Overrides the provider's request-count query used for minRequests. */
+  requestsQuery?: string;
+  checks: CheckSpec[];
+  /** Consecutive failed analyses before rollback. */
+  failureLimit: number;
+  onNoData: NoDataAction;
+  /** Consecutive inconclusive analyses tolerated before onNoData applies (hold ignores it). */
+  noDataLimit: number;
+  onError: { action: ErrorAction; limit: number };
+}
+
+export interface SourceLocation {
+  file: string;
+  line: number;
+  column: number;
+}
+
+export interface RolloutPolicy {
+  /** "namespace/name" — the identity used for queues, metrics and duplicates. */
+  key: string;
+  name: string;
+  namespace: string;
+  target: { kind: TargetKind; name: string };
+  /** Backend names as they appear in the route (initial roles; they swap on promotion). */
+  stable: string;
+  canary: string;
+  /** Backend name → Deployment whose pod template revision triggers a rollout of that backend. */
+  deployments: Record<string, string>;
+  /** Canary weight in percent at each step, strictly increasing, 1..100. */
+  steps: number[];
+  /** Analysis time per step. */
+  intervalMs: number;
+  /** Optional cron expression; steps advance only inside it. */
+  window?: string;
+  windowTimeZone?: string;
+  /** How long a written weight may wait for the route's parents to accept it before it is reported. */
+  routeReadyTimeoutMs: number;
+  analysis?: AnalysisSpec;
+  source: SourceLocation;
+}

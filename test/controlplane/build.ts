@@ -1,0 +1,160 @@
+/**
+ * Builds kube-apiserver and etcd from the pinned Go modules in ./go, once per
+ * machine: the binaries are cached outside the repo under a key derived from
+ * go.mod, go.sum and the Go version, so every later run starts in milliseconds.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const GO_MODULE_DIR = fileURLToPath(new URL("./go/", import.meta.url));
+
+/** The main packages we build, and the binary name each gets in the cache. */
+const BINARIES = {
+  "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+  etcd: "go.etcd.io/etcd/server/v3",
+} as const;
+
+export type BinaryName = keyof typeof BINARIES;
+export type ControlPlaneBinaries = Record<BinaryName, string>;
+
+export class ControlPlaneBuildError extends Error {
+  override name = "ControlPlaneBuildError";
+}
+
+function goVersion(): string {
+  const res = spawnSync("go", ["env", "GOVERSION"], { encoding: "utf8" });
+  if (res.error || res.status !== 0) {
+    throw new ControlPlaneBuildError(
+      "Go is needed once to build the local control plane (kube-apiserver, etcd) but `go` was not found " +
+        "on PATH. Install Go ≥ 1.24 (e.g. `apt-get install golang` or from go.dev) and run again.",
+    );
+  }
+  return res.stdout.trim();
+}
+
+export function cacheDir(): string {
+  const base = process.env.ROLLOUTD_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), ".cache"), "rolloutd");
+  const key = createHash("sha256")
+    .update(readFileSync(path.join(GO_MODULE_DIR, "go.mod")))
+    .update(readFileSync(path.join(GO_MODULE_DIR, "go.sum")))
+    .update(goVersion())
+    .digest("hex")
+    .slice(0, 16);
+  return path.join(base, "controlplane", key);
+}
+
+function cachedBinaries(dir: string): ControlPlaneBinaries {
+  return {
+    "kube-apiserver": path.join(dir, "kube-apiserver"),
+    etcd: path.join(dir, "etcd"),
+  };
+}
+
+function allPresent(bins: ControlPlaneBinaries): boolean {
+  return Object.values(bins).every((p) => existsSync(p) && statSync(p).size > 0);
+}
+
+/**
+ * Returns the cached binaries, building them first when needed. Concurrent
+ * callers (parallel test files, `npm start` beside `npm test`) wait for one
+ * build through a lock directory instead of building twice.
+ */
+export async function ensureControlPlaneBinaries(
+  log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+): Promise<ControlPlaneBinaries> {
+  const dir = cacheDir();
+  const bins = cachedBinaries(dir);
+  if (allPresent(bins)) return bins;
+
+  mkdirSync(path.dirname(dir), { recursive: true });
+  const lock = `${dir}.lock`;
+  const deadline = Date.now() + 40 * 60_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      if (allPresent(bins)) return bins;
+      // A lock older than the longest plausible build was left by a killed build.
+      if (Date.now() - statSync(lock, { throwIfNoEntry: false })!.mtimeMs > 45 * 60_000) rmSync(lock, { recursive: true, force: true });
+      if (Date.now() > deadline) throw new ControlPlaneBuildError(`timed out waiting for another build (lock ${lock})`);
+      log(`waiting for another control-plane build to finish (lock ${lock})`);
+      await new Promise((r) => setTimeout(r, 5000));
+    }
+  }
+  try {
+    if (allPresent(bins)) return bins;
+    const staging = `${dir}.tmp-${process.pid}`;
+    rmSync(staging, { recursive: true, force: true });
+    mkdirSync(staging, { recursive: true });
+    log(`building kube-apiserver and etcd from Go modules into ${dir} (first run only; a few minutes on 2 cores)`);
+    const started = Date.now();
+    for (const [name, pkg] of Object.entries(BINARIES)) {
+      await goBuild(pkg, path.join(staging, name), log);
+    }
+    mkdirSync(dir, { recursive: true });
+    for (const name of Object.keys(BINARIES)) renameSync(path.join(staging, name), path.join(dir, name));
+    rmSync(staging, { recursive: true, force: true });
+    log(`control plane built in ${Math.round((Date.now() - started) / 1000)} s`);
+    return bins;
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+function goBuild(pkg: string, out: string, log: (line: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // -v prints each package as it is compiled: that is the progress we show.
+    const child = spawn("go", ["build", "-v", "-trimpath", "-ldflags=-s -w", "-o", out, pkg], {
+      cwd: GO_MODULE_DIR,
+      env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-mod=readonly -buildvcs=false" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let compiled = 0;
+    let lastReport = 0;
+    const tail: string[] = [];
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (chunk: string) => {
+      for (const line of chunk.split("\n")) {
+        if (!line) continue;
+        tail.push(line);
+        if (tail.length > 30) tail.shift();
+        if (!line.includes(" ") && !line.startsWith("#")) compiled++;
+      }
+      if (Date.now() - lastReport > 10_000) {
+        lastReport = Date.now();
+        log(`  ${path.basename(out)}: ${compiled} packages compiled…`);
+      }
+    });
+    child.stdout.resume();
+    child.on("error", (err) => reject(new ControlPlaneBuildError(`could not run go build: ${err.message}`)));
+    child.on("close", (code) => {
+      if (code === 0) {
+        log(`  ${path.basename(out)}: done (${compiled} packages)`);
+        resolve();
+      } else {
+        reject(
+          new ControlPlaneBuildError(
+            `go build ${pkg} failed with exit code ${code}. Last output:\n${tail.join("\n")}\n` +
+              "The Go module proxy must be reachable (GOPROXY) and Go ≥ 1.24 installed.",
+          ),
+        );
+      }
+    });
+  });
+}
+
+// `npm run controlplane:build` builds ahead of time and prints where the binaries are.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  ensureControlPlaneBinaries().then(
+    (bins) => console.log(JSON.stringify(bins, null, 2)),
+    (err: unknown) => {
+      console.error(err instanceof Error ? err.message : err);
+      process.exit(1);
+    },
+  );
+}
