@@ -37,7 +37,9 @@ function goVersion(): string {
 }
 
 export function cacheDir(): string {
-  const base = process.env.ROLLOUTD_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), ".cache"), "rolloutd");
+  const base =
+    process.env.ROLLOUTD_CACHE_DIR ??
+    path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), ".cache"), "rolloutd");
   const key = createHash("sha256")
     .update(readFileSync(path.join(GO_MODULE_DIR, "go.mod")))
     .update(readFileSync(path.join(GO_MODULE_DIR, "go.sum")))
@@ -80,8 +82,10 @@ export async function ensureControlPlaneBinaries(
     } catch {
       if (allPresent(bins)) return bins;
       // A lock older than the longest plausible build was left by a killed build.
-      if (Date.now() - statSync(lock, { throwIfNoEntry: false })!.mtimeMs > 45 * 60_000) rmSync(lock, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new ControlPlaneBuildError(`timed out waiting for another build (lock ${lock})`);
+      if (Date.now() - statSync(lock, { throwIfNoEntry: false })!.mtimeMs > 45 * 60_000)
+        rmSync(lock, { recursive: true, force: true });
+      if (Date.now() > deadline)
+        throw new ControlPlaneBuildError(`timed out waiting for another build (lock ${lock})`);
       log(`waiting for another control-plane build to finish (lock ${lock})`);
       await new Promise((r) => setTimeout(r, 5000));
     }
@@ -91,7 +95,9 @@ export async function ensureControlPlaneBinaries(
     const staging = `${dir}.tmp-${process.pid}`;
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { recursive: true });
-    log(`building kube-apiserver and etcd from Go modules into ${dir} (first run only; a few minutes on 2 cores)`);
+    log(
+      `building kube-apiserver and etcd from Go modules into ${dir} (first run only; a few minutes on 2 cores)`,
+    );
     const started = Date.now();
     for (const [name, pkg] of Object.entries(BINARIES)) {
       await goBuild(pkg, path.join(staging, name), log);

@@ -81,7 +81,11 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
             const res = await fetch(`${etcdUrl}/health`);
             return res.ok && ((await res.json()) as { health?: string }).health === "true";
           },
-          { timeoutMs: 30_000, describe: () => etcd.logTail(), abortIf: () => (etcd.running() ? undefined : "exited") },
+          {
+            timeoutMs: 30_000,
+            describe: () => etcd.logTail(),
+            abortIf: () => (etcd.running() ? undefined : "exited"),
+          },
         );
         break;
       } catch (err) {
@@ -93,7 +97,9 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
     log(`etcd ready at ${etcdUrl}`);
 
     const adminToken = randomBytes(24).toString("hex");
-    writeFileSync(path.join(dir, "tokens.csv"), `${adminToken},admin,admin,system:masters\n`, { mode: 0o600 });
+    writeFileSync(path.join(dir, "tokens.csv"), `${adminToken},admin,admin,system:masters\n`, {
+      mode: 0o600,
+    });
     const { publicKey, privateKey } = generateKeyPairSync("rsa", {
       modulusLength: 2048,
       publicKeyEncoding: { type: "spki", format: "pem" },

@@ -55,7 +55,16 @@ export function spawnSupervised(command: string, args: string[], opts: SpawnOpti
   createWriteStream(opts.logFile, { flags: "a" }).end();
   const child: ChildProcess = spawn(
     "bash",
-    ["-c", SUPERVISOR, "supervisor", opts.logFile, String(opts.graceSeconds ?? 5), opts.cleanupDir ?? "", command, ...args],
+    [
+      "-c",
+      SUPERVISOR,
+      "supervisor",
+      opts.logFile,
+      String(opts.graceSeconds ?? 5),
+      opts.cleanupDir ?? "",
+      command,
+      ...args,
+    ],
     { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["pipe", "ignore", "ignore"] },
   );
   let alive = true;
@@ -126,7 +135,12 @@ export async function freePort(): Promise<number> {
 export async function waitFor(
   what: string,
   probe: () => Promise<boolean>,
-  opts: { timeoutMs: number; intervalMs?: number; describe?: () => string; abortIf?: () => string | undefined },
+  opts: {
+    timeoutMs: number;
+    intervalMs?: number;
+    describe?: () => string;
+    abortIf?: () => string | undefined;
+  },
 ): Promise<void> {
   const deadline = Date.now() + opts.timeoutMs;
   for (;;) {
@@ -138,7 +152,9 @@ export async function waitFor(
       // not ready yet
     }
     if (Date.now() > deadline) {
-      throw new Error(`${what}: not ready after ${opts.timeoutMs} ms${opts.describe ? `\n${opts.describe()}` : ""}`);
+      throw new Error(
+        `${what}: not ready after ${opts.timeoutMs} ms${opts.describe ? `\n${opts.describe()}` : ""}`,
+      );
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
   }
