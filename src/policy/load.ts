@@ -1,0 +1,346 @@
+/**
+ * Reading policy files: YAML (several documents per file) → schema →
+ * RolloutPolicy, with every problem reported as a PolicyError that names the
+ * file, the line and column of the offending value, and the field path.
+ *
+ * Nothing here throws on bad input: a broken document, file or directory
+ * becomes errors, and the good documents around it are still returned.
+ */
+import { readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseAllDocuments,
+  type Document,
+  type Node,
+} from "yaml";
+import {
+  claimedPolicyKey,
+  createPolicyValidator,
+  formatPath,
+  type PathSegment,
+  type PolicyIssue,
+  type PolicySchemaOptions,
+  type PolicyValidation,
+} from "./schema.ts";
+import type { RolloutPolicy, SourceLocation } from "./types.ts";
+
+/** One problem in one file. line/column are 1-based; 0 means "the whole file" (unreadable, too large). */
+export class PolicyError {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+  /** Field path such as "spec.steps[2]"; empty for YAML syntax and file errors. */
+  readonly path: string;
+  readonly message: string;
+
+  constructor(file: string, line: number, column: number, path: string, message: string) {
+    this.file = file;
+    this.line = line;
+    this.column = column;
+    this.path = path;
+    this.message = message;
+  }
+
+  /** `policies/checkout.yaml:14:9 spec.steps[2]: weights must increase (25 after 25)` */
+  format(): string {
+    const where = this.line > 0 ? `${this.file}:${this.line}:${this.column}` : `${this.file}:`;
+    return this.path === "" ? `${where} ${this.message}` : `${where} ${this.path}: ${this.message}`;
+  }
+}
+
+export function formatLocation(loc: SourceLocation): string {
+  return `${loc.file}:${loc.line}:${loc.column}`;
+}
+
+export interface ParseOptions extends PolicySchemaOptions {
+  /** A validator built once with createPolicyValidator, to reuse across many files. */
+  validator?: (data: unknown) => PolicyValidation;
+}
+
+export interface PolicyFileResult {
+  policies: RolloutPolicy[];
+  errors: PolicyError[];
+  /** Keys ("namespace/name") claimed by documents that failed validation, when their metadata was readable. */
+  brokenKeys: string[];
+  /**
+   * Files with a problem that cannot be pinned to a key (YAML syntax error,
+   * unreadable metadata, unreadable file): any policy they held may be in it.
+   */
+  opaqueFiles: string[];
+}
+
+interface ParsedFile extends PolicyFileResult {
+  /** Where each returned policy's metadata.name is written (same order as policies). */
+  nameLocations: SourceLocation[];
+}
+
+/** Parses every YAML document of one file. Empty documents are ignored. Never throws. */
+export function parsePolicyFile(file: string, text: string, opts: ParseOptions = {}): PolicyFileResult {
+  const { policies, errors, brokenKeys, opaqueFiles } = parseFile(file, text, opts);
+  return { policies, errors, brokenKeys, opaqueFiles };
+}
+
+function parseFile(file: string, text: string, opts: ParseOptions): ParsedFile {
+  const validate = opts.validator ?? createPolicyValidator(opts);
+  const out: ParsedFile = { policies: [], errors: [], brokenKeys: [], opaqueFiles: [], nameLocations: [] };
+  const opaque = () => {
+    if (out.opaqueFiles.length === 0) out.opaqueFiles.push(file);
+  };
+  const lines = new LineCounter();
+  const at = (offset: number): SourceLocation => {
+    const pos = lines.linePos(offset);
+    return { file, line: pos.line, column: pos.col };
+  };
+
+  let docs;
+  try {
+    docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  } catch (err) {
+    out.errors.push(new PolicyError(file, 1, 1, "", `YAML syntax error: ${errorText(err)}`));
+    opaque();
+    return out;
+  }
+
+  for (const doc of docs) {
+    const contents = doc.contents;
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        const loc = at(e.pos[0]);
+        out.errors.push(
+          new PolicyError(file, loc.line, loc.column, "", `YAML syntax error: ${firstLine(e.message)}`),
+        );
+      }
+      const key = safeToJS(doc).claimed;
+      if (key !== undefined) out.brokenKeys.push(key);
+      opaque();
+      continue;
+    }
+    if (contents === null || (isScalar(contents) && contents.value === null)) continue;
+
+    const start = at(contents.range?.[0] ?? doc.range[0]);
+    const js = safeToJS(doc);
+    if (js.error !== undefined) {
+      out.errors.push(
+        new PolicyError(file, start.line, start.column, "", `cannot read document: ${js.error}`),
+      );
+      opaque();
+      continue;
+    }
+    const result = validate(js.data);
+    if (result.ok) {
+      out.policies.push({ ...result.policy, source: start });
+      out.nameLocations.push(at(locate(doc, { path: ["metadata", "name"], at: "value", message: "" })));
+    } else {
+      for (const issue of result.issues) {
+        const loc = at(locate(doc, issue));
+        out.errors.push(new PolicyError(file, loc.line, loc.column, formatPath(issue.path), issue.message));
+      }
+      if (js.claimed !== undefined) out.brokenKeys.push(js.claimed);
+      else opaque();
+    }
+  }
+  out.errors.sort((a, b) => a.line - b.line || a.column - b.column);
+  return out;
+}
+
+function safeToJS(doc: Document.Parsed): { data?: unknown; claimed?: string; error?: string } {
+  try {
+    const data: unknown = doc.toJS({ maxAliasCount: 100 });
+    return { data, claimed: claimedPolicyKey(data) };
+  } catch (err) {
+    return { error: errorText(err) };
+  }
+}
+
+/**
+ * The source offset an issue points at: the value at its path ("value"), the
+ * key of its last segment ("key": unknown fields), or for a missing field the
+ * key of its closest existing parent (a missing spec.canary points at `spec:`).
+ */
+function locate(doc: Document.Parsed, issue: PolicyIssue): number {
+  const root = doc.contents;
+  const fallback = root?.range?.[0] ?? doc.range[0];
+  let node: Node | null = root;
+  let keyNode: Node | null = null;
+  for (const seg of issue.path) {
+    const next = child(doc, node, seg);
+    if (next === undefined) {
+      // Missing: the closest existing parent, by its key when it has one.
+      return (keyNode ?? node)?.range?.[0] ?? fallback;
+    }
+    node = next.value;
+    keyNode = next.key;
+  }
+  if (issue.at === "key" && keyNode !== null) return keyNode.range?.[0] ?? fallback;
+  if (issue.at === "parent" && keyNode !== null) return keyNode.range?.[0] ?? fallback;
+  // `canary:` with nothing after it: point at the key, not at the end of the line.
+  const empty = isScalar(node) && node.value === null && node.range?.[0] === node.range?.[1];
+  if (empty && keyNode !== null) return keyNode.range?.[0] ?? fallback;
+  return node?.range?.[0] ?? keyNode?.range?.[0] ?? fallback;
+}
+
+function child(
+  doc: Document.Parsed,
+  parent: Node | null,
+  seg: PathSegment,
+): { key: Node | null; value: Node | null } | undefined {
+  const node = isAlias(parent) ? (parent.resolve(doc) ?? null) : parent;
+  if (isMap(node)) {
+    const pair = node.items.find((p) => {
+      const k: unknown = isScalar(p.key) ? p.key.value : p.key;
+      return (typeof k === "string" || typeof k === "number") && String(k) === String(seg);
+    });
+    if (pair === undefined) return undefined;
+    return { key: asNode(pair.key), value: asNode(pair.value) };
+  }
+  if (isSeq(node) && typeof seg === "number") {
+    const item: unknown = node.items[seg];
+    return item === undefined ? undefined : { key: null, value: asNode(item) };
+  }
+  return undefined;
+}
+
+function asNode(value: unknown): Node | null {
+  return value !== null && typeof value === "object" && "range" in value ? (value as Node) : null;
+}
+
+// ---------------------------------------------------------------------------
+// Directories
+
+export interface LoadOptions extends PolicySchemaOptions {
+  /**
+   * key → file that currently owns the key. When a key is defined twice, the
+   * owner keeps it and the other definition is the duplicate, whatever the
+   * file names' order (the store passes the running policies here).
+   */
+  preferredSources?: ReadonlyMap<string, string>;
+  /** Files larger than this are refused (default 1 MiB, the size limit of a ConfigMap). */
+  maxFileBytes?: number;
+}
+
+export interface PolicyDirResult extends PolicyFileResult {
+  /** Every policy file found (read or not), in load order. */
+  files: string[];
+  /** False when the directory itself could not be listed: then nothing is known about its files. */
+  dirReadable: boolean;
+}
+
+const POLICY_FILE = /\.ya?ml$/i;
+
+/**
+ * Loads every *.yaml / *.yml file directly inside `dir`, sorted by name.
+ * Hidden entries are skipped: a ConfigMap volume keeps its real files under
+ * `..data/` and exposes them as symlinks, which are followed.
+ */
+export async function loadPolicyDir(dir: string, opts: LoadOptions = {}): Promise<PolicyDirResult> {
+  const result: PolicyDirResult = {
+    policies: [],
+    errors: [],
+    brokenKeys: [],
+    opaqueFiles: [],
+    files: [],
+    dirReadable: true,
+  };
+  let names: string[];
+  try {
+    const entries = await readdir(dir, { withFileTypes: true });
+    names = entries
+      .filter((e) => !e.name.startsWith(".") && POLICY_FILE.test(e.name) && !e.isDirectory())
+      .map((e) => e.name)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  } catch (err) {
+    result.dirReadable = false;
+    result.errors.push(new PolicyError(dir, 0, 0, "", `cannot read policy directory (${errorText(err)})`));
+    return result;
+  }
+
+  const validator = createPolicyValidator(opts);
+  const maxBytes = opts.maxFileBytes ?? 1024 * 1024;
+  const parsed: { policy: RolloutPolicy; nameAt: SourceLocation }[] = [];
+  for (const name of names) {
+    const file = join(dir, name);
+    let text: string;
+    try {
+      const info = await stat(file);
+      if (!info.isFile()) continue;
+      result.files.push(file);
+      if (info.size > maxBytes) {
+        result.errors.push(new PolicyError(file, 0, 0, "", `file is larger than ${maxBytes} bytes`));
+        result.opaqueFiles.push(file);
+        continue;
+      }
+      text = await readFile(file, "utf8");
+    } catch (err) {
+      if (errorCode(err) === "ENOENT") {
+        // Deleted between listing and reading: it is gone, like any deleted file.
+        if (result.files.at(-1) === file) result.files.pop();
+        continue;
+      }
+      if (result.files.at(-1) !== file) result.files.push(file);
+      result.errors.push(new PolicyError(file, 0, 0, "", `cannot read file (${errorText(err)})`));
+      result.opaqueFiles.push(file);
+      continue;
+    }
+    const one = parseFile(file, text, { validator });
+    result.errors.push(...one.errors);
+    result.brokenKeys.push(...one.brokenKeys);
+    result.opaqueFiles.push(...one.opaqueFiles);
+    one.policies.forEach((policy, i) => {
+      parsed.push({ policy, nameAt: one.nameLocations[i] ?? policy.source });
+    });
+  }
+
+  // Duplicates: the first definition (or the preferred owner) wins.
+  const winners = new Map<string, { policy: RolloutPolicy; nameAt: SourceLocation }>();
+  for (const entry of parsed) {
+    const key = entry.policy.key;
+    const seen = winners.get(key);
+    if (seen === undefined) {
+      winners.set(key, entry);
+      continue;
+    }
+    const preferred = opts.preferredSources?.get(key);
+    const [keep, drop] =
+      preferred !== undefined &&
+      entry.policy.source.file === preferred &&
+      seen.policy.source.file !== preferred
+        ? [entry, seen]
+        : [seen, entry];
+    winners.set(key, keep);
+    result.errors.push(
+      new PolicyError(
+        drop.nameAt.file,
+        drop.nameAt.line,
+        drop.nameAt.column,
+        "metadata.name",
+        `duplicate policy ${key}, first defined at ${formatLocation(keep.policy.source)}`,
+      ),
+    );
+  }
+  result.policies = parsed.filter((e) => winners.get(e.policy.key) === e).map((e) => e.policy);
+
+  const order = new Map(result.files.map((f, i) => [f, i]));
+  result.errors.sort(
+    (a, b) => (order.get(a.file) ?? -1) - (order.get(b.file) ?? -1) || a.line - b.line || a.column - b.column,
+  );
+  return result;
+}
+
+function errorCode(err: unknown): string | undefined {
+  return typeof err === "object" && err !== null && "code" in err && typeof err.code === "string"
+    ? err.code
+    : undefined;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function firstLine(text: string): string {
+  return (text.split("\n")[0] ?? text).replace(/ at line \d+, column \d+:?$/, "").trim();
+}

@@ -1,0 +1,636 @@
+/**
+ * The RolloutPolicy document schema (apiVersion rolloutd.dev/v1alpha1) and its
+ * normalization into the RolloutPolicy of types.ts.
+ *
+ * This module knows nothing about YAML or files: it validates plain data and
+ * reports issues as (path, message). load.ts turns paths into file positions.
+ *
+ * Every name that can end up inside PromQL (metadata, target, backends,
+ * Deployments) must be a Kubernetes name, so substitution can never inject
+ * label matchers or quotes. Raw queries may only use the template variables in
+ * TEMPLATE_VARIABLES.
+ */
+import { z } from "zod";
+import {
+  queryVariables,
+  TEMPLATE_NAMES,
+  TEMPLATE_VARIABLES,
+  TemplateError,
+  type TemplateVariable,
+} from "../analysis/templates.ts";
+import { parseDuration, type DurationOptions } from "./duration.ts";
+import type { AnalysisSpec, CheckSpec, RolloutPolicy, TargetKind } from "./types.ts";
+import { cronExpressionError, isValidTimeZone } from "./window.ts";
+
+export const API_VERSION = "rolloutd.dev/v1alpha1";
+export const KIND = "RolloutPolicy";
+
+export const TARGET_KINDS = [
+  "GatewayRoute",
+  "VirtualRouter",
+  "HTTPRoute",
+  "GRPCRoute",
+] as const satisfies readonly TargetKind[];
+
+/** Names `template:` may use by default: the built-in templates of src/analysis/templates.ts. */
+export const DEFAULT_TEMPLATE_NAMES: readonly string[] = TEMPLATE_NAMES;
+
+/**
+ * Variables a raw `query:` / `requestsQuery:` may use, as `{{name}}` (spaces
+ * inside the braces allowed). Owned by src/analysis/templates.ts, which
+ * substitutes them; re-exported here because the policy format promises them.
+ */
+export { TEMPLATE_VARIABLES, type TemplateVariable };
+
+/** Flagger's names for the same things, to point its users at ours. */
+const FLAGGER_VARIABLES: Readonly<Record<string, TemplateVariable>> = {
+  target: "canary",
+  interval: "window",
+};
+
+export const MAX_STEPS = 100;
+export const MAX_CHECKS = 20;
+const DAY_MS = 24 * 3_600_000;
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** RFC 1123 DNS subdomain: what Kubernetes accepts as most object names. */
+export function isKubernetesName(value: string): boolean {
+  return value.length <= 253 && DNS1123_SUBDOMAIN.test(value);
+}
+
+/** RFC 1123 DNS label: namespaces, and check names (they become label values and Event text). */
+export function isDnsLabel(value: string): boolean {
+  return value.length <= 63 && DNS1123_LABEL.test(value);
+}
+
+/**
+ * Why `text` is not an acceptable query template, or undefined when it is.
+ * Uses the renderer's own parser, so whatever passes here renders later.
+ */
+export function templateVariableError(text: string): string | undefined {
+  try {
+    queryVariables(text);
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof TemplateError)) throw err;
+    if (err.code !== "unknownVariable") return err.message;
+    const name = err.variable ?? "";
+    const hint = FLAGGER_VARIABLES[name];
+    const allowed = `allowed: ${TEMPLATE_VARIABLES.join(", ")}`;
+    return `unknown template variable {{${name}}} (${hint ? `did you mean {{${hint}}}? ` : ""}${allowed})`;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Issues
+
+export type PathSegment = string | number;
+
+export interface PolicyIssue {
+  path: PathSegment[];
+  message: string;
+  /**
+   * Where a position should point: the value at `path`, the key of the last
+   * segment (unknown fields), or the closest existing parent (missing fields).
+   */
+  at: "value" | "key" | "parent";
+}
+
+export type ValidatedPolicy = Omit<RolloutPolicy, "source">;
+
+export type PolicyValidation = { ok: true; policy: ValidatedPolicy } | { ok: false; issues: PolicyIssue[] };
+
+export interface PolicySchemaOptions {
+  /** Names `template:` may use (src/analysis/templates.ts TEMPLATE_NAMES). */
+  templateNames?: readonly string[];
+}
+
+/** "spec.analysis.checks[1].query"; keys that are not identifiers are quoted: deployments["a.b"]. */
+export function formatPath(path: readonly PathSegment[]): string {
+  let out = "";
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else if (/^[A-Za-z0-9_-]+$/.test(seg)) out += out === "" ? seg : `.${seg}`;
+    else out += `[${JSON.stringify(seg)}]`;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Field schemas
+
+function nameSchema(kind: "subdomain" | "label") {
+  return z.string().superRefine((value, ctx) => {
+    if (kind === "subdomain" && !isKubernetesName(value)) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          `invalid name ${JSON.stringify(value)}: must be a Kubernetes name (lowercase letters, digits, ` +
+          `'-' and '.', starting and ending with a letter or digit, at most 253 characters)`,
+      });
+    } else if (kind === "label" && !isDnsLabel(value)) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          `invalid name ${JSON.stringify(value)}: must be a DNS label (lowercase letters, digits and '-', ` +
+          `starting and ending with a letter or digit, at most 63 characters)`,
+      });
+    }
+  });
+}
+
+function durationSchema(opts: DurationOptions) {
+  return z.string().transform((text, ctx) => {
+    const parsed = parseDuration(text, opts);
+    if (!parsed.ok) {
+      ctx.issues.push({ code: "custom", message: parsed.error, input: text });
+      return z.NEVER;
+    }
+    return parsed.ms;
+  });
+}
+
+const nonEmpty = z.string().min(1);
+
+const promqlSchema = z
+  .string()
+  .min(1)
+  .superRefine((text, ctx) => {
+    const error = templateVariableError(text);
+    if (error !== undefined) ctx.addIssue({ code: "custom", message: error });
+  });
+
+function weightSchema() {
+  return z.number().int().min(1).max(100);
+}
+
+// ---------------------------------------------------------------------------
+// Document schema
+
+export function createPolicySchema(opts: PolicySchemaOptions = {}) {
+  const templateNames = opts.templateNames ?? DEFAULT_TEMPLATE_NAMES;
+
+  const metadata = z.strictObject({
+    name: nameSchema("subdomain"),
+    namespace: nameSchema("label").default("default"),
+  });
+
+  const target = z.strictObject({
+    kind: z.enum(TARGET_KINDS),
+    name: nameSchema("subdomain"),
+  });
+
+  const trigger = z.strictObject({
+    deployment: nameSchema("subdomain").optional(),
+    deployments: z.record(z.string(), nameSchema("subdomain")).optional(),
+  });
+
+  const steps = z
+    .array(weightSchema())
+    .min(1)
+    .max(MAX_STEPS)
+    .superRefine((weights, ctx) => {
+      for (let i = 1; i < weights.length; i++) {
+        const prev = weights[i - 1] ?? 0;
+        const cur = weights[i] ?? 0;
+        if (cur <= prev) {
+          ctx.addIssue({
+            code: "custom",
+            path: [i],
+            message: `weights must increase (${cur} after ${prev})`,
+          });
+        }
+      }
+    });
+
+  const prometheus = z
+    .strictObject({
+      url: z.string().superRefine((text, ctx) => {
+        const error = prometheusUrlError(text);
+        if (error !== undefined) ctx.addIssue({ code: "custom", message: error });
+      }),
+      timeout: durationSchema({ max: 5 * 60_000 }).prefault("10s"),
+      bearerTokenFile: nonEmpty.optional(),
+      caFile: nonEmpty.optional(),
+      insecureSkipVerify: z.boolean().optional(),
+      basicAuth: z.strictObject({ username: nonEmpty, passwordFile: nonEmpty }).optional(),
+    })
+    .superRefine((p, ctx) => {
+      if (p.bearerTokenFile !== undefined && p.basicAuth !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["basicAuth"],
+          message: "use either bearerTokenFile or basicAuth, not both",
+        });
+      }
+    });
+
+  const check = z
+    .strictObject({
+      name: nameSchema("label"),
+      template: z
+        .string()
+        .superRefine((name, ctx) => {
+          if (!templateNames.includes(name)) {
+            ctx.addIssue({
+              code: "custom",
+              message: `unknown template ${JSON.stringify(name)} (known: ${templateNames.join(", ")})`,
+            });
+          }
+        })
+        .optional(),
+      query: promqlSchema.optional(),
+      min: z.number().optional(),
+      max: z.number().optional(),
+    })
+    .superRefine((c, ctx) => {
+      if (c.template !== undefined && c.query !== undefined) {
+        ctx.addIssue({ code: "custom", path: ["query"], message: "set either template or query, not both" });
+      } else if (c.template === undefined && c.query === undefined) {
+        ctx.addIssue({ code: "custom", path: [], message: "set either template or query" });
+      }
+      if (c.min === undefined && c.max === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: [],
+          message: "set min, max or both: a check without bounds cannot fail",
+        });
+      } else if (c.min !== undefined && c.max !== undefined && c.min > c.max) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["min"],
+          message: `min (${c.min}) must not exceed max (${c.max})`,
+        });
+      }
+    });
+
+  const analysis = z.strictObject({
+    prometheus,
+    provider: z.enum(["envoy", "istio", "app"]).default("app"),
+    minRequests: z.number().int().min(0).default(0),
+    requestsQuery: promqlSchema.optional(),
+    checks: z
+      .array(check)
+      .min(1)
+      .max(MAX_CHECKS)
+      .superRefine((checks, ctx) => {
+        const seen = new Map<string, number>();
+        checks.forEach((c, i) => {
+          const first = seen.get(c.name);
+          if (first === undefined) seen.set(c.name, i);
+          else {
+            ctx.addIssue({
+              code: "custom",
+              path: [i, "name"],
+              message: `duplicate check name ${JSON.stringify(c.name)} (also checks[${first}])`,
+            });
+          }
+        });
+      }),
+    failureLimit: z.number().int().min(1).default(1),
+    onNoData: z.enum(["hold", "fail", "pass"]).default("hold"),
+    noDataLimit: z.number().int().min(1).default(3),
+    onError: z
+      .strictObject({
+        action: z.enum(["hold", "fail", "pass"]).default("hold"),
+        limit: z.number().int().min(1).default(5),
+      })
+      .prefault({}),
+  });
+
+  const spec = z
+    .strictObject({
+      target,
+      stable: nameSchema("subdomain"),
+      canary: nameSchema("subdomain"),
+      trigger: trigger.optional(),
+      steps: steps.optional(),
+      stepWeight: weightSchema().optional(),
+      maxWeight: weightSchema().optional(),
+      interval: durationSchema({ min: 1_000, max: DAY_MS }).prefault("1m"),
+      routeReadyTimeout: durationSchema({ min: 1_000, max: DAY_MS }).prefault("2m"),
+      window: z
+        .string()
+        .superRefine((expr, ctx) => {
+          const error = cronExpressionError(expr);
+          if (error !== undefined) {
+            ctx.addIssue({
+              code: "custom",
+              message: `invalid cron expression ${JSON.stringify(expr)} (${error})`,
+            });
+          }
+        })
+        .optional(),
+      windowTimeZone: z
+        .string()
+        .superRefine((tz, ctx) => {
+          if (!isValidTimeZone(tz)) {
+            ctx.addIssue({
+              code: "custom",
+              message: `unknown time zone ${JSON.stringify(tz)} (use an IANA name like Europe/Berlin)`,
+            });
+          }
+        })
+        .optional(),
+      analysis: analysis.optional(),
+    })
+    .superRefine((s, ctx) => {
+      if (s.steps !== undefined && s.stepWeight !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["stepWeight"],
+          message: "use either steps or stepWeight, not both",
+        });
+      } else if (s.steps === undefined && s.stepWeight === undefined) {
+        ctx.addIssue({ code: "custom", path: ["steps"], message: "missing: set steps or stepWeight" });
+      }
+      if (s.maxWeight !== undefined && s.stepWeight === undefined) {
+        ctx.addIssue({ code: "custom", path: ["maxWeight"], message: "maxWeight needs stepWeight" });
+      } else if (s.maxWeight !== undefined && s.stepWeight !== undefined && s.maxWeight < s.stepWeight) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["maxWeight"],
+          message: `maxWeight (${s.maxWeight}) must be at least stepWeight (${s.stepWeight})`,
+        });
+      }
+      if (s.canary === s.stable) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["canary"],
+          message: `must differ from spec.stable (both are ${JSON.stringify(s.stable)})`,
+        });
+        return;
+      }
+      const backends = [s.stable, s.canary];
+      for (const key of Object.keys(s.trigger?.deployments ?? {})) {
+        if (!backends.includes(key)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["trigger", "deployments", key],
+            message: `${JSON.stringify(key)} is not a backend of this policy (stable: ${s.stable}, canary: ${s.canary})`,
+          });
+        }
+      }
+      if (s.trigger?.deployment !== undefined && s.trigger.deployments?.[s.canary] !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["trigger", "deployment"],
+          message: `conflicts with trigger.deployments.${s.canary}: set the canary's Deployment once`,
+        });
+      }
+      const d = deploymentsOf(s);
+      if (d[s.stable] === d[s.canary]) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["trigger"],
+          message: `stable and canary must be different Deployments (both are ${JSON.stringify(d[s.stable])})`,
+        });
+      }
+    });
+
+  return z
+    .strictObject({
+      apiVersion: z.literal(API_VERSION),
+      kind: z.literal(KIND),
+      metadata,
+      spec,
+    })
+    .transform((doc): ValidatedPolicy => {
+      const s = doc.spec;
+      const policy: ValidatedPolicy = {
+        key: `${doc.metadata.namespace}/${doc.metadata.name}`,
+        name: doc.metadata.name,
+        namespace: doc.metadata.namespace,
+        target: { kind: s.target.kind, name: s.target.name },
+        stable: s.stable,
+        canary: s.canary,
+        deployments: deploymentsOf(s),
+        steps: s.steps ?? expandStepWeight(s.stepWeight ?? 100, s.maxWeight ?? 100),
+        intervalMs: s.interval,
+        routeReadyTimeoutMs: s.routeReadyTimeout,
+      };
+      if (s.window !== undefined) policy.window = s.window;
+      if (s.windowTimeZone !== undefined) policy.windowTimeZone = s.windowTimeZone;
+      if (s.analysis !== undefined) policy.analysis = normalizeAnalysis(s.analysis);
+      return policy;
+    });
+}
+
+/** [w, 2w, …] up to and including maxWeight. */
+export function expandStepWeight(stepWeight: number, maxWeight = 100): number[] {
+  const steps: number[] = [];
+  for (let w = stepWeight; w <= maxWeight; w += stepWeight) steps.push(w);
+  return steps;
+}
+
+function deploymentsOf(s: {
+  stable: string;
+  canary: string;
+  trigger?: { deployment?: string; deployments?: Record<string, string> } | undefined;
+}): Record<string, string> {
+  const given = s.trigger?.deployments ?? {};
+  return {
+    [s.stable]: given[s.stable] ?? s.stable,
+    [s.canary]: s.trigger?.deployment ?? given[s.canary] ?? s.canary,
+  };
+}
+
+type ParsedAnalysis = Omit<AnalysisSpec, "prometheus" | "checks"> & {
+  prometheus: {
+    url: string;
+    timeout: number;
+    bearerTokenFile?: string | undefined;
+    caFile?: string | undefined;
+    insecureSkipVerify?: boolean | undefined;
+    basicAuth?: { username: string; passwordFile: string } | undefined;
+  };
+  checks: {
+    name: string;
+    template?: string | undefined;
+    query?: string | undefined;
+    min?: number | undefined;
+    max?: number | undefined;
+  }[];
+  requestsQuery?: string | undefined;
+};
+
+function normalizeAnalysis(a: ParsedAnalysis): AnalysisSpec {
+  const { timeout, ...prom } = a.prometheus;
+  const out: AnalysisSpec = {
+    prometheus: { ...dropUndefined(prom), timeoutMs: timeout },
+    provider: a.provider,
+    minRequests: a.minRequests,
+    checks: a.checks.map((c): CheckSpec => dropUndefined(c)),
+    failureLimit: a.failureLimit,
+    onNoData: a.onNoData,
+    noDataLimit: a.noDataLimit,
+    onError: { action: a.onError.action, limit: a.onError.limit },
+  };
+  if (a.requestsQuery !== undefined) out.requestsQuery = a.requestsQuery;
+  return out;
+}
+
+function dropUndefined<T extends object>(obj: T): { [K in keyof T]: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]: Exclude<T[K], undefined>;
+  };
+}
+
+function prometheusUrlError(text: string): string | undefined {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    return `invalid URL ${JSON.stringify(text)} (expected http://host:port or https://host:port)`;
+  }
+  if (url.username !== "" || url.password !== "") {
+    return "credentials in the URL would end up in logs: use basicAuth.passwordFile or bearerTokenFile";
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
+// Validation entry points
+
+/** A reusable validator: build it once per load, call it per document. */
+export function createPolicyValidator(opts: PolicySchemaOptions = {}): (data: unknown) => PolicyValidation {
+  const schema = createPolicySchema(opts);
+  return (data) => {
+    const header = headerIssues(data);
+    if (header.length > 0) return { ok: false, issues: header };
+    const result = schema.safeParse(data, { reportInput: true });
+    if (result.success) return { ok: true, policy: result.data };
+    return { ok: false, issues: result.error.issues.flatMap((iss) => toPolicyIssues(iss, data)) };
+  };
+}
+
+export function validatePolicyDocument(data: unknown, opts: PolicySchemaOptions = {}): PolicyValidation {
+  return createPolicyValidator(opts)(data);
+}
+
+/**
+ * The key ("namespace/name") an invalid document claims, when its metadata is
+ * readable. Lets the store keep the last good version of a policy whose
+ * document is broken.
+ */
+export function claimedPolicyKey(data: unknown): string | undefined {
+  if (!isRecord(data) || !isRecord(data.metadata)) return undefined;
+  const { name, namespace } = data.metadata;
+  if (typeof name !== "string" || !isKubernetesName(name)) return undefined;
+  if (namespace !== undefined && (typeof namespace !== "string" || !isDnsLabel(namespace))) return undefined;
+  return `${namespace ?? "default"}/${name}`;
+}
+
+/**
+ * A document of another kind (a Deployment that strayed into the folder, a
+ * future apiVersion) gets one clear error instead of a page of unknown fields.
+ */
+function headerIssues(data: unknown): PolicyIssue[] {
+  if (!isRecord(data)) {
+    return [{ path: [], at: "value", message: `expected a ${KIND} mapping, got ${describe(data)}` }];
+  }
+  const issues: PolicyIssue[] = [];
+  if (!("apiVersion" in data)) {
+    issues.push({
+      path: ["apiVersion"],
+      at: "parent",
+      message: `missing required field (use ${API_VERSION})`,
+    });
+  } else if (data.apiVersion !== API_VERSION) {
+    issues.push({
+      path: ["apiVersion"],
+      at: "value",
+      message: `unsupported apiVersion ${describe(data.apiVersion)} (supported: ${API_VERSION})`,
+    });
+  }
+  if (!("kind" in data)) {
+    issues.push({ path: ["kind"], at: "parent", message: `missing required field (use ${KIND})` });
+  } else if (data.kind !== KIND) {
+    issues.push({ path: ["kind"], at: "value", message: `must be ${KIND} (got ${describe(data.kind)})` });
+  }
+  return issues;
+}
+
+const EXPECTED: Readonly<Record<string, string>> = {
+  string: "a string",
+  number: "a number",
+  int: "an integer",
+  boolean: "true or false",
+  array: "a list",
+  object: "a mapping",
+  record: "a mapping",
+};
+
+function toPolicyIssues(iss: z.core.$ZodIssue, data: unknown): PolicyIssue[] {
+  const path = iss.path.map((seg) => (typeof seg === "symbol" ? String(seg) : seg));
+  if (iss.code === "unrecognized_keys") {
+    return iss.keys.map((key) => ({ path: [...path, key], at: "key" as const, message: "unknown field" }));
+  }
+  const found = lookup(data, path);
+  if (iss.code === "custom") return [{ path, at: found.exists ? "value" : "parent", message: iss.message }];
+  if (!found.exists) return [{ path, at: "parent", message: "missing required field" }];
+  const got = describe(found.value);
+  switch (iss.code) {
+    case "invalid_type":
+      return [
+        { path, at: "value", message: `expected ${EXPECTED[iss.expected] ?? iss.expected}, got ${got}` },
+      ];
+    case "too_small":
+    case "too_big": {
+      const small = iss.code === "too_small";
+      const bound = small
+        ? (iss as { minimum: number | bigint }).minimum
+        : (iss as { maximum: number | bigint }).maximum;
+      const word = small ? "at least" : "at most";
+      if (iss.origin === "array") {
+        return [{ path, at: "value", message: `must have ${word} ${bound} item${bound === 1 ? "" : "s"}` }];
+      }
+      if (iss.origin === "string") {
+        return [
+          {
+            path,
+            at: "value",
+            message: small && bound === 1 ? "must not be empty" : `must have ${word} ${bound} characters`,
+          },
+        ];
+      }
+      return [{ path, at: "value", message: `must be ${word} ${bound} (got ${got})` }];
+    }
+    case "invalid_value": {
+      const values = iss.values.map((v) => (typeof v === "string" ? v : String(v)));
+      const message = values.length === 1 ? `must be ${values[0]}` : `must be one of ${values.join(", ")}`;
+      return [{ path, at: "value", message: `${message} (got ${got})` }];
+    }
+    default:
+      return [{ path, at: "value", message: iss.message }];
+  }
+}
+
+function lookup(data: unknown, path: readonly PathSegment[]): { exists: boolean; value?: unknown } {
+  let cur: unknown = data;
+  for (const seg of path) {
+    if (Array.isArray(cur) && typeof seg === "number" && seg < cur.length) cur = cur[seg];
+    else if (isRecord(cur) && Object.hasOwn(cur, seg)) cur = cur[seg];
+    else return { exists: false };
+  }
+  return { exists: true, value: cur };
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return "an empty value";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  if (typeof value === "string") return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
+    return String(value);
+  return typeof value;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,269 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  DEFAULT_TEMPLATE_NAMES,
+  expandStepWeight,
+  formatPath,
+  isKubernetesName,
+  TEMPLATE_VARIABLES,
+  templateVariableError,
+  validatePolicyDocument,
+  type PolicyValidation,
+} from "../../../src/policy/schema.ts";
+
+const minimal = () => ({
+  apiVersion: "rolloutd.dev/v1alpha1",
+  kind: "RolloutPolicy",
+  metadata: { name: "checkout" },
+  spec: {
+    target: { kind: "HTTPRoute", name: "checkout" },
+    stable: "checkout-v1",
+    canary: "checkout-v2",
+    steps: [10, 50],
+  } as Record<string, unknown>,
+});
+
+function ok(result: PolicyValidation) {
+  if (!result.ok) assert.fail(`expected a valid policy, got ${JSON.stringify(result.issues)}`);
+  return result.policy;
+}
+
+void test("defaults of a minimal policy", () => {
+  assert.deepEqual(ok(validatePolicyDocument(minimal())), {
+    key: "default/checkout",
+    name: "checkout",
+    namespace: "default",
+    target: { kind: "HTTPRoute", name: "checkout" },
+    stable: "checkout-v1",
+    canary: "checkout-v2",
+    deployments: { "checkout-v1": "checkout-v1", "checkout-v2": "checkout-v2" },
+    steps: [10, 50],
+    intervalMs: 60_000,
+    routeReadyTimeoutMs: 120_000,
+  });
+});
+
+void test("defaults of an analysis block", () => {
+  const doc = minimal();
+  doc.spec.analysis = {
+    prometheus: { url: "https://prometheus.monitoring:9090" },
+    checks: [{ name: "errors", template: "error-rate", max: 0.01 }],
+  };
+  assert.deepEqual(ok(validatePolicyDocument(doc)).analysis, {
+    prometheus: { url: "https://prometheus.monitoring:9090", timeoutMs: 10_000 },
+    provider: "app",
+    minRequests: 0,
+    checks: [{ name: "errors", template: "error-rate", max: 0.01 }],
+    failureLimit: 1,
+    onNoData: "hold",
+    noDataLimit: 3,
+    onError: { action: "hold", limit: 5 },
+  });
+});
+
+void test("every analysis field is carried over", () => {
+  const doc = minimal();
+  doc.spec.interval = "30s";
+  doc.spec.routeReadyTimeout = "5m";
+  doc.spec.window = "* 9-17 * * 1-5";
+  doc.spec.windowTimeZone = "Europe/Berlin";
+  doc.spec.analysis = {
+    prometheus: {
+      url: "http://127.0.0.1:9090",
+      timeout: "2s",
+      caFile: "/ca.pem",
+      insecureSkipVerify: false,
+      basicAuth: { username: "u", passwordFile: "/pw" },
+    },
+    provider: "istio",
+    minRequests: 100,
+    requestsQuery: 'sum(increase(requests{svc="{{ canary }}"}[{{window}}]))',
+    checks: [{ name: "q", query: "vector(1)", min: 0, max: 2 }],
+    failureLimit: 3,
+    onNoData: "fail",
+    noDataLimit: 2,
+    onError: { action: "pass", limit: 1 },
+  };
+  const p = ok(validatePolicyDocument(doc));
+  assert.equal(p.intervalMs, 30_000);
+  assert.equal(p.routeReadyTimeoutMs, 300_000);
+  assert.equal(p.window, "* 9-17 * * 1-5");
+  assert.equal(p.windowTimeZone, "Europe/Berlin");
+  assert.deepEqual(p.analysis, {
+    prometheus: {
+      url: "http://127.0.0.1:9090",
+      timeoutMs: 2_000,
+      caFile: "/ca.pem",
+      insecureSkipVerify: false,
+      basicAuth: { username: "u", passwordFile: "/pw" },
+    },
+    provider: "istio",
+    minRequests: 100,
+    requestsQuery: 'sum(increase(requests{svc="{{ canary }}"}[{{window}}]))',
+    checks: [{ name: "q", query: "vector(1)", min: 0, max: 2 }],
+    failureLimit: 3,
+    onNoData: "fail",
+    noDataLimit: 2,
+    onError: { action: "pass", limit: 1 },
+  });
+});
+
+void test("stepWeight expands to [w, 2w, …] up to maxWeight", () => {
+  assert.deepEqual(expandStepWeight(20), [20, 40, 60, 80, 100]);
+  assert.deepEqual(expandStepWeight(30), [30, 60, 90]);
+  assert.deepEqual(expandStepWeight(10, 50), [10, 20, 30, 40, 50]);
+  assert.deepEqual(expandStepWeight(1).length, 100);
+  const doc = minimal();
+  delete doc.spec.steps;
+  doc.spec.stepWeight = 15;
+  doc.spec.maxWeight = 50;
+  assert.deepEqual(ok(validatePolicyDocument(doc)).steps, [15, 30, 45]);
+  delete doc.spec.maxWeight;
+  assert.deepEqual(ok(validatePolicyDocument(doc)).steps, [15, 30, 45, 60, 75, 90]);
+});
+
+void test("maxWeight without stepWeight, or below it", () => {
+  const doc = minimal();
+  doc.spec.maxWeight = 50;
+  assert.deepEqual(validatePolicyDocument(doc), {
+    ok: false,
+    issues: [{ path: ["spec", "maxWeight"], at: "value", message: "maxWeight needs stepWeight" }],
+  });
+  delete doc.spec.steps;
+  doc.spec.stepWeight = 60;
+  assert.deepEqual(validatePolicyDocument(doc), {
+    ok: false,
+    issues: [
+      {
+        path: ["spec", "maxWeight"],
+        at: "value",
+        message: "maxWeight (50) must be at least stepWeight (60)",
+      },
+    ],
+  });
+});
+
+void test("trigger: deployment shorthand and per-backend map, normalized to both backends", () => {
+  const doc = minimal();
+  doc.spec.trigger = { deployment: "checkout-green" };
+  assert.deepEqual(ok(validatePolicyDocument(doc)).deployments, {
+    "checkout-v1": "checkout-v1",
+    "checkout-v2": "checkout-green",
+  });
+  doc.spec.trigger = { deployments: { "checkout-v1": "checkout-blue" } };
+  assert.deepEqual(ok(validatePolicyDocument(doc)).deployments, {
+    "checkout-v1": "checkout-blue",
+    "checkout-v2": "checkout-v2",
+  });
+  doc.spec.trigger = { deployment: "a", deployments: { "checkout-v2": "b" } };
+  assert.deepEqual(validatePolicyDocument(doc), {
+    ok: false,
+    issues: [
+      {
+        path: ["spec", "trigger", "deployment"],
+        at: "value",
+        message: "conflicts with trigger.deployments.checkout-v2: set the canary's Deployment once",
+      },
+    ],
+  });
+});
+
+void test("template names come from the caller", () => {
+  const doc = minimal();
+  doc.spec.analysis = {
+    prometheus: { url: "http://p:9090" },
+    checks: [{ name: "custom", template: "my-template", max: 1 }],
+  };
+  assert.equal(validatePolicyDocument(doc).ok, false);
+  assert.equal(validatePolicyDocument(doc, { templateNames: ["my-template"] }).ok, true);
+  assert.ok(DEFAULT_TEMPLATE_NAMES.includes("latency-p99"));
+});
+
+void test("credentials: no secrets in the URL, one auth method", () => {
+  const doc = minimal();
+  doc.spec.analysis = {
+    prometheus: { url: "http://user:secret@p:9090" },
+    checks: [{ name: "a", template: "error-rate", max: 1 }],
+  };
+  assert.deepEqual(validatePolicyDocument(doc), {
+    ok: false,
+    issues: [
+      {
+        path: ["spec", "analysis", "prometheus", "url"],
+        at: "value",
+        message: "credentials in the URL would end up in logs: use basicAuth.passwordFile or bearerTokenFile",
+      },
+    ],
+  });
+  doc.spec.analysis = {
+    prometheus: {
+      url: "http://p:9090",
+      bearerTokenFile: "/t",
+      basicAuth: { username: "u", passwordFile: "/p" },
+    },
+    checks: [{ name: "a", template: "error-rate", max: 1 }],
+  };
+  assert.deepEqual(validatePolicyDocument(doc), {
+    ok: false,
+    issues: [
+      {
+        path: ["spec", "analysis", "prometheus", "basicAuth"],
+        at: "value",
+        message: "use either bearerTokenFile or basicAuth, not both",
+      },
+    ],
+  });
+});
+
+void test("template variables: only the allowed names, well formed", () => {
+  assert.deepEqual(
+    [...TEMPLATE_VARIABLES],
+    ["canary", "stable", "namespace", "window", "route", "canaryDeployment", "stableDeployment"],
+  );
+  for (const name of TEMPLATE_VARIABLES)
+    assert.equal(templateVariableError(`x{a="{{${name}}}"}`), undefined, name);
+  assert.equal(templateVariableError('rate(x{a="{{ canary }}"}[{{window}}])'), undefined);
+  assert.equal(templateVariableError("sum(rate(x[5m]))"), undefined);
+  assert.equal(
+    templateVariableError("{{interval}}"),
+    "unknown template variable {{interval}} (did you mean {{window}}? allowed: canary, stable, namespace, window, route, canaryDeployment, stableDeployment)",
+  );
+  assert.equal(
+    templateVariableError('x{a="{{canary}"}'),
+    'unmatched "{{" in query: placeholders are {{name}}',
+  );
+  assert.equal(
+    templateVariableError('x{a="canary}}"}'),
+    'unmatched "}}" in query: placeholders are {{name}}',
+  );
+  assert.match(templateVariableError("{{ .Canary }}") ?? "", /^unknown template variable \{\{\.Canary\}\}/);
+});
+
+void test("kubernetes names", () => {
+  for (const good of ["a", "checkout-v2", "checkout.v2", "a".repeat(253), "0abc"])
+    assert.equal(isKubernetesName(good), true);
+  for (const bad of ["", "A", "a b", 'foo"}', "-a", "a-", "a..b", "a_b", "a".repeat(254), "a{", "a/b"]) {
+    assert.equal(isKubernetesName(bad), false, bad);
+  }
+});
+
+void test("paths print like the YAML reads", () => {
+  assert.equal(formatPath(["spec", "analysis", "checks", 1, "query"]), "spec.analysis.checks[1].query");
+  assert.equal(formatPath(["spec", "trigger", "deployments", "a.b"]), 'spec.trigger.deployments["a.b"]');
+  assert.equal(formatPath([]), "");
+});
+
+void test("a document that is not a mapping, or lacks apiVersion", () => {
+  assert.deepEqual(validatePolicyDocument(["a"]), {
+    ok: false,
+    issues: [{ path: [], at: "value", message: "expected a RolloutPolicy mapping, got a list" }],
+  });
+  const doc: Record<string, unknown> = minimal();
+  delete doc.apiVersion;
+  assert.deepEqual(validatePolicyDocument(doc), {
+    ok: false,
+    issues: [
+      { path: ["apiVersion"], at: "parent", message: "missing required field (use rolloutd.dev/v1alpha1)" },
+    ],
+  });
+});
