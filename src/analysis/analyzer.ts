@@ -1,0 +1,389 @@
+/**
+ * Turns a policy's checks into one AnalysisReport per step deadline.
+ *
+ * The window covers only the analysed step: `floor((now - stepStartedAt) / 1 s)` seconds, but at least
+ * `minWindowSeconds` (default 10 s, two scrapes at the common 5 s interval) so that `rate()` has two samples
+ * right after a step starts; only that floor may reach back before the step start. Queries are evaluated at
+ * `request.now`, all checks concurrently.
+ *
+ * Check verdicts: a value within [min, max] (inclusive) passes, outside fails; NaN fails — it means the query
+ * divided 0 by 0 or took a quantile of an empty histogram, i.e. usually "no requests", and a NaN can never show
+ * that the canary is healthy. The built-in templates are written so that no traffic yields no data instead of
+ * NaN; raw queries should filter their denominator with `> 0` to get the same. An empty result is noData and a
+ * failed query is error: the engine decides what those mean (onNoData / onError) and counts them.
+ *
+ * Overall verdict: any fail → fail; else any error (a check or the requests query) → error; else any noData or
+ * fewer than minRequests requests → inconclusive; else pass.
+ */
+import type { AnalysisSpec, PrometheusSpec, RolloutPolicy } from "../policy/types.ts";
+import { PrometheusClient, type PrometheusClientOptions } from "./prometheus.ts";
+import {
+  TEMPLATE_UNITS,
+  TemplateError,
+  isTemplateName,
+  queryVariables,
+  renderQuery,
+  requestsTemplateText,
+  templateText,
+  type TemplateUnit,
+  type TemplateVars,
+} from "./templates.ts";
+import type {
+  AnalysisGate,
+  AnalysisReport,
+  AnalysisRequest,
+  AnalysisVerdict,
+  CheckResult,
+  CheckVerdict,
+  MetricSource,
+  QueryOutcome,
+} from "./types.ts";
+
+export const DEFAULT_MIN_WINDOW_SECONDS = 10;
+/** Kubernetes Event messages are capped at 1 KiB; the summary stays below. */
+const MAX_SUMMARY_CHARS = 1000;
+const MAX_ERROR_CHARS = 200;
+
+/** Seconds the analysis of a step covers: time since the step started, at least `minWindowSeconds`. */
+export function analysisWindowSeconds(stepStartedAt: number, now: number, minWindowSeconds: number): number {
+  const elapsed = Math.floor((now - stepStartedAt) / 1000);
+  return Math.max(minWindowSeconds, elapsed);
+}
+
+export interface PrometheusGateOptions {
+  spec: AnalysisSpec;
+  source: MetricSource;
+  /** Backend name → Deployment (RolloutPolicy.deployments); fills {{canaryDeployment}} / {{stableDeployment}}. */
+  deployments?: Readonly<Record<string, string>>;
+  /** The route's name, for {{route}}. */
+  route?: string;
+  /** Smallest window, in whole seconds ≥ 1. Default 10. */
+  minWindowSeconds?: number;
+}
+
+interface CheckPlan {
+  name: string;
+  text: string;
+  unit: TemplateUnit | undefined;
+  min: number | undefined;
+  max: number | undefined;
+}
+
+function formatNumber(v: number): string {
+  if (v === Number.POSITIVE_INFINITY) return "+Inf";
+  if (v === Number.NEGATIVE_INFINITY) return "-Inf";
+  if (Number.isInteger(v)) return String(v);
+  return String(Number(v.toPrecision(4)));
+}
+
+function withUnit(v: string, unit: TemplateUnit | undefined): string {
+  return unit === "ms" || unit === "req/s" ? `${v} ${unit}` : v;
+}
+
+/** Formats a measured value next to a bound, with enough digits that the two never look equal when they differ. */
+function formatPair(value: number, bound: number, unit: TemplateUnit | undefined): [string, string] {
+  let v = formatNumber(value);
+  const b = formatNumber(bound);
+  if (v === b && value !== bound) v = String(value);
+  return [withUnit(v, unit), withUnit(b, unit)];
+}
+
+function shorten(text: string): string {
+  return text.length > MAX_ERROR_CHARS ? `${text.slice(0, MAX_ERROR_CHARS)}…` : text;
+}
+
+/** Judges one outcome against bounds (inclusive). Exported for `rolloutd simulate`. */
+export function judge(
+  name: string,
+  outcome: QueryOutcome,
+  min: number | undefined,
+  max: number | undefined,
+  unit?: TemplateUnit,
+): { verdict: CheckVerdict; reason: string } {
+  switch (outcome.kind) {
+    case "noData":
+      return { verdict: "noData", reason: `${name} no data (empty result)` };
+    case "nan":
+      return {
+        verdict: "fail",
+        reason: `${name} NaN (0/0 or an empty histogram, e.g. no requests in the window): NaN never passes`,
+      };
+    case "error":
+      return {
+        verdict: "error",
+        reason: `${name} error (${outcome.error.code}): ${shorten(outcome.error.message)}`,
+      };
+    case "value": {
+      const v = outcome.value;
+      if (max !== undefined && v > max) {
+        const [a, b] = formatPair(v, max, unit);
+        return { verdict: "fail", reason: `${name} ${a} > ${b}` };
+      }
+      if (min !== undefined && v < min) {
+        const [a, b] = formatPair(v, min, unit);
+        return { verdict: "fail", reason: `${name} ${a} < ${b}` };
+      }
+      const shown = withUnit(formatNumber(v), unit);
+      if (min !== undefined && max !== undefined) {
+        return {
+          verdict: "pass",
+          reason: `${name} ${shown} in [${withUnit(formatNumber(min), unit)}, ${withUnit(formatNumber(max), unit)}]`,
+        };
+      }
+      if (max !== undefined)
+        return { verdict: "pass", reason: `${name} ${shown} ≤ ${withUnit(formatNumber(max), unit)}` };
+      if (min !== undefined)
+        return { verdict: "pass", reason: `${name} ${shown} ≥ ${withUnit(formatNumber(min), unit)}` };
+      return { verdict: "pass", reason: `${name} ${shown} (no bounds)` };
+    }
+  }
+}
+
+function overallVerdict(
+  checks: CheckResult[],
+  requestsError: boolean,
+  tooFewRequests: boolean,
+): AnalysisVerdict {
+  if (checks.some((c) => c.verdict === "fail")) return "fail";
+  if (requestsError || checks.some((c) => c.verdict === "error")) return "error";
+  if (tooFewRequests || checks.some((c) => c.verdict === "noData")) return "inconclusive";
+  return "pass";
+}
+
+function summarize(parts: string[]): string {
+  const line = parts.join("; ");
+  return line.length > MAX_SUMMARY_CHARS ? `${line.slice(0, MAX_SUMMARY_CHARS - 1)}…` : line;
+}
+
+async function ask(source: MetricSource, query: string, at: Date): Promise<QueryOutcome> {
+  try {
+    return await source.query(query, at);
+  } catch (err) {
+    // The MetricSource contract says "never throws"; a source that does is reported, not propagated.
+    const message = err instanceof Error ? err.message : String(err);
+    return { kind: "error", error: { code: "unreachable", message: `metric source failed: ${message}` } };
+  }
+}
+
+/**
+ * An AnalysisGate over PromQL checks. The constructor validates every check (template exists for the
+ * provider, variables known and available) and throws TemplateError, so a broken policy is reported when it is
+ * loaded, not at its first step deadline. `analyze` never throws.
+ */
+export class PrometheusGate implements AnalysisGate {
+  readonly #spec: AnalysisSpec;
+  readonly #source: MetricSource;
+  readonly #deployments: Readonly<Record<string, string>>;
+  readonly #route: string | undefined;
+  readonly #minWindowSeconds: number;
+  readonly #checks: CheckPlan[];
+  readonly #requestsText: string | undefined;
+
+  constructor(options: PrometheusGateOptions) {
+    const { spec } = options;
+    this.#spec = spec;
+    this.#source = options.source;
+    this.#deployments = options.deployments ?? {};
+    this.#route = options.route;
+    const minWindow = options.minWindowSeconds ?? DEFAULT_MIN_WINDOW_SECONDS;
+    if (!Number.isInteger(minWindow) || minWindow < 1) {
+      throw new RangeError(`minWindowSeconds must be a whole number ≥ 1, got ${minWindow}`);
+    }
+    this.#minWindowSeconds = minWindow;
+    this.#checks = spec.checks.map((check) => {
+      let text: string;
+      let unit: TemplateUnit | undefined;
+      if (check.template !== undefined) {
+        text = templateText(spec.provider, check.template);
+        unit = isTemplateName(check.template) ? TEMPLATE_UNITS[check.template] : undefined;
+      } else if (check.query !== undefined) {
+        text = check.query;
+      } else {
+        throw new TemplateError("unknownTemplate", `check ${check.name} has neither template nor query`);
+      }
+      this.#assertAvailable(text, `check ${check.name}`);
+      return { name: check.name, text, unit, min: check.min, max: check.max };
+    });
+    if (spec.minRequests > 0) {
+      this.#requestsText = spec.requestsQuery ?? requestsTemplateText(spec.provider);
+      this.#assertAvailable(this.#requestsText, "requestsQuery");
+    }
+  }
+
+  #assertAvailable(text: string, what: string): void {
+    for (const v of queryVariables(text)) {
+      if (v === "route" && this.#route === undefined) {
+        throw new TemplateError(
+          "missingVariable",
+          `${what} uses {{route}} but the gate has no route name`,
+          v,
+        );
+      }
+    }
+  }
+
+  #vars(req: AnalysisRequest, windowSeconds: number): TemplateVars {
+    return {
+      canary: req.canary,
+      stable: req.stable,
+      namespace: req.namespace,
+      window: `${windowSeconds}s`,
+      canaryDeployment: this.#deployments[req.canary] ?? req.canary,
+      stableDeployment: this.#deployments[req.stable] ?? req.stable,
+      ...(this.#route !== undefined ? { route: this.#route } : {}),
+    };
+  }
+
+  async analyze(req: AnalysisRequest): Promise<AnalysisReport> {
+    const windowSeconds = analysisWindowSeconds(req.stepStartedAt, req.now, this.#minWindowSeconds);
+    const vars = this.#vars(req, windowSeconds);
+    const at = new Date(req.now);
+
+    const run = async (name: string, text: string): Promise<{ query: string; outcome: QueryOutcome }> => {
+      let query: string;
+      try {
+        query = renderQuery({ query: text }, vars);
+      } catch (err) {
+        if (!(err instanceof TemplateError)) throw err;
+        // Values come from a validated policy; this is a safety net, reported as an error, never sent.
+        return {
+          query: text,
+          outcome: {
+            kind: "error",
+            error: { code: "badResponse", message: `${name}: query not sent: ${err.message}` },
+          },
+        };
+      }
+      return { query, outcome: await ask(this.#source, query, at) };
+    };
+
+    const minRequests = this.#spec.minRequests;
+    const requestsText = this.#requestsText;
+    const [checkRuns, requestsRun] = await Promise.all([
+      Promise.all(this.#checks.map(async (plan) => ({ plan, ...(await run(plan.name, plan.text)) }))),
+      requestsText !== undefined ? run("requests", requestsText) : Promise.resolve(undefined),
+    ]);
+
+    const checks: CheckResult[] = checkRuns.map(({ plan, query, outcome }) => {
+      const { verdict, reason } = judge(plan.name, outcome, plan.min, plan.max, plan.unit);
+      return {
+        name: plan.name,
+        query,
+        outcome,
+        ...(plan.min !== undefined ? { min: plan.min } : {}),
+        ...(plan.max !== undefined ? { max: plan.max } : {}),
+        verdict,
+        reason,
+      };
+    });
+
+    const parts = checks.map((c) => c.reason);
+    let requests: AnalysisReport["requests"];
+    let requestsError = false;
+    let tooFew = false;
+    if (requestsRun !== undefined) {
+      const o = requestsRun.outcome;
+      let count: number | null = null;
+      if (o.kind === "value") {
+        count = Math.round(o.value);
+        tooFew = count < minRequests;
+        parts.push(
+          tooFew
+            ? `${count} requests < minRequests ${minRequests}`
+            : `${count} requests ≥ minRequests ${minRequests}`,
+        );
+      } else if (o.kind === "error") {
+        requestsError = true;
+        parts.push(`requests error (${o.error.code}): ${shorten(o.error.message)}`);
+      } else {
+        tooFew = true;
+        parts.push(`requests ${o.kind === "nan" ? "NaN" : "no data"} < minRequests ${minRequests}`);
+      }
+      requests = { count, min: minRequests };
+    }
+
+    return {
+      verdict: overallVerdict(checks, requestsError, tooFew),
+      checks,
+      ...(requests !== undefined ? { requests } : {}),
+      summary: summarize(parts.length > 0 ? parts : ["no checks"]),
+      windowSeconds,
+    };
+  }
+}
+
+/** The gate of a policy without analysis: every step passes when its interval is over. */
+export class AlwaysPassGate implements AnalysisGate {
+  analyze(req: AnalysisRequest): Promise<AnalysisReport> {
+    return Promise.resolve({
+      verdict: "pass",
+      checks: [],
+      summary: "no checks configured: advancing on interval",
+      windowSeconds: Math.max(0, Math.floor((req.now - req.stepStartedAt) / 1000)),
+    });
+  }
+}
+
+export interface AnalysisGateFactory {
+  /**
+   * The gate for a policy: AlwaysPassGate when it has no analysis (or neither checks nor minRequests), else a
+   * PrometheusGate over a client shared with every policy naming the same Prometheus (URL, timeout and auth).
+   * Throws TemplateError for a check that cannot be rendered (unknown template or variable).
+   */
+  gateFor(policy: Pick<RolloutPolicy, "analysis" | "deployments" | "target">): AnalysisGate;
+  /** Distinct Prometheus clients created so far. */
+  readonly clientCount: number;
+  /** Closes every client's idle connections. */
+  close(): void;
+}
+
+export interface AnalysisGateFactoryOptions {
+  minWindowSeconds?: number;
+  clientOptions?: PrometheusClientOptions;
+  /** Replaces PrometheusClient (tests, `rolloutd simulate`). */
+  createSource?: (spec: PrometheusSpec) => MetricSource & { close?: () => void };
+}
+
+function clientKey(spec: PrometheusSpec): string {
+  return JSON.stringify([
+    new URL(spec.url).toString(),
+    spec.timeoutMs,
+    spec.bearerTokenFile ?? null,
+    spec.caFile ?? null,
+    spec.insecureSkipVerify === true,
+    spec.basicAuth?.username ?? null,
+    spec.basicAuth?.passwordFile ?? null,
+  ]);
+}
+
+export function createAnalysisGateFactory(options: AnalysisGateFactoryOptions = {}): AnalysisGateFactory {
+  const clients = new Map<string, MetricSource & { close?: () => void }>();
+  const create =
+    options.createSource ?? ((spec: PrometheusSpec) => new PrometheusClient(spec, options.clientOptions));
+  const always = new AlwaysPassGate();
+  return {
+    gateFor(policy) {
+      const spec = policy.analysis;
+      if (spec === undefined || (spec.checks.length === 0 && spec.minRequests <= 0)) return always;
+      const key = clientKey(spec.prometheus);
+      let source = clients.get(key);
+      if (source === undefined) {
+        source = create(spec.prometheus);
+        clients.set(key, source);
+      }
+      return new PrometheusGate({
+        spec,
+        source,
+        deployments: policy.deployments,
+        route: policy.target.name,
+        ...(options.minWindowSeconds !== undefined ? { minWindowSeconds: options.minWindowSeconds } : {}),
+      });
+    },
+    get clientCount() {
+      return clients.size;
+    },
+    close() {
+      for (const c of clients.values()) c.close?.();
+    },
+  };
+}
