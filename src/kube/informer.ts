@@ -1,0 +1,162 @@
+/**
+ * A watch-backed cache of one kind across all namespaces. client-node's
+ * informer gives the cache and events but stops for good on any error other
+ * than 410 Gone; this wrapper restarts it with exponential backoff, exposes a
+ * "synced" flag for readiness, and makes sure a throwing handler can never
+ * take the process down.
+ */
+import {
+  makeInformer,
+  type Informer,
+  type KubeConfig,
+  type KubernetesObject,
+  type ObjectCache,
+} from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import type { KubeClients } from "./client.ts";
+import { toKubeError } from "./errors.ts";
+import { clusterPath, type KindInfo } from "./kinds.ts";
+
+export type WatchEventType = "add" | "update" | "delete";
+export type WatchHandler = (type: WatchEventType, obj: KubernetesObject) => void;
+
+export interface WatcherStatus {
+  kind: string;
+  synced: boolean;
+  /** The CRD (or the permission to list it) is missing; retried slowly. */
+  unavailable?: string;
+  lastError?: string;
+  lastErrorAt?: number;
+  restarts: number;
+}
+
+export class Watcher {
+  private informer: (Informer<KubernetesObject> & ObjectCache<KubernetesObject>) | undefined;
+  /** The last informer that completed a list: reads keep using it while a restart relists. */
+  private cache: ObjectCache<KubernetesObject> | undefined;
+  private stopped = false;
+  private backoffMs = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private firstAttempt: { promise: Promise<void>; resolve: () => void };
+  readonly status: WatcherStatus;
+
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly clients: KubeClients,
+    private readonly kind: KindInfo,
+    private readonly handler: WatchHandler,
+    private readonly log: Logger,
+    private readonly opts: { maxBackoffMs?: number; unavailableRetryMs?: number } = {},
+  ) {
+    this.status = { kind: kind.kind, synced: false, restarts: 0 };
+    let resolve!: () => void;
+    this.firstAttempt = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+    this.firstAttempt.resolve = resolve;
+  }
+
+  /** Resolves once the first list either succeeded or definitively failed; never rejects. */
+  async start(): Promise<void> {
+    this.connect();
+    await this.firstAttempt.promise;
+  }
+
+  private listAll(): Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }> {
+    const k = this.kind;
+    if (k.kind === "Deployment") return this.clients.apps.listDeploymentForAllNamespaces();
+    return this.clients.custom.listClusterCustomObject({
+      group: k.group,
+      version: k.version,
+      plural: k.plural,
+    }) as Promise<{
+      items: KubernetesObject[];
+      metadata?: { resourceVersion?: string };
+    }>;
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const informer = makeInformer<KubernetesObject>(this.kc, clusterPath(this.kind), () => this.listAll());
+    this.informer = informer;
+    const safe = (type: WatchEventType) => (obj: KubernetesObject) => {
+      try {
+        this.handler(type, obj);
+      } catch (err) {
+        this.log.error({ err, kind: this.kind.kind }, "watch handler threw; event dropped");
+      }
+    };
+    informer.on("add", safe("add"));
+    informer.on("update", safe("update"));
+    informer.on("delete", safe("delete"));
+    informer.on("error", (err: unknown) => this.onError(informer, err));
+    this.connectedAt = Date.now();
+    informer.start().then(
+      () => {
+        if (this.informer !== informer || this.stopped) return;
+        if (!this.status.lastErrorAt || this.status.lastErrorAt < this.connectedAt) {
+          this.cache = informer;
+          this.markSynced();
+        }
+      },
+      (err: unknown) => this.onError(informer, err),
+    );
+  }
+
+  private connectedAt = 0;
+
+  private markSynced(): void {
+    if (!this.status.synced) this.log.debug({ kind: this.kind.kind }, "watch synced");
+    this.status.synced = true;
+    this.status.unavailable = undefined;
+    this.backoffMs = 0;
+    this.firstAttempt.resolve();
+  }
+
+  private onError(informer: Informer<KubernetesObject>, raw: unknown): void {
+    if (this.stopped || this.informer !== informer) return;
+    const err = toKubeError(raw, `watch ${this.kind.plural}.${this.kind.group || "core"}`);
+    const status = (err as { status?: number }).status;
+    this.status.lastErrorAt = Date.now();
+    this.status.lastError = err.message;
+    this.status.restarts++;
+    let delay: number;
+    if (status === 404 || status === 403) {
+      // The kind is not installed, or we may not list it: not fatal for other policies.
+      if (!this.status.unavailable) {
+        this.log.warn(
+          { kind: this.kind.kind, err: err.message },
+          status === 404
+            ? `${this.kind.kind} (${this.kind.plural}.${this.kind.group}) is not served by this cluster; policies targeting it wait until its CRD is installed`
+            : `not allowed to list ${this.kind.plural}.${this.kind.group}; check RBAC`,
+        );
+      }
+      this.status.unavailable = err.message;
+      this.status.synced = false;
+      delay = this.opts.unavailableRetryMs ?? 30_000;
+      this.firstAttempt.resolve();
+    } else {
+      // A dropped watch or an API hiccup: relist and rewatch with backoff; the cache stays as it was meanwhile.
+      this.backoffMs = Math.min(this.backoffMs ? this.backoffMs * 2 : 500, this.opts.maxBackoffMs ?? 30_000);
+      delay = this.backoffMs;
+      this.log.warn({ kind: this.kind.kind, err: err.message, retryInMs: delay }, "watch failed; restarting");
+    }
+    void informer.stop().catch(() => {});
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+    this.retryTimer.unref();
+  }
+
+  get(namespace: string, name: string): KubernetesObject | undefined {
+    return this.cache?.get(name, namespace);
+  }
+
+  list(namespace?: string): readonly KubernetesObject[] {
+    return this.cache?.list(namespace) ?? [];
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.firstAttempt.resolve();
+    await this.informer?.stop().catch(() => {});
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The Kubernetes kinds rolloutd reads or writes, with where they live in the
+ * API. One table, so that informers, writers, RBAC and error messages agree.
+ */
+import type { KubernetesObject } from "@kubernetes/client-node";
+
+/** Any object as the API returns it; spec and status are read defensively. */
+export type KObject = KubernetesObject & { spec?: unknown; status?: unknown };
+
+export interface KindInfo {
+  kind: string;
+  group: string;
+  version: string;
+  plural: string;
+  /** A CRD someone else installs (App Mesh controller, Gateway API). */
+  custom: boolean;
+}
+
+export const KINDS = {
+  GatewayRoute: {
+    kind: "GatewayRoute",
+    group: "appmesh.k8s.aws",
+    version: "v1beta2",
+    plural: "gatewayroutes",
+    custom: true,
+  },
+  VirtualService: {
+    kind: "VirtualService",
+    group: "appmesh.k8s.aws",
+    version: "v1beta2",
+    plural: "virtualservices",
+    custom: true,
+  },
+  VirtualRouter: {
+    kind: "VirtualRouter",
+    group: "appmesh.k8s.aws",
+    version: "v1beta2",
+    plural: "virtualrouters",
+    custom: true,
+  },
+  HTTPRoute: {
+    kind: "HTTPRoute",
+    group: "gateway.networking.k8s.io",
+    version: "v1",
+    plural: "httproutes",
+    custom: true,
+  },
+  GRPCRoute: {
+    kind: "GRPCRoute",
+    group: "gateway.networking.k8s.io",
+    version: "v1",
+    plural: "grpcroutes",
+    custom: true,
+  },
+  Deployment: { kind: "Deployment", group: "apps", version: "v1", plural: "deployments", custom: false },
+} as const satisfies Record<string, KindInfo>;
+
+export type KindName = keyof typeof KINDS;
+
+export function apiVersionOf(k: KindInfo): string {
+  return k.group ? `${k.group}/${k.version}` : k.version;
+}
+
+/** The collection path across all namespaces, as watches use it. */
+export function clusterPath(k: KindInfo): string {
+  return k.group ? `/apis/${k.group}/${k.version}/${k.plural}` : `/api/${k.version}/${k.plural}`;
+}
+
+export interface ObjectRef {
+  kind: KindName;
+  namespace: string;
+  name: string;
+}
+
+export const refKey = (r: ObjectRef): string => `${r.kind}/${r.namespace}/${r.name}`;

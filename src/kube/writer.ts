@@ -1,0 +1,44 @@
+/**
+ * Writes through the API with one field manager name, JSON Patch only: the
+ * routers change single fields and nothing else, so a patch says exactly
+ * what we own.
+ */
+import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import type { ObjectWriter, JsonPatchOp } from "../routers/types.ts";
+import type { KubeClients } from "./client.ts";
+import { toKubeError } from "./errors.ts";
+import { KINDS, type KObject, type ObjectRef } from "./kinds.ts";
+
+export const FIELD_MANAGER = "rolloutd";
+
+export class KubeWriter implements ObjectWriter {
+  constructor(private readonly clients: KubeClients) {}
+
+  async jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<KObject> {
+    const k = KINDS[ref.kind];
+    const what = `patch ${k.kind} ${ref.namespace}/${ref.name}`;
+    const opts = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch);
+    try {
+      if (ref.kind === "Deployment") {
+        return await this.clients.apps.patchNamespacedDeployment(
+          { name: ref.name, namespace: ref.namespace, body: ops, fieldManager: FIELD_MANAGER },
+          opts,
+        );
+      }
+      return (await this.clients.custom.patchNamespacedCustomObject(
+        {
+          group: k.group,
+          version: k.version,
+          namespace: ref.namespace,
+          plural: k.plural,
+          name: ref.name,
+          body: ops,
+          fieldManager: FIELD_MANAGER,
+        },
+        opts,
+      )) as KObject;
+    } catch (err) {
+      throw toKubeError(err, what);
+    }
+  }
+}

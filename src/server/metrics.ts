@@ -1,0 +1,146 @@
+/**
+ * Prometheus metrics of the daemon, on its own Registry (never the global
+ * one), named after controller-runtime's conventions. Point-in-time gauges
+ * (rollouts by phase, canary weight) are computed at scrape time from the
+ * controller's view, so they cannot drift from it.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { PHASES, type Phase } from "../machine/state.ts";
+
+export interface RolloutSummary {
+  policy: string;
+  phase: Phase;
+  canaryWeight: number;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly reconcileTotal: Counter<"result">;
+  readonly reconcileDuration: Histogram;
+  readonly decisions: Counter<"policy" | "reason">;
+  readonly steps: Counter<"policy">;
+  readonly promotions: Counter<"policy">;
+  readonly rollbacks: Counter<"policy">;
+  readonly aborts: Counter<"policy">;
+  readonly analysis: Counter<"policy" | "result">;
+  readonly checkValue: Gauge<"policy" | "check">;
+  readonly policyErrors: Gauge;
+  readonly policyLoadErrors: Counter;
+  readonly policies: Gauge;
+  readonly routeErrors: Counter<"policy" | "reason">;
+  readonly queueDepth: Gauge;
+  private summaries: () => RolloutSummary[] = () => [];
+  private depth: () => number = () => 0;
+
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    const r = [this.registry];
+    if (opts.processMetrics !== false)
+      collectDefaultMetrics({ register: this.registry, prefix: "rolloutd_" });
+    this.reconcileTotal = new Counter({
+      name: "rolloutd_reconcile_total",
+      help: "Reconciles by result (success, error, requeue).",
+      labelNames: ["result"],
+      registers: r,
+    });
+    this.reconcileDuration = new Histogram({
+      name: "rolloutd_reconcile_duration_seconds",
+      help: "Time to reconcile one policy, including analysis queries.",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: r,
+    });
+    this.decisions = new Counter({
+      name: "rolloutd_decisions_total",
+      help: "Rollout decisions by reason (the Event reason).",
+      labelNames: ["policy", "reason"],
+      registers: r,
+    });
+    this.steps = new Counter({
+      name: "rolloutd_steps_total",
+      help: "Weight steps written.",
+      labelNames: ["policy"],
+      registers: r,
+    });
+    this.promotions = new Counter({
+      name: "rolloutd_promotions_total",
+      help: "Canaries promoted to 100 %.",
+      labelNames: ["policy"],
+      registers: r,
+    });
+    this.rollbacks = new Counter({
+      name: "rolloutd_rollbacks_total",
+      help: "Rollbacks after a failed analysis.",
+      labelNames: ["policy"],
+      registers: r,
+    });
+    this.aborts = new Counter({
+      name: "rolloutd_aborts_total",
+      help: "Rollouts aborted by annotation.",
+      labelNames: ["policy"],
+      registers: r,
+    });
+    this.analysis = new Counter({
+      name: "rolloutd_analysis_total",
+      help: "Analyses by verdict (pass, fail, inconclusive, error).",
+      labelNames: ["policy", "result"],
+      registers: r,
+    });
+    this.checkValue = new Gauge({
+      name: "rolloutd_check_value",
+      help: "Last measured value of each check (absent when there was none).",
+      labelNames: ["policy", "check"],
+      registers: r,
+    });
+    this.policyErrors = new Gauge({
+      name: "rolloutd_policy_errors",
+      help: "Problems found in the policy files at the last load.",
+      registers: r,
+    });
+    this.policyLoadErrors = new Counter({
+      name: "rolloutd_policy_load_errors_total",
+      help: "Policy problems reported, across reloads.",
+      registers: r,
+    });
+    this.policies = new Gauge({ name: "rolloutd_policies", help: "Valid policies loaded.", registers: r });
+    this.routeErrors = new Counter({
+      name: "rolloutd_route_errors_total",
+      help: "Reconciles that could not read or write the route, by reason.",
+      labelNames: ["policy", "reason"],
+      registers: r,
+    });
+    this.queueDepth = new Gauge({
+      name: "rolloutd_workqueue_depth",
+      help: "Policies waiting in the work queue.",
+      registers: r,
+      collect: () => this.queueDepth.set(this.depth()),
+    });
+
+    const summaries = () => this.summaries();
+    new Gauge({
+      name: "rolloutd_rollouts",
+      help: "Policies by rollout phase.",
+      labelNames: ["phase"],
+      registers: r,
+      collect() {
+        const counts = new Map<string, number>(PHASES.map((p) => [p, 0]));
+        for (const s of summaries()) counts.set(s.phase, (counts.get(s.phase) ?? 0) + 1);
+        for (const [phase, n] of counts) this.set({ phase }, n);
+      },
+    });
+    new Gauge({
+      name: "rolloutd_canary_weight_percent",
+      help: "Canary share of the pair's traffic, percent, as last written.",
+      labelNames: ["policy"],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const s of summaries()) this.set({ policy: s.policy }, s.canaryWeight);
+      },
+    });
+  }
+
+  /** The controller registers where point-in-time values come from. */
+  observe(summaries: () => RolloutSummary[], depth: () => number): void {
+    this.summaries = summaries;
+    this.depth = depth;
+  }
+}
