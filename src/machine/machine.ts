@@ -1,0 +1,616 @@
+/**
+ * The rollout lifecycle as an xstate machine, used as a pure decision
+ * function: the controller restores a snapshot from the persisted state,
+ * feeds it one event with `transition()`, and gets back the next state and
+ * the effects to run (set weights, record a decision). The machine executes
+ * nothing itself, owns no timers, and every effect is absolute ("canary at
+ * 25 %"), so replaying a decision after a crash is harmless.
+ */
+import { assign, setup, transition, type SnapshotFrom } from "xstate";
+import type { AnalysisReport } from "../analysis/types.ts";
+import type { ErrorAction, NoDataAction } from "../policy/types.ts";
+import { atRest, type RecordedAnalysis, type RolloutState } from "./state.ts";
+
+/** Policy-derived settings: not persisted, re-read from the policy every reconcile. */
+export interface Settings {
+  steps: number[];
+  intervalMs: number;
+  failureLimit: number;
+  onNoData: NoDataAction;
+  noDataLimit: number;
+  onError: { action: ErrorAction; limit: number };
+  /** Gateway API: a step starts only when the route's parents accepted it. */
+  needsAcceptance: boolean;
+}
+
+export interface RolloutContext {
+  settings: Settings;
+  state: RolloutState;
+}
+
+/** Facts every event carries. */
+interface Observed {
+  now: number;
+  /** Current pod-template revision of each backend's Deployment, where known. */
+  revisions: Record<string, string>;
+}
+
+export type RolloutEvent =
+  | ({ type: "NEW_REVISION"; revision: string } & Observed)
+  | ({ type: "START"; token: string; revision: string } & Observed)
+  | ({ type: "RETRY"; token: string; revision: string } & Observed)
+  | ({ type: "ABORT"; reason: string } & Observed)
+  | ({ type: "PAUSE" } & Observed)
+  | ({ type: "RESUME"; token?: string } & Observed)
+  | ({ type: "ACCEPTED" } & Observed)
+  | ({ type: "DRIFT"; observed: Record<string, number> } & Observed)
+  | ({ type: "ANALYSIS"; report: AnalysisReport } & Observed)
+  | ({ type: "PROMOTE"; token: string } & Observed);
+
+export type RolloutEventType = RolloutEvent["type"];
+
+export type EventSeverity = "Normal" | "Warning";
+
+/** Effects, as data. */
+export type Effect =
+  | { type: "setWeights"; canaryPercent: number; stable: string; canary: string }
+  | { type: "record"; severity: EventSeverity; reason: string; message: string };
+
+/** Builds the state a (re)started rollout begins with: step 0 of `revision`. */
+function begin(ctx: RolloutContext, ev: Observed & { revision: string }, why: string): RolloutState {
+  const s = ctx.state;
+  const weight = ctx.settings.steps[0] ?? 100;
+  return {
+    ...s,
+    phase: "Progressing",
+    revision: ev.revision,
+    baseline: { ...s.baseline, [s.canary]: ev.revision },
+    stepIndex: 0,
+    canaryWeight: weight,
+    weightsWrittenAt: ev.now,
+    stepStartedAt: ctx.settings.needsAcceptance ? undefined : ev.now,
+    analysisDueAt: ctx.settings.needsAcceptance ? undefined : ev.now + ctx.settings.intervalMs,
+    failures: 0,
+    noData: 0,
+    errors: 0,
+    pausedBy: undefined,
+    acceptWarned: false,
+    abort: undefined,
+    message: `${why}: step 1/${ctx.settings.steps.length}, canary ${s.canary} at ${weight}%`,
+    since: ev.now,
+    updatedAt: ev.now,
+  };
+}
+
+function toStep(ctx: RolloutContext, now: number, index: number, why: string): RolloutState {
+  const weight = ctx.settings.steps[index] ?? 100;
+  return {
+    ...ctx.state,
+    stepIndex: index,
+    canaryWeight: weight,
+    weightsWrittenAt: now,
+    stepStartedAt: ctx.settings.needsAcceptance ? undefined : now,
+    analysisDueAt: ctx.settings.needsAcceptance ? undefined : now + ctx.settings.intervalMs,
+    failures: 0,
+    noData: 0,
+    errors: 0,
+    acceptWarned: false,
+    message: `${why}: step ${index + 1}/${ctx.settings.steps.length}, canary ${ctx.state.canary} at ${weight}%`,
+    updatedAt: now,
+  };
+}
+
+function recordAnalysis(s: RolloutState, report: AnalysisReport, now: number): RecordedAnalysis {
+  return {
+    at: now,
+    stepIndex: s.stepIndex,
+    canaryWeight: s.canaryWeight,
+    verdict: report.verdict,
+    summary: report.summary,
+    checks: report.checks.map((c) => ({
+      name: c.name,
+      value: c.outcome.kind === "value" ? c.outcome.value : null,
+      outcome: c.outcome.kind,
+      ...(c.min !== undefined ? { min: c.min } : {}),
+      ...(c.max !== undefined ? { max: c.max } : {}),
+      verdict: c.verdict,
+    })),
+  };
+}
+
+/**
+ * What an analysis means for the rollout, after the policy's onNoData/onError
+ * rules and consecutive limits. Pure, so the rules can be tested as a table.
+ */
+export function judge(
+  settings: Settings,
+  s: Pick<RolloutState, "failures" | "noData" | "errors">,
+  verdict: AnalysisReport["verdict"],
+): {
+  outcome: "advance" | "hold" | "retry" | "rollback";
+  failures: number;
+  noData: number;
+  errors: number;
+  why: string;
+} {
+  const failed = (why: string) => {
+    const failures = s.failures + 1;
+    return failures >= settings.failureLimit
+      ? {
+          outcome: "rollback" as const,
+          failures,
+          noData: 0,
+          errors: 0,
+          why: `${why} (${failures}/${settings.failureLimit} consecutive)`,
+        }
+      : {
+          outcome: "retry" as const,
+          failures,
+          noData: 0,
+          errors: 0,
+          why: `${why} (${failures}/${settings.failureLimit} consecutive)`,
+        };
+  };
+  switch (verdict) {
+    case "pass":
+      return { outcome: "advance", failures: 0, noData: 0, errors: 0, why: "analysis passed" };
+    case "fail":
+      return failed("analysis failed");
+    case "inconclusive": {
+      const noData = s.noData + 1;
+      const limitReached = noData >= settings.noDataLimit;
+      if (settings.onNoData === "hold" || !limitReached) {
+        return {
+          outcome: "hold",
+          failures: s.failures,
+          noData,
+          errors: 0,
+          why: `no data or too few requests (${noData} in a row): holding`,
+        };
+      }
+      if (settings.onNoData === "pass") {
+        return {
+          outcome: "advance",
+          failures: 0,
+          noData: 0,
+          errors: 0,
+          why: `no data ${noData} times in a row: onNoData=pass advances`,
+        };
+      }
+      return { ...failed(`no data ${noData} times in a row: onNoData=fail`), noData: 0 };
+    }
+    case "error": {
+      const errors = s.errors + 1;
+      if (errors >= settings.onError.limit) {
+        return {
+          outcome: "rollback",
+          failures: s.failures,
+          noData: 0,
+          errors,
+          why: `metrics unavailable for ${errors} consecutive analyses (onError.limit ${settings.onError.limit})`,
+        };
+      }
+      if (settings.onError.action === "pass") {
+        return {
+          outcome: "advance",
+          failures: 0,
+          noData: 0,
+          errors,
+          why: "metrics unavailable: onError=pass advances",
+        };
+      }
+      if (settings.onError.action === "fail")
+        return { ...failed("metrics unavailable: onError=fail"), errors };
+      return {
+        outcome: "hold",
+        failures: s.failures,
+        noData: s.noData,
+        errors,
+        why: `metrics unavailable (${errors}/${settings.onError.limit}): holding`,
+      };
+    }
+  }
+}
+
+type Ev<T extends RolloutEventType> = Extract<RolloutEvent, { type: T }>;
+
+// Reducers: pure functions from (context, event) to the next persisted state.
+
+function reduceAbort(ctx: RolloutContext, e: Ev<"ABORT">): RolloutState {
+  const s = ctx.state;
+  return {
+    ...s,
+    phase: "Aborted",
+    stepIndex: -1,
+    canaryWeight: 0,
+    weightsWrittenAt: e.now,
+    stepStartedAt: undefined,
+    analysisDueAt: undefined,
+    pausedBy: undefined,
+    abort: { at: e.now, reason: e.reason },
+    message: `aborted: ${e.reason}; all traffic on ${s.stable}`,
+    since: s.phase === "Aborted" ? s.since : e.now,
+    updatedAt: e.now,
+  };
+}
+
+function reduceBegin(
+  ctx: RolloutContext,
+  e: Ev<"NEW_REVISION" | "START" | "RETRY">,
+  why: string,
+  stayPaused: boolean,
+): RolloutState {
+  const next = begin(ctx, e, `${why} ${e.revision}`);
+  const tokens = { ...ctx.state.tokens };
+  if (e.type === "START") tokens.start = e.token;
+  if (e.type === "RETRY") tokens.retry = e.token;
+  return stayPaused
+    ? {
+        ...next,
+        tokens,
+        phase: "Paused",
+        pausedBy: ctx.state.pausedBy ?? "annotation",
+        message: `${next.message}; still paused`,
+      }
+    : { ...next, tokens };
+}
+
+function reducePause(ctx: RolloutContext, e: Ev<"PAUSE">): RolloutState {
+  const s = ctx.state;
+  return {
+    ...s,
+    phase: "Paused",
+    pausedBy: "annotation",
+    message: `paused by annotation at step ${s.stepIndex + 1}, canary at ${s.canaryWeight}%`,
+    since: e.now,
+    updatedAt: e.now,
+  };
+}
+
+function reduceDrift(ctx: RolloutContext, e: Ev<"DRIFT">): RolloutState {
+  const s = ctx.state;
+  return {
+    ...s,
+    phase: "Paused",
+    pausedBy: "drift",
+    message:
+      `weights changed by another writer (expected ${fmt(s.applied)}, found ${fmt(e.observed)}): ` +
+      `paused instead of fighting; \`rolloutd resume\` re-applies step ${s.stepIndex + 1}`,
+    since: e.now,
+    updatedAt: e.now,
+  };
+}
+
+function reduceResume(ctx: RolloutContext, e: Ev<"RESUME">): RolloutState {
+  const s = ctx.state;
+  const next = toStep(ctx, e.now, Math.max(0, s.stepIndex), `resumed (${s.pausedBy ?? "annotation"})`);
+  // Weights were held during an annotation pause, so the route already serves them;
+  // after drift they are written again and may need to be accepted again.
+  const waitAccept = s.pausedBy === "drift" && ctx.settings.needsAcceptance;
+  return {
+    ...next,
+    phase: "Progressing",
+    pausedBy: undefined,
+    tokens: e.token ? { ...s.tokens, resume: e.token } : s.tokens,
+    // Paused time is not evidence: the step's window starts again now.
+    stepStartedAt: waitAccept ? undefined : e.now,
+    analysisDueAt: waitAccept ? undefined : e.now + ctx.settings.intervalMs,
+    since: e.now,
+  };
+}
+
+function reduceAccepted(ctx: RolloutContext, e: Ev<"ACCEPTED">): RolloutState {
+  return {
+    ...ctx.state,
+    stepStartedAt: e.now,
+    analysisDueAt: e.now + ctx.settings.intervalMs,
+    updatedAt: e.now,
+  };
+}
+
+function reducePromote(ctx: RolloutContext, e: Ev<"ANALYSIS" | "PROMOTE">, why: string): RolloutState {
+  const s = ctx.state;
+  const report = e.type === "ANALYSIS" ? e.report : undefined;
+  const nextCanary = s.stable;
+  const nextCanaryRevision = e.revisions[nextCanary];
+  return {
+    ...s,
+    phase: "Promoted",
+    stable: s.canary,
+    canary: nextCanary,
+    baseline: {
+      ...s.baseline,
+      ...(s.revision ? { [s.canary]: s.revision } : {}),
+      ...(nextCanaryRevision ? { [nextCanary]: nextCanaryRevision } : {}),
+    },
+    tokens: e.type === "PROMOTE" ? { ...s.tokens, promote: e.token } : s.tokens,
+    lastAnalysis: report ? recordAnalysis(s, report, e.now) : s.lastAnalysis,
+    stepIndex: -1,
+    canaryWeight: 0,
+    weightsWrittenAt: e.now,
+    stepStartedAt: undefined,
+    analysisDueAt: undefined,
+    pausedBy: undefined,
+    failures: 0,
+    noData: 0,
+    errors: 0,
+    message: `${report ? `${report.summary}; ` : ""}${why}: ${s.canary} promoted to 100%; ${nextCanary} is the next canary`,
+    since: e.now,
+    updatedAt: e.now,
+  };
+}
+
+function reduceRollback(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutState {
+  const s = ctx.state;
+  const j = judge(ctx.settings, s, e.report.verdict);
+  return {
+    ...s,
+    phase: "RolledBack",
+    failures: j.failures,
+    noData: j.noData,
+    errors: j.errors,
+    lastAnalysis: recordAnalysis(s, e.report, e.now),
+    stepIndex: -1,
+    canaryWeight: 0,
+    weightsWrittenAt: e.now,
+    stepStartedAt: undefined,
+    analysisDueAt: undefined,
+    message: `${e.report.summary} at step ${s.stepIndex + 1} (${s.canaryWeight}%): ${j.why}; rolled back to ${s.stable}`,
+    since: e.now,
+    updatedAt: e.now,
+  };
+}
+
+function reduceAdvance(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutState {
+  const j = judge(ctx.settings, ctx.state, e.report.verdict);
+  const next = toStep(ctx, e.now, ctx.state.stepIndex + 1, `${e.report.summary}; ${j.why}`);
+  return { ...next, errors: j.errors, lastAnalysis: recordAnalysis(ctx.state, e.report, e.now) };
+}
+
+function reduceStay(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutState {
+  const s = ctx.state;
+  const j = judge(ctx.settings, s, e.report.verdict);
+  return {
+    ...s,
+    failures: j.failures,
+    noData: j.noData,
+    errors: j.errors,
+    lastAnalysis: recordAnalysis(s, e.report, e.now),
+    // A failed analysis starts a fresh window so one spike is not counted twice;
+    // holding on missing data keeps accumulating the same step's traffic.
+    stepStartedAt: j.outcome === "retry" ? e.now : s.stepStartedAt,
+    analysisDueAt: e.now + ctx.settings.intervalMs,
+    message: `${e.report.summary} at step ${s.stepIndex + 1} (${s.canaryWeight}%): ${j.why}`,
+    updatedAt: e.now,
+  };
+}
+
+const outcomeOf = (ctx: RolloutContext, e: Ev<"ANALYSIS">) =>
+  judge(ctx.settings, ctx.state, e.report.verdict).outcome;
+
+export const rolloutMachine = setup({
+  types: {
+    context: {} as RolloutContext,
+    events: {} as RolloutEvent,
+    input: {} as RolloutContext,
+  },
+  actions: {
+    abort: assign({ state: ({ context, event }) => reduceAbort(context, event as Ev<"ABORT">) }),
+    begin: assign({
+      state: ({ context, event }, p: { why: string; stayPaused?: boolean }) =>
+        reduceBegin(context, event as Ev<"NEW_REVISION" | "START" | "RETRY">, p.why, p.stayPaused ?? false),
+    }),
+    pause: assign({ state: ({ context, event }) => reducePause(context, event as Ev<"PAUSE">) }),
+    drift: assign({ state: ({ context, event }) => reduceDrift(context, event as Ev<"DRIFT">) }),
+    resume: assign({ state: ({ context, event }) => reduceResume(context, event as Ev<"RESUME">) }),
+    accept: assign({ state: ({ context, event }) => reduceAccepted(context, event as Ev<"ACCEPTED">) }),
+    promote: assign({
+      state: ({ context, event }, p: { why: string }) =>
+        reducePromote(context, event as Ev<"ANALYSIS" | "PROMOTE">, p.why),
+    }),
+    rollback: assign({ state: ({ context, event }) => reduceRollback(context, event as Ev<"ANALYSIS">) }),
+    advance: assign({ state: ({ context, event }) => reduceAdvance(context, event as Ev<"ANALYSIS">) }),
+    stay: assign({ state: ({ context, event }) => reduceStay(context, event as Ev<"ANALYSIS">) }),
+    // Effect markers: they do nothing here. decide() turns them into Effects
+    // from the state after the transition, and the controller executes them.
+    applyWeights: () => {},
+    announce: (_, _p: { severity: EventSeverity; reason: string }) => {},
+  },
+  guards: {
+    awaitingAcceptance: ({ context }) => context.state.stepStartedAt === undefined,
+    analysisRollsBack: ({ context, event }) => outcomeOf(context, event as Ev<"ANALYSIS">) === "rollback",
+    analysisPromotes: ({ context, event }) =>
+      outcomeOf(context, event as Ev<"ANALYSIS">) === "advance" &&
+      context.state.stepIndex + 1 >= context.settings.steps.length,
+    analysisAdvances: ({ context, event }) => outcomeOf(context, event as Ev<"ANALYSIS">) === "advance",
+  },
+}).createMachine({
+  id: "rollout",
+  context: ({ input }) => input,
+  initial: "Steady",
+  on: {
+    // Abort wins in every state, and repeats harmlessly.
+    ABORT: {
+      target: ".Aborted",
+      actions: [
+        "abort",
+        "applyWeights",
+        { type: "announce", params: { severity: "Warning", reason: "Aborted" } },
+      ],
+    },
+  },
+  states: {
+    Steady: {
+      on: {
+        NEW_REVISION: begin_("new canary revision"),
+        START: begin_("started by annotation"),
+        RETRY: begin_("retried by annotation"),
+      },
+    },
+    Promoted: {
+      on: {
+        NEW_REVISION: begin_("new canary revision"),
+        START: begin_("started by annotation"),
+        RETRY: begin_("retried by annotation"),
+      },
+    },
+    RolledBack: {
+      on: {
+        NEW_REVISION: begin_("new canary revision"),
+        START: begin_("started by annotation"),
+        RETRY: begin_("retried by annotation"),
+      },
+    },
+    Aborted: {
+      on: {
+        NEW_REVISION: begin_("new canary revision"),
+        START: begin_("started by annotation"),
+        RETRY: begin_("retried by annotation"),
+      },
+    },
+    Progressing: {
+      on: {
+        NEW_REVISION: begin_("new canary revision, restarting"),
+        PAUSE: {
+          target: "Paused",
+          actions: ["pause", { type: "announce", params: { severity: "Normal", reason: "Paused" } }],
+        },
+        DRIFT: {
+          target: "Paused",
+          actions: ["drift", { type: "announce", params: { severity: "Warning", reason: "WeightsDrifted" } }],
+        },
+        ACCEPTED: { guard: "awaitingAcceptance", actions: ["accept"] },
+        PROMOTE: {
+          target: "Promoted",
+          actions: [
+            { type: "promote", params: { why: "promoted by annotation" } },
+            "applyWeights",
+            { type: "announce", params: { severity: "Normal", reason: "Promoted" } },
+          ],
+        },
+        ANALYSIS: [
+          {
+            guard: "analysisRollsBack",
+            target: "RolledBack",
+            actions: [
+              "rollback",
+              "applyWeights",
+              { type: "announce", params: { severity: "Warning", reason: "RolledBack" } },
+            ],
+          },
+          {
+            guard: "analysisPromotes",
+            target: "Promoted",
+            actions: [
+              { type: "promote", params: { why: "all steps passed" } },
+              "applyWeights",
+              { type: "announce", params: { severity: "Normal", reason: "Promoted" } },
+            ],
+          },
+          {
+            guard: "analysisAdvances",
+            actions: [
+              "advance",
+              "applyWeights",
+              { type: "announce", params: { severity: "Normal", reason: "StepAdvanced" } },
+            ],
+          },
+          // Otherwise hold or retry: stay on this step and analyse again after another interval.
+          {
+            actions: [
+              "stay",
+              { type: "announce", params: { severity: "Warning", reason: "AnalysisNotPassed" } },
+            ],
+          },
+        ],
+      },
+    },
+    Paused: {
+      on: {
+        NEW_REVISION: {
+          actions: [
+            {
+              type: "begin",
+              params: { why: "new canary revision while paused, restarting", stayPaused: true },
+            },
+            "applyWeights",
+            { type: "announce", params: { severity: "Normal", reason: "RolloutRestarted" } },
+          ],
+        },
+        RESUME: {
+          target: "Progressing",
+          actions: [
+            "resume",
+            "applyWeights",
+            { type: "announce", params: { severity: "Normal", reason: "Resumed" } },
+          ],
+        },
+        PROMOTE: {
+          target: "Promoted",
+          actions: [
+            { type: "promote", params: { why: "promoted by annotation" } },
+            "applyWeights",
+            { type: "announce", params: { severity: "Normal", reason: "Promoted" } },
+          ],
+        },
+      },
+    },
+  },
+});
+
+function begin_(why: string) {
+  return {
+    target: "Progressing",
+    actions: [
+      { type: "begin", params: { why } },
+      "applyWeights",
+      { type: "announce", params: { severity: "Normal", reason: "RolloutStarted" } },
+    ],
+  } as const;
+}
+
+function fmt(w: Record<string, number> | undefined): string {
+  if (!w) return "nothing";
+  return Object.entries(w)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(" ");
+}
+
+export type RolloutSnapshot = SnapshotFrom<typeof rolloutMachine>;
+
+/** Restores a snapshot from persisted state. Restoring is not a transition: nothing runs. */
+export function restore(settings: Settings, state: RolloutState): RolloutSnapshot {
+  return rolloutMachine.resolveState({ value: state.phase, context: { settings, state } });
+}
+
+export interface Decision {
+  state: RolloutState;
+  effects: Effect[];
+  /** False when the event was not accepted in this state (nothing changes). */
+  changed: boolean;
+}
+
+/** One pure step of the lifecycle. */
+export function decide(settings: Settings, state: RolloutState, event: RolloutEvent): Decision {
+  const snapshot = restore(settings, state);
+  if (!snapshot.can(event)) return { state, effects: [], changed: false };
+  const [next, actions] = transition(rolloutMachine, snapshot, event);
+  const after = next.context.state;
+  const effects: Effect[] = [];
+  for (const a of actions) {
+    if (a.type === "applyWeights") {
+      effects.push({
+        type: "setWeights",
+        canaryPercent: after.canaryWeight,
+        stable: after.stable,
+        canary: after.canary,
+      });
+    } else if (a.type === "announce") {
+      const p = a.params as { severity: EventSeverity; reason: string };
+      effects.push({ type: "record", severity: p.severity, reason: p.reason, message: after.message });
+    }
+  }
+  return { state: after, effects, changed: after !== state };
+}
+
+export { atRest };

@@ -1,0 +1,53 @@
+import type { KObject } from "../kube/kinds.ts";
+/**
+ * Shared by the routers: where in an object the two backends' weights are,
+ * and the JSON Patch that changes only those fields plus our state annotation.
+ */
+import { annotationPath, STATE_ANNOTATION, type JsonPatchOp } from "./types.ts";
+
+export interface WeightLocation {
+  backend: string;
+  /** JSON Pointer of the weight field (it may not exist yet: Gateway API defaults it to 1). */
+  path: string;
+  current: number;
+}
+
+/** Weights by backend as the first location of each backend has them. */
+export function observedWeights(locations: WeightLocation[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const l of locations) if (!(l.backend in out)) out[l.backend] = l.current;
+  return out;
+}
+
+/**
+ * The patch: a resourceVersion precondition, the weight fields, the state
+ * annotation. `add` on an existing member replaces it, so it also covers a
+ * Gateway API backendRef that relied on the default weight.
+ */
+export function weightsPatch(
+  obj: KObject,
+  locations: WeightLocation[],
+  weights: Record<string, number>,
+  stateAnnotation: string,
+): JsonPatchOp[] {
+  const ops: JsonPatchOp[] = [
+    // Setting resourceVersion in a patch makes the API server treat it as a precondition (409 if stale).
+    { op: "replace", path: "/metadata/resourceVersion", value: obj.metadata?.resourceVersion },
+  ];
+  for (const loc of locations) {
+    const w = weights[loc.backend];
+    if (w === undefined) continue;
+    ops.push({ op: "add", path: loc.path, value: w });
+  }
+  if (!obj.metadata?.annotations) ops.push({ op: "add", path: "/metadata/annotations", value: {} });
+  ops.push({ op: "add", path: annotationPath(STATE_ANNOTATION), value: stateAnnotation });
+  return ops;
+}
+
+export const asRecord = (v: unknown): Record<string, unknown> | undefined =>
+  v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+
+export const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+export const asNumber = (v: unknown, dflt: number): number =>
+  typeof v === "number" && Number.isFinite(v) ? v : dflt;
