@@ -1,0 +1,127 @@
+/**
+ * The composition root: the one place that builds the clients, logger,
+ * metrics registry, clock and configuration, and wires them together. No
+ * other module reads the environment or creates a singleton.
+ */
+import type { Logger } from "pino";
+import { createAnalysisGateFactory } from "./analysis/analyzer.ts";
+import { systemClock, type Clock } from "./clock.ts";
+import { RolloutController } from "./controller/controller.ts";
+import { ClusterCache } from "./kube/cache.ts";
+import { checkReachable, loadKubeConfig, makeClients } from "./kube/client.ts";
+import { KubeEventRecorder } from "./kube/events.ts";
+import { KubeWriter } from "./kube/writer.ts";
+import { PolicyStore, type PolicyChangeSet } from "./policy/store.ts";
+import { RouterRegistry } from "./routers/index.ts";
+import { HttpServer } from "./server/http.ts";
+import { Metrics } from "./server/metrics.ts";
+
+export interface DaemonOptions {
+  kubeconfig?: string;
+  context?: string;
+  policiesDir: string;
+  metricsPort: number;
+  metricsHost?: string;
+  workers?: number;
+  /** Minimum analysis window, seconds (about two scrape intervals). */
+  minWindowSeconds?: number;
+  clock?: Clock;
+}
+
+export interface Daemon {
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Daemon> {
+  const clock = opts.clock ?? systemClock;
+  const kc = loadKubeConfig({ kubeconfig: opts.kubeconfig, context: opts.context });
+  const server = kc.getCurrentCluster()?.server;
+  const version = await checkReachable(kc);
+  log.info({ server, version }, "connected to the Kubernetes API server");
+
+  const clients = makeClients(kc);
+  const metrics = new Metrics();
+  const cache = new ClusterCache(clients, log);
+  const routers = new RouterRegistry(cache, new KubeWriter(clients));
+  const gates = createAnalysisGateFactory(
+    opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
+  );
+  const controller = new RolloutController({
+    objects: cache,
+    routers,
+    gates,
+    events: new KubeEventRecorder(clients.core, clock, log),
+    metrics,
+    clock,
+    log: log.child({ component: "controller" }),
+    workers: opts.workers,
+  });
+  cache.onChange((ref) => controller.onObjectChange(ref));
+
+  const store = new PolicyStore({ dir: opts.policiesDir, logger: log });
+  let ready = false;
+  const http = new HttpServer(
+    metrics.registry,
+    {
+      ready: () => {
+        if (!ready) return { ok: false, detail: "starting: policies or watches not loaded yet" };
+        if (!cache.synced()) return { ok: false, detail: "watches not synced" };
+        return { ok: true, detail: `ok: ${controller.policyCount()} policies` };
+      },
+    },
+    log,
+  );
+  const port = await http.listen(opts.metricsPort, opts.metricsHost);
+  log.info({ port }, "serving /healthz, /readyz and /metrics");
+
+  const applyPolicies = (change: PolicyChangeSet) => {
+    for (const e of change.errors)
+      log.error(
+        { file: e.file, line: e.line, column: e.column, field: e.path },
+        `invalid policy: ${e.format()}`,
+      );
+    metrics.policyErrors.set(change.errors.length);
+    metrics.policyLoadErrors.inc(change.errors.length);
+    controller.setPolicies(change.upserted, change.removed);
+  };
+
+  try {
+    await cache.start();
+    log.info(
+      { watches: cache.status().map((s) => `${s.kind}:${s.synced ? "synced" : "unavailable"}`) },
+      "watches started",
+    );
+    const initial = await store.start();
+    applyPolicies(initial);
+    store.subscribe((change) => {
+      if (change.upserted.length || change.removed.length) {
+        log.info(
+          { upserted: change.upserted.map((p) => p.key), removed: change.removed },
+          "policies reloaded",
+        );
+      }
+      applyPolicies(change);
+    });
+    log.info(
+      { dir: opts.policiesDir, policies: store.current().map((p) => p.key), errors: initial.errors.length },
+      "policies loaded",
+    );
+    ready = true;
+  } catch (err) {
+    await Promise.allSettled([store.close(), cache.stop(), http.close()]);
+    throw err;
+  }
+
+  return {
+    port,
+    stop: async () => {
+      ready = false;
+      await store.close();
+      await controller.stop();
+      await cache.stop();
+      gates.close();
+      await http.close();
+    },
+  };
+}
