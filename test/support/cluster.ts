@@ -1,0 +1,249 @@
+/**
+ * Test support: a real control plane with our traffic CRDs installed, and
+ * small helpers to create objects, play the parts no kubelet or controller
+ * plays here (Deployment status, Gateway API parent status), and wait for
+ * conditions instead of sleeping.
+ */
+import { readFileSync, readdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  ApiextensionsV1Api,
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1CustomResourceDefinition,
+  type V1Deployment,
+} from "@kubernetes/client-node";
+import { parseAllDocuments } from "yaml";
+import { KINDS, type KindName, type KObject } from "../../src/kube/kinds.ts";
+import { startControlPlane, type ControlPlane } from "../controlplane/controlplane.ts";
+
+const CRD_DIR = fileURLToPath(new URL("../crds/", import.meta.url));
+
+export interface Cluster {
+  cp: ControlPlane;
+  kc: KubeConfig;
+  core: CoreV1Api;
+  apps: AppsV1Api;
+  custom: CustomObjectsApi;
+  stop(): Promise<void>;
+}
+
+export async function startCluster(opts: { crds?: boolean } = {}): Promise<Cluster> {
+  const cp = await startControlPlane({ log: (l) => process.stderr.write(`# ${l}\n`) });
+  try {
+    const kc = new KubeConfig();
+    kc.loadFromString(cp.kubeconfigYaml);
+    const cluster: Cluster = {
+      cp,
+      kc,
+      core: kc.makeApiClient(CoreV1Api),
+      apps: kc.makeApiClient(AppsV1Api),
+      custom: kc.makeApiClient(CustomObjectsApi),
+      stop: () => cp.stop(),
+    };
+    if (opts.crds !== false) await installCrds(kc);
+    return cluster;
+  } catch (err) {
+    await cp.stop();
+    throw err;
+  }
+}
+
+export function loadCrds(): V1CustomResourceDefinition[] {
+  const out: V1CustomResourceDefinition[] = [];
+  for (const f of readdirSync(CRD_DIR)
+    .filter((f) => f.endsWith(".yaml"))
+    .sort()) {
+    for (const doc of parseAllDocuments(readFileSync(path.join(CRD_DIR, f), "utf8"))) {
+      const obj = doc.toJS() as V1CustomResourceDefinition | null;
+      if (obj?.kind === "CustomResourceDefinition") out.push(obj);
+    }
+  }
+  return out;
+}
+
+export async function installCrds(kc: KubeConfig): Promise<void> {
+  const api = kc.makeApiClient(ApiextensionsV1Api);
+  const crds = loadCrds();
+  for (const crd of crds) await api.createCustomResourceDefinition({ body: crd });
+  for (const crd of crds) {
+    await eventually(`CRD ${crd.metadata!.name} Established`, async () => {
+      const got = await api.readCustomResourceDefinition({ name: crd.metadata!.name! });
+      return got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") ?? false;
+    });
+  }
+  // Discovery and the watch cache catch up a moment after Established; a list proves it.
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  for (const crd of crds) {
+    const v = crd.spec.versions[0]!.name;
+    await eventually(`list ${crd.spec.names.plural}`, async () => {
+      await custom.listClusterCustomObject({
+        group: crd.spec.group,
+        version: v,
+        plural: crd.spec.names.plural,
+      });
+      return true;
+    });
+  }
+}
+
+/** Polls until `probe` is truthy; fails with the last value or error after the timeout. */
+export async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 30_000,
+  intervalMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v) return v;
+      last = v;
+    } catch (err) {
+      last = err instanceof Error ? err.message : err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export async function createNamespace(c: Cluster, name: string): Promise<void> {
+  await c.core.createNamespace({ body: { metadata: { name } } });
+}
+
+export async function createObject(c: Cluster, kind: KindName, obj: KObject): Promise<KObject> {
+  const k = KINDS[kind];
+  const ns = obj.metadata!.namespace!;
+  if (kind === "Deployment")
+    return c.apps.createNamespacedDeployment({ namespace: ns, body: obj as V1Deployment });
+  return (await c.custom.createNamespacedCustomObject({
+    group: k.group,
+    version: k.version,
+    namespace: ns,
+    plural: k.plural,
+    body: { apiVersion: `${k.group}/${k.version}`, kind: k.kind, ...obj },
+  })) as KObject;
+}
+
+export async function getObject(c: Cluster, kind: KindName, ns: string, name: string): Promise<KObject> {
+  const k = KINDS[kind];
+  if (kind === "Deployment") return c.apps.readNamespacedDeployment({ namespace: ns, name });
+  return (await c.custom.getNamespacedCustomObject({
+    group: k.group,
+    version: k.version,
+    namespace: ns,
+    plural: k.plural,
+    name,
+  })) as KObject;
+}
+
+export async function mergePatch(
+  c: Cluster,
+  kind: KindName,
+  ns: string,
+  name: string,
+  body: unknown,
+): Promise<KObject> {
+  const k = KINDS[kind];
+  const opts = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+  if (kind === "Deployment") return c.apps.patchNamespacedDeployment({ namespace: ns, name, body }, opts);
+  return (await c.custom.patchNamespacedCustomObject(
+    { group: k.group, version: k.version, namespace: ns, plural: k.plural, name, body },
+    opts,
+  )) as KObject;
+}
+
+export async function jsonPatch(
+  c: Cluster,
+  kind: KindName,
+  ns: string,
+  name: string,
+  body: unknown[],
+): Promise<KObject> {
+  const k = KINDS[kind];
+  const opts = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch);
+  return (await c.custom.patchNamespacedCustomObject(
+    { group: k.group, version: k.version, namespace: ns, plural: k.plural, name, body },
+    opts,
+  )) as KObject;
+}
+
+export async function annotate(
+  c: Cluster,
+  kind: KindName,
+  ns: string,
+  name: string,
+  annotations: Record<string, string | null>,
+): Promise<void> {
+  await mergePatch(c, kind, ns, name, { metadata: { annotations } });
+}
+
+/** A Deployment with one container; `version` goes into the pod template, so changing it is a new revision. */
+export function deployment(ns: string, name: string, version: string, replicas = 2): V1Deployment {
+  return {
+    metadata: { name, namespace: ns },
+    spec: {
+      replicas,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: { containers: [{ name: "app", image: `example.com/${name}:${version}` }] },
+      },
+    },
+  };
+}
+
+/** Plays the deployment controller: marks the current generation fully rolled out. */
+export async function markRolledOut(c: Cluster, ns: string, name: string): Promise<void> {
+  const d = await c.apps.readNamespacedDeployment({ namespace: ns, name });
+  const replicas = d.spec?.replicas ?? 1;
+  await c.apps.patchNamespacedDeploymentStatus(
+    {
+      namespace: ns,
+      name,
+      body: {
+        status: {
+          observedGeneration: d.metadata?.generation,
+          replicas,
+          updatedReplicas: replicas,
+          readyReplicas: replicas,
+          availableReplicas: replicas,
+        },
+      },
+    },
+    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+  );
+}
+
+/** Ships a new revision of a Deployment (new image) and, unless told otherwise, marks it rolled out. */
+export async function shipRevision(
+  c: Cluster,
+  ns: string,
+  name: string,
+  version: string,
+  rolledOut = true,
+): Promise<void> {
+  await c.apps.patchNamespacedDeployment(
+    {
+      namespace: ns,
+      name,
+      body: [
+        {
+          op: "replace",
+          path: "/spec/template/spec/containers/0/image",
+          value: `example.com/${name}:${version}`,
+        },
+      ],
+    },
+    setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
+  );
+  if (rolledOut) await markRolledOut(c, ns, name);
+}

@@ -1,0 +1,126 @@
+/**
+ * Runs the real daemon (`rolloutd run`) as a child process, the way users
+ * run it, under the same supervisor as the control plane so it cannot
+ * outlive the test. Its JSON log lines are readable for assertions.
+ */
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { spawnSupervised, type SupervisedProcess } from "../controlplane/process.ts";
+import { eventually } from "./cluster.ts";
+
+const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
+
+export interface LogLine {
+  level: string;
+  msg: string;
+  pid?: number;
+  policy?: string;
+  reason?: string;
+  [k: string]: unknown;
+}
+
+export interface DaemonProcess {
+  port: number;
+  pid: number;
+  proc: SupervisedProcess;
+  lines(): LogLine[];
+  /** SIGTERM and wait; returns the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL: no chance to clean up, as in a node failure. */
+  kill(): Promise<void>;
+  waitForLine(what: string, pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+}
+
+export async function startDaemon(opts: {
+  kubeconfig: string;
+  policiesDir: string;
+  extraArgs?: string[];
+  env?: NodeJS.ProcessEnv;
+  waitReady?: boolean;
+}): Promise<DaemonProcess> {
+  const dir = mkdtempSync(path.join(tmpdir(), "rolloutd-daemon-"));
+  const logFile = path.join(dir, "daemon.log");
+  const proc = spawnSupervised(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      MAIN,
+      "run",
+      `--kubeconfig=${opts.kubeconfig}`,
+      `--policies=${opts.policiesDir}`,
+      "--metrics-port=0",
+      "--metrics-host=127.0.0.1",
+      "--log-level=debug",
+      "--log-format=json",
+      ...(opts.extraArgs ?? []),
+    ],
+    {
+      name: "rolloutd",
+      logFile,
+      cleanupDir: dir,
+      env: { ...process.env, ...opts.env },
+      cwd: fileURLToPath(new URL("../../", import.meta.url)),
+    },
+  );
+  const lines = (): LogLine[] => {
+    let text: string;
+    try {
+      text = readFileSync(logFile, "utf8");
+    } catch {
+      return [];
+    }
+    const out: LogLine[] = [];
+    for (const raw of text.split("\n")) {
+      if (!raw.startsWith("{")) continue;
+      try {
+        out.push(JSON.parse(raw) as LogLine);
+      } catch {
+        // a partial last line
+      }
+    }
+    return out;
+  };
+  const waitForLine = (what: string, pred: (l: LogLine) => boolean, timeoutMs = 30_000) =>
+    eventually(
+      what,
+      () => {
+        if (!proc.running()) throw new Error(`daemon exited; log tail:\n${proc.logTail(30)}`);
+        return lines().find(pred);
+      },
+      timeoutMs,
+    );
+  const serving = await waitForLine(
+    "daemon serving",
+    (l) => l.msg.startsWith("serving /healthz"),
+    60_000,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}\n${proc.logTail(30)}`);
+  });
+  const port = serving.port as number;
+  const pid = serving.pid!;
+  if (opts.waitReady !== false) {
+    await eventually(
+      "daemon ready",
+      async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200,
+      60_000,
+    );
+  }
+  return {
+    port,
+    pid,
+    proc,
+    lines,
+    waitForLine,
+    stop: async () => {
+      process.kill(pid, "SIGTERM");
+      return proc.exited;
+    },
+    kill: async () => {
+      process.kill(pid, "SIGKILL");
+      await proc.exited;
+    },
+  };
+}

@@ -1,0 +1,153 @@
+/**
+ * Given/When/Then helpers for engine scenarios: a namespace with two
+ * Deployments and a route, a policy file, and readable waits on the
+ * persisted state, the weights and the Events.
+ */
+import { writeFileSync, rmSync } from "node:fs";
+import path from "node:path";
+import { Watch, type CoreV1Event } from "@kubernetes/client-node";
+import { KINDS, type KObject } from "../../src/kube/kinds.ts";
+import type { RolloutState } from "../../src/machine/state.ts";
+import {
+  createNamespace,
+  createObject,
+  deployment,
+  eventually,
+  markRolledOut,
+  shipRevision,
+  annotate,
+  type Cluster,
+} from "./cluster.ts";
+import { readWeightsObject, stateOf, type RouteFamily } from "./routes.ts";
+
+export interface PolicyOptions {
+  steps: number[];
+  interval: string;
+  extra?: string;
+}
+
+export class Scenario {
+  readonly route = "web";
+  readonly stable = "web-v1";
+  readonly canary = "web-v2";
+  /** Every distinct weights-by-backend the route went through, in order, as seen by a watch. */
+  readonly history: Array<Record<string, number>> = [];
+  private watchReq: { abort(): void } | undefined;
+
+  constructor(
+    readonly c: Cluster,
+    readonly fam: RouteFamily,
+    readonly ns: string,
+    readonly policiesDir: string,
+  ) {}
+
+  /** Given: a namespace, both Deployments rolled out at v1, the route at 100 % stable. */
+  async given(opts: { createRoute?: boolean } = {}): Promise<this> {
+    await createNamespace(this.c, this.ns);
+    for (const d of [this.stable, this.canary]) {
+      await createObject(this.c, "Deployment", deployment(this.ns, d, "1"));
+      await markRolledOut(this.c, this.ns, d);
+    }
+    if (opts.createRoute !== false) await this.createRoute();
+    return this;
+  }
+
+  async createRoute(): Promise<void> {
+    await this.fam.create(this.c, this.ns, this.route, this.stable, this.canary);
+    await this.recordHistory();
+  }
+
+  private async recordHistory(): Promise<void> {
+    const k = KINDS[this.fam.weightsKind];
+    const watch = new Watch(this.c.kc);
+    this.watchReq = await watch.watch(
+      `/apis/${k.group}/${k.version}/namespaces/${this.ns}/${k.plural}`,
+      {},
+      (_t, obj: KObject) => {
+        if (obj.metadata?.name !== this.fam.weightsObjectName(this.route)) return;
+        const w = this.fam.weights(obj);
+        const last = this.history.at(-1);
+        if (!last || JSON.stringify(last) !== JSON.stringify(w)) this.history.push(w);
+      },
+      () => {},
+    );
+  }
+
+  policyYaml(p: PolicyOptions): string {
+    return [
+      "apiVersion: rolloutd.dev/v1alpha1",
+      "kind: RolloutPolicy",
+      `metadata: { name: ${this.route}, namespace: ${this.ns} }`,
+      "spec:",
+      `  target: { kind: ${this.fam.targetKind}, name: ${this.route} }`,
+      `  stable: ${this.stable}`,
+      `  canary: ${this.canary}`,
+      `  steps: [${p.steps.join(", ")}]`,
+      `  interval: ${p.interval}`,
+      ...(p.extra ? [p.extra] : []),
+      "",
+    ].join("\n");
+  }
+
+  writePolicy(p: PolicyOptions): void {
+    writeFileSync(path.join(this.policiesDir, `${this.ns}.yaml`), this.policyYaml(p));
+  }
+
+  removePolicy(): void {
+    rmSync(path.join(this.policiesDir, `${this.ns}.yaml`), { force: true });
+  }
+
+  async weightsObject(): Promise<KObject> {
+    return readWeightsObject(this.c, this.fam, this.ns, this.route);
+  }
+
+  async state(): Promise<RolloutState | undefined> {
+    return stateOf(await this.weightsObject());
+  }
+
+  async weights(): Promise<Record<string, number>> {
+    return this.fam.weights(await this.weightsObject());
+  }
+
+  /** Waits until the persisted state satisfies `pred`. */
+  async until(
+    what: string,
+    pred: (s: RolloutState, w: Record<string, number>) => boolean,
+    timeoutMs = 60_000,
+  ): Promise<RolloutState> {
+    return eventually(
+      `${this.ns}: ${what}`,
+      async () => {
+        const obj = await this.weightsObject();
+        const s = stateOf(obj);
+        return s && pred(s, this.fam.weights(obj)) ? s : undefined;
+      },
+      timeoutMs,
+      50,
+    );
+  }
+
+  async shipCanary(version: string, who = this.canary): Promise<void> {
+    await shipRevision(this.c, this.ns, who, version);
+  }
+
+  async annotateTarget(a: Record<string, string | null>): Promise<void> {
+    await annotate(this.c, this.fam.targetKind, this.ns, this.route, a);
+  }
+
+  async events(): Promise<CoreV1Event[]> {
+    return (await this.c.core.listNamespacedEvent({ namespace: this.ns })).items;
+  }
+
+  async eventWith(reason: string, timeoutMs = 15_000): Promise<CoreV1Event> {
+    return eventually(
+      `${this.ns}: Event ${reason}`,
+      async () => (await this.events()).find((e) => e.reason === reason),
+      timeoutMs,
+    );
+  }
+
+  close(): void {
+    this.watchReq?.abort();
+  }
+}
