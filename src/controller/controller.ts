@@ -267,7 +267,17 @@ export class RolloutController {
     }
     await router.write(view, weights, encodeState(next));
     this.lastProblem.delete(key);
-    if (stepped.event.type === "ANALYSIS") this.recordAnalysis(key, stepped.event.report);
+    if (stepped.event.type === "ANALYSIS") {
+      this.recordAnalysis(key, stepped.event.report);
+      if (stepped.resultAt !== undefined) {
+        const ms = performance.now() - stepped.resultAt;
+        this.deps.metrics.resultToWrite.observe({ phase: next.phase }, ms / 1000);
+        log.debug(
+          { resultToWriteMs: Math.round(ms * 10) / 10, phase: next.phase },
+          "analysis result written",
+        );
+      }
+    }
     this.afterWrite(policy, view, next, [...decision.effects, ...(stepped.extraEffects ?? [])], log);
     return this.requeueFor(policy, next, clock.now());
   }
@@ -294,6 +304,8 @@ export class RolloutController {
     /** A state change that is not a lifecycle transition (e.g. a warning already given). */
     persist?: RolloutState;
     extraEffects?: Array<{ type: "record"; severity: "Normal" | "Warning"; reason: string; message: string }>;
+    /** performance.now() when the analysis result was in hand, to measure result → write. */
+    resultAt?: number;
   }> {
     const base = { now, revisions };
     const atStable = (view.weights[s.canary] ?? 0) === 0;
@@ -389,7 +401,10 @@ export class RolloutController {
     });
     log.debug({ verdict: report.verdict, ms: Date.now() - started }, "analysis done");
     // Decide on the clock after the analysis: it may have taken a while.
-    return { event: { type: "ANALYSIS", report, now: this.deps.clock.now(), revisions } };
+    return {
+      event: { type: "ANALYSIS", report, now: this.deps.clock.now(), revisions },
+      resultAt: performance.now(),
+    };
   }
 
   private requeueFor(_policy: RolloutPolicy, s: RolloutState, now: number): ReconcileResult | void {

@@ -29,6 +29,7 @@ export class Metrics {
   readonly policies: Gauge;
   readonly routeErrors: Counter<"policy" | "reason">;
   readonly queueDepth: Gauge;
+  readonly resultToWrite: Histogram<"phase">;
   private summaries: () => RolloutSummary[] = () => [];
   private depth: () => number = () => 0;
 
@@ -112,6 +113,14 @@ export class Metrics {
       help: "Policies waiting in the work queue.",
       registers: r,
       collect: () => this.queueDepth.set(this.depth()),
+    });
+
+    this.resultToWrite = new Histogram({
+      name: "rolloutd_analysis_result_to_write_seconds",
+      help: "From an analysis result in hand to the resulting weights and state written, by resulting phase.",
+      labelNames: ["phase"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: r,
     });
 
     const summaries = () => this.summaries();
