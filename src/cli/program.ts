@@ -10,6 +10,12 @@ const port = (v: string) => {
   return n;
 };
 
+const wholeSeconds = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a whole number of seconds ≥ 1");
+  return n;
+};
+
 export function buildProgram(): Command {
   const program = new Command("rolloutd")
     .description(
@@ -32,6 +38,11 @@ export function buildProgram(): Command {
     )
     .option("--metrics-host <host>", "address to bind", "0.0.0.0")
     .option("--workers <n>", "policies reconciled concurrently", (v) => Number(v), 8)
+    .option(
+      "--analysis-min-window <seconds>",
+      "smallest analysis window in whole seconds, about two scrape intervals (default 10)",
+      wholeSeconds,
+    )
     .addOption(
       new Option("--log-level <level>", "log level")
         .choices(["trace", "debug", "info", "warn", "error"])

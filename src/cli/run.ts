@@ -20,6 +20,7 @@ export async function runCommand(o: Record<string, string | number | undefined>)
         metricsPort: (o.metricsPort as number) ?? 8080,
         metricsHost: o.metricsHost as string | undefined,
         workers: o.workers as number | undefined,
+        minWindowSeconds: o.analysisMinWindow as number | undefined,
       },
       log,
     );

@@ -142,7 +142,7 @@ export class RolloutController {
 
   private report(
     key: string,
-    level: "warn" | "error" | "info",
+    level: "warn" | "error" | "info" | "debug",
     problem: string,
     fields: Record<string, unknown> = {},
   ): void {
@@ -249,7 +249,7 @@ export class RolloutController {
     const stepped = await this.nextEvent(policy, state, view, controls, revisions, readiness, now, log);
     if (!stepped.event) {
       this.summaries.set(key, { policy: key, phase: state.phase, canaryWeight: state.canaryWeight });
-      if (stepped.note) this.report(key, "info", stepped.note);
+      if (stepped.note) this.report(key, stepped.quiet ? "debug" : "info", stepped.note);
       return stepped.requeueAfterMs !== undefined ? { requeueAfterMs: stepped.requeueAfterMs } : undefined;
     }
 
@@ -304,6 +304,8 @@ export class RolloutController {
     /** A state change that is not a lifecycle transition (e.g. a warning already given). */
     persist?: RolloutState;
     extraEffects?: Array<{ type: "record"; severity: "Normal" | "Warning"; reason: string; message: string }>;
+    /** The note is routine (logged at debug). */
+    quiet?: boolean;
     /** performance.now() when the analysis result was in hand, to measure result → write. */
     resultAt?: number;
   }> {

@@ -162,7 +162,7 @@ export function judge(
       if (settings.onNoData === "hold" || !limitReached) {
         return {
           outcome: "hold",
-          failures: s.failures,
+          failures: 0,
           noData,
           errors: 0,
           why: `no data or too few requests (${noData} in a row): holding`,
@@ -203,8 +203,8 @@ export function judge(
         return { ...failed("metrics unavailable: onError=fail"), errors };
       return {
         outcome: "hold",
-        failures: s.failures,
-        noData: s.noData,
+        failures: 0,
+        noData: 0,
         errors,
         why: `metrics unavailable (${errors}/${settings.onError.limit}): holding`,
       };
@@ -286,7 +286,8 @@ function reduceResume(ctx: RolloutContext, e: Ev<"RESUME">): RolloutState {
   const next = toStep(ctx, e.now, Math.max(0, s.stepIndex), `resumed (${s.pausedBy ?? "annotation"})`);
   // Weights were held during an annotation pause, so the route already serves them;
   // after drift they are written again and may need to be accepted again.
-  const waitAccept = s.pausedBy === "drift" && ctx.settings.needsAcceptance;
+  const waitAccept =
+    ctx.settings.needsAcceptance && (s.pausedBy === "drift" || s.stepStartedAt === undefined);
   return {
     ...next,
     phase: "Progressing",

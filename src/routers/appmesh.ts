@@ -30,7 +30,7 @@ import {
   type RouteView,
   type TrafficRouter,
 } from "./types.ts";
-import { appMeshPairTotal, splitPair } from "./weights.ts";
+import { appMeshPairTotal, splitPair, WeightError } from "./weights.ts";
 
 const GATEWAY_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute"] as const;
 const VIRTUAL_ROUTER_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute", "tcpRoute"] as const;
@@ -45,6 +45,7 @@ function findInLists(
   lists: Array<{ path: string; items: unknown[] }>,
   nameOf: (item: Record<string, unknown>) => string | undefined,
   roles: { stable: string; canary: string },
+  where: { what: string; deps: ObjectRef[] },
 ): Found | undefined {
   const locations: WeightLocation[] = [];
   let pairTotal = Infinity;
@@ -60,7 +61,14 @@ function findInLists(
         locations.push({ backend: name, path: `${list.path}/${i}/weight`, current: weight });
       } else others.push(weight);
     });
-    pairTotal = Math.min(pairTotal, appMeshPairTotal(others));
+    try {
+      pairTotal = Math.min(pairTotal, appMeshPairTotal(others));
+    } catch (err) {
+      // A route with no room for the pair is a configuration problem to report, like a missing backend.
+      if (err instanceof WeightError)
+        throw new RouteError(`${where.what} ${list.path}: ${err.message}`, undefined, where.deps);
+      throw err;
+    }
   }
   return locations.length ? { locations, pairTotal } : undefined;
 }
@@ -105,6 +113,7 @@ export class AppMeshRouter implements TrafficRouter {
         weightedLists,
         (it) => asRecord(asRecord(it.targetRef)?.virtualServiceRef)?.name as string | undefined,
         roles,
+        { what: `GatewayRoute ${ns}/${targetRef.name}`, deps: [targetRef] },
       );
       if (!found) {
         throw new RouteError(
@@ -188,7 +197,10 @@ export class AppMeshRouter implements TrafficRouter {
           });
       }
     });
-    const found = findInLists(lists, (it) => asRecord(it.virtualNodeRef)?.name as string | undefined, roles);
+    const found = findInLists(lists, (it) => asRecord(it.virtualNodeRef)?.name as string | undefined, roles, {
+      what: `VirtualRouter ${vrRef.namespace}/${vrRef.name}`,
+      deps,
+    });
     if (!found) {
       throw new RouteError(
         `VirtualRouter ${vrRef.namespace}/${vrRef.name} has no route whose weightedTargets include both virtual nodes ${roles.stable} and ${roles.canary}`,

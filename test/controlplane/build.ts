@@ -44,6 +44,7 @@ export function cacheDir(): string {
     .update(readFileSync(path.join(GO_MODULE_DIR, "go.mod")))
     .update(readFileSync(path.join(GO_MODULE_DIR, "go.sum")))
     .update(goVersion())
+    .update(JSON.stringify(ldflags()))
     .digest("hex")
     .slice(0, 16);
   return path.join(base, "controlplane", key);
@@ -112,10 +113,17 @@ export async function ensureControlPlaneBinaries(
   }
 }
 
+/** Version stamps, so `kubectl version` and our logs show the real version instead of v0.0.0-master. */
+function ldflags(): string {
+  const mod = readFileSync(path.join(GO_MODULE_DIR, "go.mod"), "utf8");
+  const k8s = /k8s\.io\/kubernetes (v[0-9.]+)/.exec(mod)?.[1] ?? "v0.0.0";
+  return `-s -w -X k8s.io/component-base/version.gitVersion=${k8s} -X k8s.io/client-go/pkg/version.gitVersion=${k8s}`;
+}
+
 function goBuild(pkg: string, out: string, log: (line: string) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     // -v prints each package as it is compiled: that is the progress we show.
-    const child = spawn("go", ["build", "-v", "-trimpath", "-ldflags=-s -w", "-o", out, pkg], {
+    const child = spawn("go", ["build", "-v", "-trimpath", `-ldflags=${ldflags()}`, "-o", out, pkg], {
       cwd: GO_MODULE_DIR,
       env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-mod=readonly -buildvcs=false" },
       stdio: ["ignore", "pipe", "pipe"],

@@ -36,6 +36,8 @@ export interface SupervisedProcess {
   stop(): Promise<number | null>;
   /** True until the process has exited. */
   running(): boolean;
+  /** Keeps our event loop alive until it exits (it does not by default). */
+  hold(): void;
   /** The last lines of its log, for error messages. */
   logTail(lines?: number): string;
 }
@@ -88,6 +90,9 @@ export function spawnSupervised(command: string, args: string[], opts: SpawnOpti
     logFile: opts.logFile,
     exited,
     running: () => alive,
+    hold: () => {
+      child.ref();
+    },
     stop: async () => {
       // Hold the event loop open until it is really gone.
       child.ref();

@@ -18,6 +18,7 @@ const short: Record<string, string> = {
   [FAMILIES[0]!.name]: "gr",
   [FAMILIES[1]!.name]: "vr",
   [FAMILIES[2]!.name]: "http",
+  [FAMILIES[3]!.name]: "grpc",
 };
 
 /** Canary share of the pair in percent, per recorded weights. */
@@ -43,6 +44,7 @@ void describe("rollout engine against a real API server", { concurrency: true },
     for (const s of scenarios) s.close();
     gateway?.stop();
     const code = await daemon?.stop();
+    await daemon?.dispose();
     await c?.stop();
     if (policiesDir) rmSync(policiesDir, { recursive: true, force: true });
     assert.equal(code, 0, "the daemon exits 0 on SIGTERM");

@@ -3,11 +3,11 @@
  * run it, under the same supervisor as the control plane so it cannot
  * outlive the test. Its JSON log lines are readable for assertions.
  */
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { spawnSupervised, type SupervisedProcess } from "../controlplane/process.ts";
+import { guardDirectory, spawnSupervised, type SupervisedProcess } from "../controlplane/process.ts";
 import { eventually } from "./cluster.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
@@ -30,6 +30,8 @@ export interface DaemonProcess {
   stop(): Promise<number | null>;
   /** SIGKILL: no chance to clean up, as in a node failure. */
   kill(): Promise<void>;
+  /** Removes the log directory (after the last look at lines()). */
+  dispose(): Promise<void>;
   waitForLine(what: string, pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
 }
 
@@ -42,6 +44,8 @@ export async function startDaemon(opts: {
 }): Promise<DaemonProcess> {
   const dir = mkdtempSync(path.join(tmpdir(), "rolloutd-daemon-"));
   const logFile = path.join(dir, "daemon.log");
+  // The log outlives the process (tests read it after a stop); the guard removes it if we die.
+  const guard = guardDirectory(dir);
   const proc = spawnSupervised(
     process.execPath,
     [
@@ -60,7 +64,6 @@ export async function startDaemon(opts: {
     {
       name: "rolloutd",
       logFile,
-      cleanupDir: dir,
       env: { ...process.env, ...opts.env },
       cwd: fileURLToPath(new URL("../../", import.meta.url)),
     },
@@ -115,12 +118,23 @@ export async function startDaemon(opts: {
     lines,
     waitForLine,
     stop: async () => {
-      process.kill(pid, "SIGTERM");
+      proc.hold();
+      if (proc.running()) process.kill(pid, "SIGTERM");
       return proc.exited;
     },
     kill: async () => {
-      process.kill(pid, "SIGKILL");
+      proc.hold();
+      if (proc.running()) process.kill(pid, "SIGKILL");
       await proc.exited;
+    },
+    dispose: async () => {
+      if (proc.running()) {
+        proc.hold();
+        process.kill(pid, "SIGKILL");
+        await proc.exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+      await guard.release();
     },
   };
 }

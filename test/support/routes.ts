@@ -209,7 +209,58 @@ export const httpRoute: RouteFamily = {
   },
 };
 
-export const FAMILIES = [weightedGatewayRoute, appMeshVirtualRouter, httpRoute];
+export const grpcRoute: RouteFamily = {
+  name: "Gateway API GRPCRoute",
+  targetKind: "GRPCRoute",
+  weightsKind: "GRPCRoute",
+  async create(c, ns, route, stable, canary) {
+    await createObject(c, "GRPCRoute", {
+      metadata: { name: route, namespace: ns },
+      spec: {
+        parentRefs: [{ name: "gw", sectionName: "grpc" }],
+        rules: [
+          {
+            matches: [{ method: { service: "search.v1.Search", method: "Query" } }],
+            backendRefs: [
+              { name: stable, port: 9000, weight: 100 },
+              { name: canary, port: 9000, weight: 0 },
+            ],
+          },
+          {
+            matches: [{ method: { service: "search.v1.Admin" } }],
+            backendRefs: [{ name: "search-admin", port: 9000 }],
+          },
+        ],
+      },
+    });
+  },
+  weightsObjectName: (route) => route,
+  weights: (obj) =>
+    Object.fromEntries(
+      ((obj.spec as Json).rules[0].backendRefs as Json[]).map((b) => [
+        b.name as string,
+        (b.weight as number | undefined) ?? 1,
+      ]),
+    ),
+  async foreignWeights(c, ns, route, stable, canary) {
+    await jsonPatch(c, "GRPCRoute", ns, route, [
+      { op: "replace", path: "/spec/rules/0/backendRefs/0/weight", value: stable },
+      { op: "replace", path: "/spec/rules/0/backendRefs/1/weight", value: canary },
+    ]);
+  },
+  unrelated: (obj) => [
+    (obj.spec as Json).rules[1],
+    (obj.spec as Json).rules[0].matches,
+    (obj.spec as Json).parentRefs,
+  ],
+  async editUnrelated(c, ns, route) {
+    await jsonPatch(c, "GRPCRoute", ns, route, [
+      { op: "replace", path: "/spec/rules/1/matches/0/method/service", value: "search.v1.Ops" },
+    ]);
+  },
+};
+
+export const FAMILIES = [weightedGatewayRoute, appMeshVirtualRouter, httpRoute, grpcRoute];
 
 export function stateOf(obj: KObject): RolloutState | undefined {
   const raw = obj.metadata?.annotations?.[STATE_ANNOTATION];
@@ -231,22 +282,26 @@ export async function readWeightsObject(
  * the current generation. `hold` lets a test withhold acceptance.
  */
 export class FakeGatewayStatus {
-  private req: { abort(): void } | undefined;
+  private readonly reqs: Array<{ abort(): void }> = [];
   readonly holdNamespaces = new Set<string>();
 
   constructor(private readonly c: Cluster) {}
 
   async start(): Promise<void> {
-    const watch = new Watch(this.c.kc);
-    this.req = await watch.watch(
-      "/apis/gateway.networking.k8s.io/v1/httproutes",
-      {},
-      (_type, obj: KObject) => void this.accept(obj).catch(() => {}),
-      () => {},
-    );
+    for (const plural of ["httproutes", "grpcroutes"]) {
+      const watch = new Watch(this.c.kc);
+      this.reqs.push(
+        await watch.watch(
+          `/apis/gateway.networking.k8s.io/v1/${plural}`,
+          {},
+          (_type, obj: KObject) => void this.accept(obj, plural).catch(() => {}),
+          () => {},
+        ),
+      );
+    }
   }
 
-  private async accept(obj: KObject): Promise<void> {
+  private async accept(obj: KObject, plural: string): Promise<void> {
     const ns = obj.metadata!.namespace!;
     if (this.holdNamespaces.has(ns)) return;
     const gen = obj.metadata!.generation!;
@@ -268,7 +323,7 @@ export class FakeGatewayStatus {
         group: "gateway.networking.k8s.io",
         version: "v1",
         namespace: ns,
-        plural: "httproutes",
+        plural,
         name: obj.metadata!.name!,
         body: {
           status: {
@@ -285,11 +340,14 @@ export class FakeGatewayStatus {
   }
 
   /** Re-sends acceptance for one route (after a test stopped holding its namespace). */
-  async kick(ns: string, name: string): Promise<void> {
-    await this.accept(await getObject(this.c, "HTTPRoute", ns, name));
+  async kick(ns: string, name: string, kind: "HTTPRoute" | "GRPCRoute" = "HTTPRoute"): Promise<void> {
+    await this.accept(
+      await getObject(this.c, kind, ns, name),
+      kind === "HTTPRoute" ? "httproutes" : "grpcroutes",
+    );
   }
 
   stop(): void {
-    this.req?.abort();
+    for (const r of this.reqs) r.abort();
   }
 }

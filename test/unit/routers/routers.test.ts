@@ -1,0 +1,697 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { KindName, KObject, ObjectRef } from "../../../src/kube/kinds.ts";
+import type { RolloutPolicy, TargetKind } from "../../../src/policy/types.ts";
+import { AppMeshRouter } from "../../../src/routers/appmesh.ts";
+import { GatewayApiRouter, acceptance } from "../../../src/routers/gatewayapi.ts";
+import { RouterRegistry, needsAcceptance } from "../../../src/routers/index.ts";
+import {
+  RouteError,
+  STATE_ANNOTATION,
+  annotationPath,
+  type JsonPatchOp,
+  type ObjectReader,
+  type ObjectWriter,
+} from "../../../src/routers/types.ts";
+
+const STATE_PATH = "/metadata/annotations/rolloutd.dev~1state";
+const ROLES = { stable: "blue", canary: "green" };
+
+class MapReader implements ObjectReader {
+  readonly objects = new Map<string, KObject>();
+  constructor(objects: KObject[]) {
+    for (const o of objects) this.put(o);
+  }
+  put(o: KObject): void {
+    this.objects.set(`${o.kind}/${o.metadata!.namespace}/${o.metadata!.name}`, o);
+  }
+  get(kind: KindName, namespace: string, name: string): KObject | undefined {
+    return this.objects.get(`${kind}/${namespace}/${name}`);
+  }
+}
+
+class RecordingWriter implements ObjectWriter {
+  readonly calls: Array<{ ref: ObjectRef; ops: JsonPatchOp[] }> = [];
+  jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<KObject> {
+    this.calls.push({ ref, ops: structuredClone(ops) });
+    return Promise.resolve({});
+  }
+}
+
+function policy(kind: TargetKind, name: string, namespace = "shop"): RolloutPolicy {
+  return {
+    key: `${namespace}/p`,
+    name: "p",
+    namespace,
+    target: { kind, name },
+    stable: "blue",
+    canary: "green",
+    deployments: {},
+    steps: [5, 10, 25, 50, 100],
+    intervalMs: 60_000,
+    routeReadyTimeoutMs: 30_000,
+    source: { file: "p.yaml", line: 1, column: 1 },
+  };
+}
+
+function meta(namespace: string, name: string, extra: Record<string, unknown> = {}) {
+  return { namespace, name, resourceVersion: "41", generation: 3, ...extra };
+}
+
+const APPMESH = "appmesh.k8s.aws/v1beta2";
+const vsTarget = (name: string, weight: number) => ({ targetRef: { virtualServiceRef: { name } }, weight });
+const vnTarget = (name: string, weight: number) => ({ virtualNodeRef: { name }, weight });
+
+void describe("App Mesh: weighted GatewayRoute", () => {
+  const gatewayRoute = (annotations?: Record<string, string>): KObject => ({
+    apiVersion: APPMESH,
+    kind: "GatewayRoute",
+    metadata: meta("shop", "gw", annotations ? { annotations } : {}),
+    spec: {
+      httpRoute: {
+        match: { prefix: "/" },
+        action: { weightedTargets: [vsTarget("blue", 80), vsTarget("other", 10), vsTarget("green", 10)] },
+      },
+      grpcRoute: {
+        match: { serviceName: "x" },
+        action: { weightedTargets: [vsTarget("green", 0), vsTarget("blue", 100)] },
+      },
+    },
+  });
+
+  void it("reads both lists, the pair budget left by other targets and the state", () => {
+    const reader = new MapReader([gatewayRoute({ [STATE_ANNOTATION]: '{"v":1}', team: "x" })]);
+    const view = new AppMeshRouter(reader, new RecordingWriter()).read(policy("GatewayRoute", "gw"), ROLES);
+    assert.deepEqual(view.weights, { blue: 80, green: 10 });
+    assert.equal(view.pairTotal, 90);
+    assert.equal(view.stateAnnotation, '{"v":1}');
+    assert.equal(view.resourceVersion, "41");
+    assert.equal(view.accepted, true);
+    assert.deepEqual(view.weightsRef, { kind: "GatewayRoute", namespace: "shop", name: "gw" });
+    assert.deepEqual(view.dependsOn, [{ kind: "GatewayRoute", namespace: "shop", name: "gw" }]);
+    assert.equal(view.target.kind, "GatewayRoute");
+    assert.equal(view.target.apiVersion, APPMESH);
+    assert.deepEqual(
+      view.locations.map((l) => [l.backend, l.path, l.current]),
+      [
+        ["blue", "/spec/httpRoute/action/weightedTargets/0/weight", 80],
+        ["green", "/spec/httpRoute/action/weightedTargets/2/weight", 10],
+        ["green", "/spec/grpcRoute/action/weightedTargets/0/weight", 0],
+        ["blue", "/spec/grpcRoute/action/weightedTargets/1/weight", 100],
+      ],
+    );
+  });
+
+  void it("plans within the budget and patches only the two backends' weights and the state", async () => {
+    const writer = new RecordingWriter();
+    const router = new AppMeshRouter(new MapReader([gatewayRoute({ other: "kept" })]), writer);
+    const view = router.read(policy("GatewayRoute", "gw"), ROLES);
+    const weights = router.plan(view, ROLES, 25);
+    assert.deepEqual(weights, { blue: 67, green: 23 });
+    await router.write(view, weights, "STATE");
+    assert.equal(writer.calls.length, 1);
+    assert.deepEqual(writer.calls[0]!.ref, { kind: "GatewayRoute", namespace: "shop", name: "gw" });
+    assert.deepEqual(writer.calls[0]!.ops, [
+      { op: "replace", path: "/metadata/resourceVersion", value: "41" },
+      { op: "add", path: "/spec/httpRoute/action/weightedTargets/0/weight", value: 67 },
+      { op: "add", path: "/spec/httpRoute/action/weightedTargets/2/weight", value: 23 },
+      { op: "add", path: "/spec/grpcRoute/action/weightedTargets/0/weight", value: 23 },
+      { op: "add", path: "/spec/grpcRoute/action/weightedTargets/1/weight", value: 67 },
+      { op: "add", path: STATE_PATH, value: "STATE" },
+    ]);
+  });
+
+  void it("adds /metadata/annotations only when the object has none", async () => {
+    const writer = new RecordingWriter();
+    const router = new AppMeshRouter(new MapReader([gatewayRoute()]), writer);
+    const view = router.read(policy("GatewayRoute", "gw"), ROLES);
+    await router.write(view, router.plan(view, { stable: "green", canary: "blue" }, 0), "S");
+    const ops = writer.calls[0]!.ops;
+    assert.deepEqual(ops.slice(-2), [
+      { op: "add", path: "/metadata/annotations", value: {} },
+      { op: "add", path: STATE_PATH, value: "S" },
+    ]);
+    assert.deepEqual(ops[0], { op: "replace", path: "/metadata/resourceVersion", value: "41" });
+    assert.deepEqual(
+      ops.filter((o) => o.path.endsWith("/weight")).map((o) => (o as { value: unknown }).value),
+      [0, 90, 90, 0],
+      "after promotion green is the stable and takes the whole budget",
+    );
+  });
+
+  void it("fails with a RouteError when a list lacks one of the backends", () => {
+    const gr: KObject = {
+      kind: "GatewayRoute",
+      metadata: meta("shop", "gw"),
+      spec: { httpRoute: { action: { weightedTargets: [vsTarget("blue", 100), vsTarget("red", 0)] } } },
+    };
+    assert.throws(
+      () =>
+        new AppMeshRouter(new MapReader([gr]), new RecordingWriter()).read(
+          policy("GatewayRoute", "gw"),
+          ROLES,
+        ),
+      (e: unknown) =>
+        e instanceof RouteError &&
+        e.missing === undefined &&
+        /both virtual services blue and green/.test(e.message),
+    );
+  });
+
+  void it("fails when the other targets leave nothing for the pair", () => {
+    const gr: KObject = {
+      kind: "GatewayRoute",
+      metadata: meta("shop", "gw"),
+      spec: {
+        httpRoute: {
+          action: { weightedTargets: [vsTarget("blue", 0), vsTarget("green", 0), vsTarget("other", 100)] },
+        },
+      },
+    };
+    assert.throws(
+      () =>
+        new AppMeshRouter(new MapReader([gr]), new RecordingWriter()).read(
+          policy("GatewayRoute", "gw"),
+          ROLES,
+        ),
+      (err: unknown) =>
+        err instanceof RouteError &&
+        err.missing === undefined &&
+        /GatewayRoute shop\/gw \/spec\/httpRoute\/action\/weightedTargets: the other weighted targets already use 100 of 100/.test(
+          err.message,
+        ),
+    );
+  });
+
+  void it("fails when the GatewayRoute has no route spec or no target", () => {
+    const bare: KObject = { kind: "GatewayRoute", metadata: meta("shop", "gw"), spec: {} };
+    assert.throws(
+      () =>
+        new AppMeshRouter(new MapReader([bare]), new RecordingWriter()).read(
+          policy("GatewayRoute", "gw"),
+          ROLES,
+        ),
+      (e: unknown) =>
+        e instanceof RouteError && e.missing === undefined && /none of spec.httpRoute/.test(e.message),
+    );
+    const noTarget: KObject = {
+      kind: "GatewayRoute",
+      metadata: meta("shop", "gw"),
+      spec: { httpRoute: { action: {} } },
+    };
+    assert.throws(
+      () =>
+        new AppMeshRouter(new MapReader([noTarget]), new RecordingWriter()).read(
+          policy("GatewayRoute", "gw"),
+          ROLES,
+        ),
+      (e: unknown) =>
+        e instanceof RouteError && /neither weightedTargets nor target.virtualService/.test(e.message),
+    );
+  });
+});
+
+void describe("App Mesh: GatewayRoute → VirtualService → VirtualRouter", () => {
+  const GW: ObjectRef = { kind: "GatewayRoute", namespace: "edge", name: "gw" };
+  const VS: ObjectRef = { kind: "VirtualService", namespace: "shop", name: "shop-vs" };
+  const VR: ObjectRef = { kind: "VirtualRouter", namespace: "shop", name: "shop-vr" };
+
+  const gw: KObject = {
+    apiVersion: APPMESH,
+    kind: "GatewayRoute",
+    metadata: meta("edge", "gw", { annotations: { [STATE_ANNOTATION]: "on-the-gateway-route" } }),
+    spec: {
+      httpRoute: {
+        action: { target: { virtualService: { virtualServiceRef: { name: "shop-vs", namespace: "shop" } } } },
+      },
+    },
+  };
+  const vs = (provider: unknown): KObject => ({
+    kind: "VirtualService",
+    metadata: meta("shop", "shop-vs"),
+    spec: { provider },
+  });
+  const vr: KObject = {
+    kind: "VirtualRouter",
+    metadata: meta("shop", "shop-vr", {
+      resourceVersion: "777",
+      annotations: { [STATE_ANNOTATION]: "on-the-router" },
+    }),
+    spec: {
+      routes: [
+        {
+          name: "http",
+          httpRoute: { action: { weightedTargets: [vnTarget("blue", 95), vnTarget("green", 5)] } },
+        },
+        { name: "http2-blue-only", http2Route: { action: { weightedTargets: [vnTarget("blue", 100)] } } },
+        {
+          name: "grpc",
+          grpcRoute: {
+            action: {
+              weightedTargets: [vnTarget("green", 10), vnTarget("blue", 80), vnTarget("legacy", 10)],
+            },
+          },
+        },
+        {
+          name: "tcp",
+          tcpRoute: { action: { weightedTargets: [vnTarget("blue", 50), vnTarget("green", 50)] } },
+        },
+        { name: "http-others", httpRoute: { action: { weightedTargets: [vnTarget("red", 100)] } } },
+      ],
+    },
+  };
+  const chain = () =>
+    new MapReader([gw, vs({ virtualRouter: { virtualRouterRef: { name: "shop-vr" } } }), vr]);
+
+  void it("follows the refs (namespace override on the VirtualService ref) to the router's weights", () => {
+    const view = new AppMeshRouter(chain(), new RecordingWriter()).read(
+      policy("GatewayRoute", "gw", "edge"),
+      ROLES,
+    );
+    assert.deepEqual(view.weightsRef, VR);
+    assert.deepEqual(view.dependsOn, [GW, VS, VR]);
+    assert.equal(view.target.metadata?.name, "gw", "controls and Events stay on the GatewayRoute");
+    assert.equal(view.stateAnnotation, "on-the-router", "state lives beside the weights");
+    assert.equal(view.resourceVersion, "777");
+    assert.equal(view.pairTotal, 90);
+    assert.deepEqual(view.weights, { blue: 95, green: 5 });
+    assert.deepEqual(
+      view.locations.map((l) => l.path),
+      [
+        "/spec/routes/0/httpRoute/action/weightedTargets/0/weight",
+        "/spec/routes/0/httpRoute/action/weightedTargets/1/weight",
+        "/spec/routes/2/grpcRoute/action/weightedTargets/0/weight",
+        "/spec/routes/2/grpcRoute/action/weightedTargets/1/weight",
+        "/spec/routes/3/tcpRoute/action/weightedTargets/0/weight",
+        "/spec/routes/3/tcpRoute/action/weightedTargets/1/weight",
+      ],
+    );
+  });
+
+  void it("writes the router, leaving routes without both backends alone", async () => {
+    const writer = new RecordingWriter();
+    const router = new AppMeshRouter(chain(), writer);
+    const view = router.read(policy("GatewayRoute", "gw", "edge"), ROLES);
+    await router.write(view, router.plan(view, ROLES, 50), "S");
+    assert.deepEqual(writer.calls[0]!.ref, VR);
+    assert.deepEqual(writer.calls[0]!.ops, [
+      { op: "replace", path: "/metadata/resourceVersion", value: "777" },
+      { op: "add", path: "/spec/routes/0/httpRoute/action/weightedTargets/0/weight", value: 45 },
+      { op: "add", path: "/spec/routes/0/httpRoute/action/weightedTargets/1/weight", value: 45 },
+      { op: "add", path: "/spec/routes/2/grpcRoute/action/weightedTargets/0/weight", value: 45 },
+      { op: "add", path: "/spec/routes/2/grpcRoute/action/weightedTargets/1/weight", value: 45 },
+      { op: "add", path: "/spec/routes/3/tcpRoute/action/weightedTargets/0/weight", value: 45 },
+      { op: "add", path: "/spec/routes/3/tcpRoute/action/weightedTargets/1/weight", value: 45 },
+      { op: "add", path: STATE_PATH, value: "S" },
+    ]);
+  });
+
+  void it("a namespace on the VirtualRouter ref is honoured", () => {
+    const otherVr = { ...vr, metadata: { ...vr.metadata, namespace: "mesh" } };
+    const reader = new MapReader([
+      gw,
+      vs({ virtualRouter: { virtualRouterRef: { name: "shop-vr", namespace: "mesh" } } }),
+      otherVr,
+    ]);
+    const view = new AppMeshRouter(reader, new RecordingWriter()).read(
+      policy("GatewayRoute", "gw", "edge"),
+      ROLES,
+    );
+    assert.deepEqual(view.weightsRef, { kind: "VirtualRouter", namespace: "mesh", name: "shop-vr" });
+  });
+
+  void it("names each missing link", () => {
+    const missing = (objects: KObject[]) => {
+      try {
+        new AppMeshRouter(new MapReader(objects), new RecordingWriter()).read(
+          policy("GatewayRoute", "gw", "edge"),
+          ROLES,
+        );
+      } catch (e) {
+        assert.ok(e instanceof RouteError, String(e));
+        return { missing: e.missing, dependsOn: e.dependsOn };
+      }
+      assert.fail("no error");
+    };
+    const withRouter = vs({ virtualRouter: { virtualRouterRef: { name: "shop-vr" } } });
+    assert.deepEqual(missing([]), { missing: GW, dependsOn: [GW] });
+    assert.deepEqual(missing([gw]), { missing: VS, dependsOn: [GW, VS] });
+    assert.deepEqual(missing([gw, withRouter]), { missing: VR, dependsOn: [GW, VS, VR] });
+  });
+
+  void it("a VirtualService backed by a VirtualNode has no weights", () => {
+    const reader = new MapReader([gw, vs({ virtualNode: { virtualNodeRef: { name: "blue" } } }), vr]);
+    assert.throws(
+      () =>
+        new AppMeshRouter(reader, new RecordingWriter()).read(policy("GatewayRoute", "gw", "edge"), ROLES),
+      (e: unknown) =>
+        e instanceof RouteError &&
+        e.missing === undefined &&
+        /not backed by a VirtualRouter/.test(e.message) &&
+        JSON.stringify(e.dependsOn) === JSON.stringify([GW, VS]),
+    );
+  });
+
+  void it("a router without a route holding both nodes is an error", () => {
+    const lonely: KObject = {
+      kind: "VirtualRouter",
+      metadata: meta("shop", "shop-vr"),
+      spec: { routes: [{ httpRoute: { action: { weightedTargets: [vnTarget("blue", 100)] } } }] },
+    };
+    assert.throws(
+      () =>
+        new AppMeshRouter(new MapReader([lonely]), new RecordingWriter()).read(
+          policy("VirtualRouter", "shop-vr"),
+          ROLES,
+        ),
+      (e: unknown) => e instanceof RouteError && /both virtual nodes blue and green/.test(e.message),
+    );
+  });
+});
+
+void describe("App Mesh: VirtualRouter named directly", () => {
+  const vr: KObject = {
+    apiVersion: APPMESH,
+    kind: "VirtualRouter",
+    metadata: meta("shop", "vr"),
+    spec: {
+      routes: [{ httpRoute: { action: { weightedTargets: [vnTarget("green", 30), vnTarget("blue", 70)] } } }],
+    },
+  };
+
+  void it("the router is target and weights object at once", async () => {
+    const writer = new RecordingWriter();
+    const router = new AppMeshRouter(new MapReader([vr]), writer);
+    const view = router.read(policy("VirtualRouter", "vr"), ROLES);
+    const ref = { kind: "VirtualRouter", namespace: "shop", name: "vr" };
+    assert.deepEqual(view.weightsRef, ref);
+    assert.deepEqual(view.dependsOn, [ref]);
+    assert.equal(view.target.kind, "VirtualRouter");
+    assert.deepEqual(view.weights, { green: 30, blue: 70 });
+    assert.equal(view.pairTotal, 100);
+    assert.equal(view.stateAnnotation, undefined);
+    await router.write(view, router.plan(view, ROLES, 10), "S");
+    assert.deepEqual(writer.calls[0]!.ops, [
+      { op: "replace", path: "/metadata/resourceVersion", value: "41" },
+      { op: "add", path: "/spec/routes/0/httpRoute/action/weightedTargets/0/weight", value: 10 },
+      { op: "add", path: "/spec/routes/0/httpRoute/action/weightedTargets/1/weight", value: 90 },
+      { op: "add", path: "/metadata/annotations", value: {} },
+      { op: "add", path: STATE_PATH, value: "S" },
+    ]);
+  });
+
+  void it("a missing VirtualRouter is named", () => {
+    assert.throws(
+      () =>
+        new AppMeshRouter(new MapReader([]), new RecordingWriter()).read(
+          policy("VirtualRouter", "vr"),
+          ROLES,
+        ),
+      (e: unknown) =>
+        e instanceof RouteError &&
+        JSON.stringify(e.missing) ===
+          JSON.stringify({ kind: "VirtualRouter", namespace: "shop", name: "vr" }),
+    );
+  });
+});
+
+void describe("Gateway API", () => {
+  const httpRoute = (extra: Partial<KObject> = {}): KObject => ({
+    apiVersion: "gateway.networking.k8s.io/v1",
+    kind: "HTTPRoute",
+    metadata: meta("shop", "web", { annotations: { owner: "team" } }),
+    spec: {
+      parentRefs: [{ name: "gw" }],
+      rules: [
+        {
+          matches: [{ path: { value: "/" } }],
+          backendRefs: [
+            { name: "blue", port: 80, weight: 90 },
+            { name: "green", port: 80, weight: 10 },
+          ],
+        },
+        {
+          backendRefs: [
+            { name: "blue", port: 80 },
+            { name: "green", port: 80, weight: 0 },
+          ],
+        },
+        { backendRefs: [{ name: "blue", port: 80 }] },
+        {
+          backendRefs: [
+            { group: "multicluster.x-k8s.io", kind: "ServiceImport", name: "green" },
+            { name: "blue" },
+          ],
+        },
+        {
+          backendRefs: [
+            { kind: "Service", name: "green", weight: 3 },
+            { name: "red", weight: 5 },
+            { group: "", name: "blue", weight: 2 },
+          ],
+        },
+      ],
+    },
+    status: {
+      parents: [
+        {
+          parentRef: { name: "gw" },
+          conditions: [
+            { type: "Accepted", status: "True", observedGeneration: 3 },
+            { type: "ResolvedRefs", status: "True", observedGeneration: 3 },
+          ],
+        },
+      ],
+    },
+    ...extra,
+  });
+
+  void it("finds both Services in every rule that has both; the default weight is 1", () => {
+    const view = new GatewayApiRouter(new MapReader([httpRoute()]), new RecordingWriter()).read(
+      policy("HTTPRoute", "web"),
+      ROLES,
+    );
+    assert.deepEqual(
+      view.locations.map((l) => [l.backend, l.path, l.current]),
+      [
+        ["blue", "/spec/rules/0/backendRefs/0/weight", 90],
+        ["green", "/spec/rules/0/backendRefs/1/weight", 10],
+        ["blue", "/spec/rules/1/backendRefs/0/weight", 1],
+        ["green", "/spec/rules/1/backendRefs/1/weight", 0],
+        ["green", "/spec/rules/4/backendRefs/0/weight", 3],
+        ["blue", "/spec/rules/4/backendRefs/2/weight", 2],
+      ],
+    );
+    assert.deepEqual(view.weights, { blue: 90, green: 10 });
+    assert.equal(view.pairTotal, 100);
+    assert.equal(view.accepted, true);
+    assert.equal(view.acceptanceDetail, undefined);
+    assert.deepEqual(view.weightsRef, { kind: "HTTPRoute", namespace: "shop", name: "web" });
+    assert.deepEqual(view.dependsOn, [view.weightsRef]);
+  });
+
+  void it("writes every such rule, setting a defaulted weight explicitly", async () => {
+    const writer = new RecordingWriter();
+    const router = new GatewayApiRouter(new MapReader([httpRoute()]), writer);
+    const view = router.read(policy("HTTPRoute", "web"), ROLES);
+    await router.write(view, router.plan(view, ROLES, 25), "S");
+    assert.deepEqual(writer.calls[0]!.ops, [
+      { op: "replace", path: "/metadata/resourceVersion", value: "41" },
+      { op: "add", path: "/spec/rules/0/backendRefs/0/weight", value: 75 },
+      { op: "add", path: "/spec/rules/0/backendRefs/1/weight", value: 25 },
+      { op: "add", path: "/spec/rules/1/backendRefs/0/weight", value: 75 },
+      { op: "add", path: "/spec/rules/1/backendRefs/1/weight", value: 25 },
+      { op: "add", path: "/spec/rules/4/backendRefs/0/weight", value: 25 },
+      { op: "add", path: "/spec/rules/4/backendRefs/2/weight", value: 75 },
+      { op: "add", path: STATE_PATH, value: "S" },
+    ]);
+  });
+
+  void it("reports acceptance on the view", () => {
+    const stale = httpRoute({ metadata: meta("shop", "web", { generation: 4 }) });
+    const view = new GatewayApiRouter(new MapReader([stale]), new RecordingWriter()).read(
+      policy("HTTPRoute", "web"),
+      ROLES,
+    );
+    assert.equal(view.accepted, false);
+    assert.match(view.acceptanceDetail!, /Accepted is for generation 3, route is at 4/);
+  });
+
+  void it("GRPCRoute", async () => {
+    const grpc: KObject = {
+      kind: "GRPCRoute",
+      metadata: meta("shop", "rpc"),
+      spec: {
+        rules: [
+          {
+            backendRefs: [
+              { name: "green", weight: 50 },
+              { name: "blue", weight: 50 },
+            ],
+          },
+        ],
+      },
+    };
+    const writer = new RecordingWriter();
+    const router = new GatewayApiRouter(new MapReader([grpc]), writer);
+    const view = router.read(policy("GRPCRoute", "rpc"), ROLES);
+    assert.equal(view.target.kind, "GRPCRoute");
+    assert.equal(view.target.apiVersion, "gateway.networking.k8s.io/v1");
+    assert.deepEqual(view.weightsRef, { kind: "GRPCRoute", namespace: "shop", name: "rpc" });
+    assert.equal(view.accepted, true, "no parentRefs: nothing to wait for");
+    await router.write(view, router.plan(view, ROLES, 100), "S");
+    assert.deepEqual(writer.calls[0]!.ops, [
+      { op: "replace", path: "/metadata/resourceVersion", value: "41" },
+      { op: "add", path: "/spec/rules/0/backendRefs/0/weight", value: 100 },
+      { op: "add", path: "/spec/rules/0/backendRefs/1/weight", value: 0 },
+      { op: "add", path: "/metadata/annotations", value: {} },
+      { op: "add", path: STATE_PATH, value: "S" },
+    ]);
+  });
+
+  void it("errors: missing route, no rule with both", () => {
+    assert.throws(
+      () =>
+        new GatewayApiRouter(new MapReader([]), new RecordingWriter()).read(
+          policy("HTTPRoute", "web"),
+          ROLES,
+        ),
+      (e: unknown) =>
+        e instanceof RouteError &&
+        JSON.stringify(e.missing) === JSON.stringify({ kind: "HTTPRoute", namespace: "shop", name: "web" }),
+    );
+    const one: KObject = {
+      kind: "HTTPRoute",
+      metadata: meta("shop", "web"),
+      spec: { rules: [{ backendRefs: [{ name: "blue" }] }, { backendRefs: [{ name: "green" }] }] },
+    };
+    assert.throws(
+      () =>
+        new GatewayApiRouter(new MapReader([one]), new RecordingWriter()).read(
+          policy("HTTPRoute", "web"),
+          ROLES,
+        ),
+      (e: unknown) =>
+        e instanceof RouteError && e.missing === undefined && /both services blue and green/.test(e.message),
+    );
+  });
+});
+
+void describe("acceptance()", () => {
+  const route = (
+    generation: number,
+    parentRefs: unknown[] | undefined,
+    parents: unknown[] | undefined,
+  ): KObject => ({
+    kind: "HTTPRoute",
+    metadata: { namespace: "shop", name: "web", generation },
+    spec: parentRefs ? { parentRefs } : {},
+    ...(parents ? { status: { parents } } : {}),
+  });
+  const ok = (gen: number) => [
+    { type: "Accepted", status: "True", observedGeneration: gen },
+    { type: "ResolvedRefs", status: "True", observedGeneration: gen },
+  ];
+
+  void it("no parentRefs → accepted", () => {
+    assert.deepEqual(acceptance(route(2, undefined, undefined)), { accepted: true });
+    assert.deepEqual(acceptance(route(2, [], undefined)), { accepted: true });
+  });
+
+  void it("all parents good → accepted", () => {
+    const r = route(
+      2,
+      [{ name: "a" }, { name: "b", namespace: "infra", sectionName: "https" }],
+      [
+        { parentRef: { name: "a", namespace: "shop" }, conditions: ok(2) },
+        { parentRef: { name: "b", namespace: "infra", sectionName: "https" }, conditions: ok(3) },
+      ],
+    );
+    assert.deepEqual(acceptance(r), { accepted: true });
+  });
+
+  void it("a parent without status is pending", () => {
+    const r = route(
+      2,
+      [{ name: "a" }, { name: "b", sectionName: "https" }],
+      [
+        { parentRef: { name: "a" }, conditions: ok(2) },
+        { parentRef: { name: "b", sectionName: "http" }, conditions: ok(2) },
+      ],
+    );
+    assert.deepEqual(acceptance(r), { accepted: false, detail: "Gateway shop/b#https: no status yet" });
+    assert.deepEqual(acceptance(route(2, [{ name: "a" }], undefined)), {
+      accepted: false,
+      detail: "Gateway shop/a: no status yet",
+    });
+  });
+
+  void it("stale observedGeneration is pending", () => {
+    const r = route(5, [{ name: "a" }], [{ parentRef: { name: "a" }, conditions: ok(4) }]);
+    assert.deepEqual(acceptance(r), {
+      accepted: false,
+      detail:
+        "Gateway shop/a: Accepted is for generation 4, route is at 5; " +
+        "Gateway shop/a: ResolvedRefs is for generation 4, route is at 5",
+    });
+  });
+
+  void it("ResolvedRefs False names the reason; a missing condition is named", () => {
+    const r = route(
+      2,
+      [{ name: "a" }],
+      [
+        {
+          parentRef: { name: "a" },
+          conditions: [
+            { type: "Accepted", status: "True", observedGeneration: 2 },
+            {
+              type: "ResolvedRefs",
+              status: "False",
+              observedGeneration: 2,
+              reason: "BackendNotFound",
+              message: "service green not found",
+            },
+          ],
+        },
+      ],
+    );
+    assert.deepEqual(acceptance(r), {
+      accepted: false,
+      detail: "Gateway shop/a: ResolvedRefs=False (BackendNotFound: service green not found)",
+    });
+    const noResolved = route(
+      2,
+      [{ name: "a" }],
+      [
+        {
+          parentRef: { name: "a" },
+          conditions: [{ type: "Accepted", status: "True", observedGeneration: 2 }],
+        },
+      ],
+    );
+    assert.deepEqual(acceptance(noResolved), {
+      accepted: false,
+      detail: "Gateway shop/a: no ResolvedRefs condition",
+    });
+  });
+});
+
+void describe("registry", () => {
+  void it("picks the router by target kind and says which need acceptance", () => {
+    const reg = new RouterRegistry(new MapReader([]), new RecordingWriter());
+    assert.ok(reg.for("HTTPRoute") instanceof GatewayApiRouter);
+    assert.ok(reg.for("GRPCRoute") instanceof GatewayApiRouter);
+    assert.ok(reg.for("GatewayRoute") instanceof AppMeshRouter);
+    assert.ok(reg.for("VirtualRouter") instanceof AppMeshRouter);
+    assert.deepEqual(
+      (["HTTPRoute", "GRPCRoute", "GatewayRoute", "VirtualRouter"] as const).map(needsAcceptance),
+      [true, true, false, false],
+    );
+  });
+
+  void it("annotation paths escape / and ~", () => {
+    assert.equal(annotationPath(STATE_ANNOTATION), STATE_PATH);
+    assert.equal(annotationPath("a~b/c"), "/metadata/annotations/a~0b~1c");
+  });
+});
