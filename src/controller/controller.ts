@@ -390,6 +390,8 @@ export class RolloutController {
         requeueAfterMs: next ? Math.max(1000, next - now) : 3_600_000,
       };
     }
+    // How late this analysis starts against its deadline: the "no missed step deadlines" measure.
+    this.deps.metrics.deadlineLateness.observe(Math.max(0, now - due) / 1000);
     const gate = this.deps.gates.gateFor(policy);
     const started = Date.now();
     const report = await gate.analyze({

