@@ -1,5 +1,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { runCommand } from "./run.ts";
+import { controlCommand, type ControlVerb } from "./control.ts";
+import { statusCommand } from "./status.ts";
 import { validateCommand } from "./validate.ts";
 import { VERSION } from "../version.ts";
 
@@ -60,6 +62,51 @@ export function buildProgram(): Command {
     .action(async (dir: string) => {
       process.exitCode = await validateCommand(dir, process.stdout);
     });
+
+  const kubeOptions = (c: Command) =>
+    c
+      .option("--kubeconfig <file>", "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
+      .option("--context <name>", "kubeconfig context to use")
+      .option("-n, --namespace <ns>", "namespace (default: the context's, else default)");
+
+  kubeOptions(
+    program
+      .command("status")
+      .description("show rollouts as recorded on the routes: phase, step, weights, last check values")
+      .argument("[policy]", "only this policy (name or namespace/name)"),
+  )
+    .option("-A, --all-namespaces", "all namespaces")
+    .addOption(
+      new Option("-o, --output <format>", "output format")
+        .choices(["table", "json", "yaml"])
+        .default("table"),
+    )
+    .action(async (policy: string | undefined, o: Record<string, string | boolean | undefined>) => {
+      process.exitCode = await statusCommand(policy, o, process.stdout);
+    });
+
+  const verbs: Array<[ControlVerb, string]> = [
+    [
+      "abort",
+      "send all traffic to the stable backend now and stop the rollout (sets rolloutd.dev/abort=true)",
+    ],
+    ["pause", "hold the weights and stop analysing (sets rolloutd.dev/pause=true)"],
+    ["resume", "continue a paused rollout; after drift, re-apply the current step"],
+    ["retry", "clear an abort and start the rollout again from the first step"],
+    ["promote", "skip the remaining steps and promote the canary to 100 %"],
+  ];
+  for (const [verb, description] of verbs) {
+    const cmd = kubeOptions(
+      program
+        .command(verb)
+        .description(description)
+        .argument("<route>", "the policy's route as <kind>/<name>, e.g. httproute/frontend"),
+    );
+    if (verb === "abort") cmd.option("--reason <text>", "why, recorded in the rollout state and the Event");
+    cmd.action(async (route: string, o: Record<string, string | undefined>) => {
+      process.exitCode = await controlCommand(verb, route, o, process.stdout);
+    });
+  }
 
   program
     .command("version")

@@ -215,8 +215,19 @@ export class RolloutController {
       }
     }
 
+    const controls = readControls(view.target);
     if (!state) {
-      const fresh = initialState({ stable: policy.stable, canary: policy.canary, baseline: revisions, now });
+      const fresh: RolloutState = {
+        ...initialState({ stable: policy.stable, canary: policy.canary, baseline: revisions, now }),
+        policy: key,
+        // One-shot controls already on the route when we adopt it are history, not requests.
+        tokens: {
+          start: controls.start,
+          retry: controls.retry,
+          resume: controls.resume,
+          promote: controls.promote,
+        },
+      };
       await router.write(view, view.weights, encodeState(fresh));
       this.lastProblem.delete(key);
       this.afterWrite(
@@ -245,7 +256,6 @@ export class RolloutController {
       onError: policy.analysis?.onError ?? { action: "hold", limit: 5 },
       needsAcceptance: needsAcceptance(policy.target.kind),
     };
-    const controls = readControls(view.target);
     const stepped = await this.nextEvent(policy, state, view, controls, revisions, readiness, now, log);
     if (!stepped.event) {
       this.summaries.set(key, { policy: key, phase: state.phase, canaryWeight: state.canaryWeight });
@@ -255,7 +265,7 @@ export class RolloutController {
 
     const decision = decide(settings, state, stepped.event);
     if (!decision.changed && !stepped.persist) return this.requeueFor(policy, state, clock.now());
-    const next: RolloutState = { ...(stepped.persist ?? decision.state) };
+    const next: RolloutState = { ...(stepped.persist ?? decision.state), policy: key };
     let weights = view.weights;
     const setW = decision.effects.find((e) => e.type === "setWeights");
     if (setW) {
@@ -349,7 +359,11 @@ export class RolloutController {
     }
 
     if (s.phase === "Paused") {
-      if (s.pausedBy === "annotation" && !c.pause) return { event: { type: "RESUME", ...base } };
+      if (s.pausedBy === "annotation" && !c.pause) {
+        return {
+          event: { type: "RESUME", ...(c.resume !== s.tokens.resume ? { token: c.resume } : {}), ...base },
+        };
+      }
       if (c.resume && c.resume !== s.tokens.resume)
         return { event: { type: "RESUME", token: c.resume, ...base } };
       if (s.pausedBy === "drift" && s.applied && sameWeights(s.applied, view.weights, [s.stable, s.canary])) {
@@ -359,9 +373,16 @@ export class RolloutController {
     }
 
     // Progressing.
-    if (c.pause) return { event: { type: "PAUSE", ...base } };
+    if (c.pause) return { event: { type: "PAUSE", resumeToken: c.resume, ...base } };
     if (s.applied && !sameWeights(s.applied, view.weights, [s.stable, s.canary])) {
-      return { event: { type: "DRIFT", observed: pick(view.weights, [s.stable, s.canary]), ...base } };
+      return {
+        event: {
+          type: "DRIFT",
+          observed: pick(view.weights, [s.stable, s.canary]),
+          resumeToken: c.resume,
+          ...base,
+        },
+      };
     }
     if (s.stepStartedAt === undefined) {
       if (view.accepted) return { event: { type: "ACCEPTED", ...base } };

@@ -40,10 +40,10 @@ export type RolloutEvent =
   | ({ type: "START"; token: string; revision: string } & Observed)
   | ({ type: "RETRY"; token: string; revision: string } & Observed)
   | ({ type: "ABORT"; reason: string } & Observed)
-  | ({ type: "PAUSE" } & Observed)
+  | ({ type: "PAUSE"; resumeToken?: string } & Observed)
   | ({ type: "RESUME"; token?: string } & Observed)
   | ({ type: "ACCEPTED" } & Observed)
-  | ({ type: "DRIFT"; observed: Record<string, number> } & Observed)
+  | ({ type: "DRIFT"; observed: Record<string, number>; resumeToken?: string } & Observed)
   | ({ type: "ANALYSIS"; report: AnalysisReport } & Observed)
   | ({ type: "PROMOTE"; token: string } & Observed);
 
@@ -261,6 +261,8 @@ function reducePause(ctx: RolloutContext, e: Ev<"PAUSE">): RolloutState {
     ...s,
     phase: "Paused",
     pausedBy: "annotation",
+    // Only a resume token set after this pause may end it.
+    tokens: e.resumeToken !== undefined ? { ...s.tokens, resume: e.resumeToken } : s.tokens,
     message: `paused by annotation at step ${s.stepIndex + 1}, canary at ${s.canaryWeight}%`,
     since: e.now,
     updatedAt: e.now,
@@ -273,6 +275,7 @@ function reduceDrift(ctx: RolloutContext, e: Ev<"DRIFT">): RolloutState {
     ...s,
     phase: "Paused",
     pausedBy: "drift",
+    tokens: e.resumeToken !== undefined ? { ...s.tokens, resume: e.resumeToken } : s.tokens,
     message:
       `weights changed by another writer (expected ${fmt(s.applied)}, found ${fmt(e.observed)}): ` +
       `paused instead of fighting; \`rolloutd resume\` re-applies step ${s.stepIndex + 1}`,

@@ -31,6 +31,8 @@ export interface RecordedAnalysis {
 
 export interface RolloutState {
   v: 1;
+  /** The policy ("namespace/name") that owns this rollout, for `rolloutd status`. */
+  policy?: string;
   phase: Phase;
   /** Current roles: they swap on promotion. */
   stable: string;
