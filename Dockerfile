@@ -1,0 +1,28 @@
+# syntax=docker/dockerfile:1
+# rolloutd: compiled JavaScript on a distroless Node 24 image, non-root, no shell at runtime.
+
+# 1. Compile TypeScript with the full toolchain.
+FROM node:24-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# 2. Production dependencies only (no install scripts are needed by them).
+FROM node:24-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+# 3. Runtime: node and our files, nothing else.
+FROM gcr.io/distroless/nodejs24-debian12:nonroot
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /src/dist/src ./dist/src
+COPY package.json ./
+USER nonroot
+EXPOSE 8080
+ENTRYPOINT ["/nodejs/bin/node", "dist/src/main.js"]
+CMD ["run", "--policies=/etc/rolloutd/policies"]
