@@ -92,6 +92,16 @@ export class RolloutController {
   /** Applies a policy change set: new and changed policies are reconciled, removed ones forgotten. */
   setPolicies(upserted: RolloutPolicy[], removed: string[]): void {
     for (const key of removed) {
+      const gone = this.policies.get(key);
+      for (const other of this.policies.values()) {
+        if (
+          gone &&
+          other.key !== key &&
+          other.namespace === gone.namespace &&
+          other.target.name === gone.target.name
+        )
+          this.queue.add(other.key);
+      }
       this.policies.delete(key);
       this.windows.delete(key);
       this.summaries.delete(key);
@@ -106,6 +116,21 @@ export class RolloutController {
       this.queue.add(p.key);
     }
     this.deps.metrics.policies.set(this.policies.size);
+  }
+
+  private ownerOf(p: RolloutPolicy): string {
+    let owner = p.key;
+    for (const other of this.policies.values()) {
+      if (
+        other.key < owner &&
+        other.namespace === p.namespace &&
+        other.target.kind === p.target.kind &&
+        other.target.name === p.target.name
+      ) {
+        owner = other.key;
+      }
+    }
+    return owner;
   }
 
   /** Watch handler: maps a changed object to the policies that read it. Never decides anything. */
@@ -160,6 +185,18 @@ export class RolloutController {
       policy: key,
       route: `${policy.target.kind}/${policy.namespace}/${policy.target.name}`,
     });
+
+    // Two policies on one route would overwrite each other's state: the first (by key) owns it.
+    const owner = this.ownerOf(policy);
+    if (owner !== key) {
+      this.deps.metrics.routeErrors.inc({ policy: key, reason: "Conflict" });
+      this.report(
+        key,
+        "error",
+        `policy ${owner} already manages ${policy.target.kind} ${policy.namespace}/${policy.target.name}; this policy is ignored until that changes`,
+      );
+      return;
+    }
 
     if (!objects.isAvailable(policy.target.kind)) {
       this.report(
