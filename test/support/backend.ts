@@ -7,8 +7,9 @@
  *
  * Its behaviour is settable while it runs: `latencyMs` is really waited before answering, and it is what the
  * histogram records (not the measured time: this server shares its event loop with the test's load generator,
- * watches and polls, and that loop's lag must not become the canary's latency); `errorRate` is the probability
- * of a 500. A request is counted when it is answered, as an instrumented app does. Prometheus scrapes `/metrics`.
+ * watches and polls, and that loop's lag must not become the canary's latency). `errorRate` is the share of
+ * 500s, spread evenly over the requests (not random, so a short window measures it closely). A request is
+ * counted when it is answered, as an instrumented app does. Prometheus scrapes `/metrics`.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -17,7 +18,7 @@ import { Counter, Histogram, Registry } from "prom-client";
 export interface Behaviour {
   /** Time the handler waits before answering, in milliseconds. */
   latencyMs: number;
-  /** Share of requests answered with 500, 0..1. */
+  /** Share of requests answered with 500, 0..1, spread evenly (0.25: every fourth request). */
   errorRate: number;
 }
 
@@ -34,6 +35,8 @@ export class TestBackend {
   readonly #server: http.Server;
   readonly #labels: { service: string; namespace: string };
   #port = 0;
+  /** Errors owed: grows by errorRate per request, a 500 is answered whenever it reaches 1. */
+  #errorDebt = 0;
 
   constructor(
     readonly service: string,
@@ -106,7 +109,9 @@ export class TestBackend {
       return;
     }
     const { latencyMs, errorRate } = this.#behaviour;
-    const code = Math.random() < errorRate ? 500 : 200;
+    this.#errorDebt += errorRate;
+    const code = this.#errorDebt >= 1 ? 500 : 200;
+    if (code === 500) this.#errorDebt -= 1;
     req.resume();
     setTimeout(() => {
       res.writeHead(code, { "content-type": "text/plain" }).end(`${this.service} ${code}\n`);
