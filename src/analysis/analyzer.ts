@@ -6,14 +6,17 @@
  * right after a step starts; only that floor may reach back before the step start. Queries are evaluated at
  * `request.now`, all checks concurrently.
  *
- * Check verdicts: a value within [min, max] (inclusive) passes, outside fails; NaN fails — it means the query
- * divided 0 by 0 or took a quantile of an empty histogram, i.e. usually "no requests", and a NaN can never show
- * that the canary is healthy. The built-in templates are written so that no traffic yields no data instead of
- * NaN; raw queries should filter their denominator with `> 0` to get the same. An empty result is noData and a
- * failed query is error: the engine decides what those mean (onNoData / onError) and counts them.
+ * Check verdicts: a value within [min, max] (inclusive) passes, outside fails. NaN never passes, but it is no
+ * evidence of a breach either: it means the query divided 0 by 0 or took a quantile of an empty histogram, i.e.
+ * almost always "no requests" — rolling back a canary for that is the anchors' most complained-about mistake.
+ * So NaN counts like no data (inconclusive; the policy's onNoData decides), recorded as NaN. The built-in
+ * templates yield no data instead of NaN; raw queries may filter their denominator with `> 0`. A failed query is
+ * error: the engine decides what those mean (onError) and counts them.
  *
- * Overall verdict: any fail → fail; else any error (a check or the requests query) → error; else any noData or
- * fewer than minRequests requests → inconclusive; else pass.
+ * Overall verdict: with fewer than minRequests canary requests the step neither passes nor fails — error if
+ * Prometheus could not be asked, else inconclusive, even when a check is out of bounds (one slow request among
+ * three is not a regression). Otherwise: any fail → fail; else any error → error; else any noData/NaN →
+ * inconclusive; else pass.
  */
 import type { AnalysisSpec, PrometheusSpec, RolloutPolicy } from "../policy/types.ts";
 import { PrometheusClient, type PrometheusClientOptions } from "./prometheus.ts";
@@ -105,8 +108,8 @@ export function judge(
       return { verdict: "noData", reason: `${name} no data (empty result)` };
     case "nan":
       return {
-        verdict: "fail",
-        reason: `${name} NaN (0/0 or an empty histogram, e.g. no requests in the window): NaN never passes`,
+        verdict: "noData",
+        reason: `${name} NaN (0/0 or an empty histogram, e.g. no requests in the window): inconclusive`,
       };
     case "error":
       return {
@@ -144,6 +147,9 @@ function overallVerdict(
   requestsError: boolean,
   tooFewRequests: boolean,
 ): AnalysisVerdict {
+  if (tooFewRequests) {
+    return requestsError || checks.some((c) => c.verdict === "error") ? "error" : "inconclusive";
+  }
   if (checks.some((c) => c.verdict === "fail")) return "fail";
   if (requestsError || checks.some((c) => c.verdict === "error")) return "error";
   if (tooFewRequests || checks.some((c) => c.verdict === "noData")) return "inconclusive";

@@ -4,6 +4,7 @@
  * abort by annotation — narrated as the persisted rollout state changes.
  */
 import type { RolloutState } from "../../src/machine/state.ts";
+import type { Traffic } from "./traffic.ts";
 import {
   annotate,
   createNamespace,
@@ -35,7 +36,7 @@ interface DemoRoute {
   canary: string;
   deployments: [string, string];
   /** What the demo does once the rollout runs. */
-  ending: "promote" | "abort";
+  ending: "promote" | "abort" | "promote-then-rollback";
 }
 
 const ROUTES: DemoRoute[] = [
@@ -64,7 +65,7 @@ const ROUTES: DemoRoute[] = [
     stable: "frontend-v1",
     canary: "frontend-v2",
     deployments: ["frontend-v1", "frontend-v2"],
-    ending: "promote",
+    ending: "promote-then-rollback",
   },
   {
     policy: "search",
@@ -89,7 +90,7 @@ function describe(s: RolloutState, w: Record<string, number>): string {
   return `${s.phase.padEnd(11)} ${weights.padEnd(42)} ${s.message}`;
 }
 
-export function runSandboxDemo(c: Cluster, say: (line: string) => void): Demo {
+export function runSandboxDemo(c: Cluster, say: (line: string) => void, traffic: Traffic | undefined): Demo {
   const gateway = new FakeGatewayStatus(c);
   let stopped = false;
 
@@ -106,6 +107,8 @@ export function runSandboxDemo(c: Cluster, say: (line: string) => void): Demo {
     say(
       `created namespace ${NS}: Deployments, an App Mesh GatewayRoute (weighted), a GatewayRoute → VirtualService → VirtualRouter chain, an HTTPRoute and a GRPCRoute`,
     );
+
+    await traffic?.follow(c);
 
     // Narrate every change of each rollout's persisted state.
     const last = new Map<string, string>();
@@ -150,7 +153,27 @@ export function runSandboxDemo(c: Cluster, say: (line: string) => void): Demo {
 
       for (const r of ROUTES) {
         const want = r.ending === "abort" ? "Aborted" : "Promoted";
-        await eventually(`${r.policy} ${want}`, async () => (await stateOfRoute(r))?.phase === want, 120_000);
+        await eventually(`${r.policy} ${want}`, async () => (await stateOfRoute(r))?.phase === want, 180_000);
+      }
+
+      const analysed = ROUTES.find((r) => r.ending === "promote-then-rollback")!;
+      if (traffic) {
+        const promoted = await stateOfRoute(analysed);
+        say(
+          `${NS}/${analysed.policy} was promoted on measured values: ${promoted?.lastAnalysis?.summary ?? "?"}`,
+        );
+        say(`the next release of ${analysed.stable} (now the canary) is slow: its backend answers in 800 ms`);
+        traffic.backends["frontend-v1"].setBehaviour({ latencyMs: 800 });
+        await shipRevision(c, NS, analysed.deployments[0], "3");
+        const rolledBack = await eventually(
+          `${analysed.policy} RolledBack`,
+          async () => {
+            const s = await stateOfRoute(analysed);
+            return s?.phase === "RolledBack" ? s : undefined;
+          },
+          180_000,
+        );
+        say(`rolled back for a measured reason: ${rolledBack.message}`);
       }
       await narrate();
       return { ok: true };

@@ -14,11 +14,16 @@ import { startDaemon } from "../../src/daemon.ts";
 import { kubeconfigSource } from "../../src/kube/client.ts";
 import { createLogger } from "../../src/log.ts";
 import { runSandboxDemo } from "./demo.ts";
+import { startTraffic } from "./traffic.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const say = (line: string) => console.log(`\x1b[36msandbox ▸\x1b[0m ${line}`);
 
-/** Example policies, copied with demo-sized intervals and without time windows. */
+/**
+ * Example policies, copied with demo-sized intervals and without time windows.
+ * Analysis stays where the sandbox can feed it (provider `app`: its test
+ * backends export those series) and points at the sandbox's Prometheus.
+ */
 export function sandboxPolicies(
   srcDir: string,
   dstDir: string,
@@ -26,21 +31,30 @@ export function sandboxPolicies(
 ): string[] {
   rmSync(dstDir, { recursive: true, force: true });
   mkdirSync(dstDir, { recursive: true });
-  const names: string[] = [];
+  const notes: string[] = [];
   for (const f of readdirSync(srcDir).filter((f) => /\.ya?ml$/.test(f))) {
     const doc = parseDocument(readFileSync(path.join(srcDir, f), "utf8"));
+    const key = `${String(doc.getIn(["metadata", "namespace"]))}/${String(doc.getIn(["metadata", "name"]))}`;
     doc.setIn(["spec", "interval"], "3s");
     doc.deleteIn(["spec", "window"]);
     doc.deleteIn(["spec", "windowTimeZone"]);
+    let note = "3 s steps";
     if (doc.hasIn(["spec", "analysis"])) {
-      if (overrides.prometheusUrl)
+      if (overrides.prometheusUrl && doc.getIn(["spec", "analysis", "provider"]) === "app") {
+        doc.setIn(["spec", "interval"], "4s");
         doc.setIn(["spec", "analysis", "prometheus", "url"], overrides.prometheusUrl);
-      else doc.deleteIn(["spec", "analysis"]);
+        // A few dozen requests per second at 5 % cannot reach production-sized minimums in 4 s.
+        doc.setIn(["spec", "analysis", "minRequests"], 10);
+        note = "4 s steps, Prometheus analysis on live test traffic";
+      } else {
+        doc.deleteIn(["spec", "analysis"]);
+        note = `3 s steps, analysis left out (${overrides.prometheusUrl ? "its provider's metrics need a real mesh" : "no Prometheus"})`;
+      }
     }
     writeFileSync(path.join(dstDir, f), doc.toString());
-    names.push(`${String(doc.getIn(["metadata", "namespace"]))}/${String(doc.getIn(["metadata", "name"]))}`);
+    notes.push(`${key}: ${note}`);
   }
-  return names;
+  return notes;
 }
 
 async function main(): Promise<void> {
@@ -67,13 +81,23 @@ async function main(): Promise<void> {
   say(`API server ${cluster.cp.server}; kubeconfig written to .sandbox/kubeconfig`);
   say(`  try, in another terminal:  KUBECONFIG=.sandbox/kubeconfig npm run rolloutd -- status -A`);
 
+  const traffic = await startTraffic(cluster, say);
   const policiesDir = path.join(sandboxDir, "policies");
-  const keys = sandboxPolicies(path.join(ROOT, "policies"), policiesDir, {});
-  say(`policies: ${keys.join(", ")} (copies of ./policies with 3 s intervals, no time windows)`);
+  const notes = sandboxPolicies(path.join(ROOT, "policies"), policiesDir, {
+    prometheusUrl: traffic?.prometheusUrl,
+  });
+  say("policies (copies of ./policies in .sandbox/policies):");
+  for (const n of notes) say(`  ${n}`);
 
   const log = createLogger({ level: "info", pretty: process.stdout.isTTY === true });
   const daemon = await startDaemon(
-    { kubeconfig: kubeconfigPath, policiesDir, metricsPort: 0, metricsHost: "127.0.0.1" },
+    {
+      kubeconfig: kubeconfigPath,
+      policiesDir,
+      metricsPort: 0,
+      metricsHost: "127.0.0.1",
+      minWindowSeconds: 4,
+    },
     log,
   );
   say(`daemon running; metrics at http://127.0.0.1:${daemon.port}/metrics`);
@@ -85,6 +109,7 @@ async function main(): Promise<void> {
     say("stopping the daemon and the sandbox…");
     await demo.stop();
     await daemon.stop();
+    await traffic?.stop();
     await cluster.stop();
     say("bye");
     process.exit(code);
@@ -92,7 +117,7 @@ async function main(): Promise<void> {
   process.once("SIGINT", () => void stop(0));
   process.once("SIGTERM", () => void stop(0));
 
-  const demo = runSandboxDemo(cluster, say);
+  const demo = runSandboxDemo(cluster, say, traffic);
   const outcome = await demo.done;
   say(
     outcome.ok

@@ -97,11 +97,12 @@ void describe("PrometheusGate verdicts", () => {
     assert.match(lat.query, /^histogram_quantile\(0\.99, .*service="checkout-v2",namespace="shop"\}\[60s\]/);
   });
 
-  void it("NaN never passes: it fails and says NaN", async () => {
+  void it("NaN never passes, nor is it a breach: inconclusive, recorded as NaN", async () => {
     const { report } = await run([LAT, ERR], { histogram_quantile: value(1), errors: nan });
-    assert.equal(report.verdict, "fail");
-    assert.equal(report.checks[1]!.verdict, "fail");
-    assert.match(report.checks[1]!.reason, /^error-rate NaN .*never passes/);
+    assert.equal(report.verdict, "inconclusive");
+    assert.equal(report.checks[1]!.verdict, "noData");
+    assert.equal(report.checks[1]!.outcome.kind, "nan");
+    assert.match(report.checks[1]!.reason, /^error-rate NaN .*inconclusive/);
   });
 
   void it("no data is inconclusive, not a failure", async () => {
@@ -133,12 +134,13 @@ void describe("PrometheusGate verdicts", () => {
     assert.equal(await verdict(noData, timeout, value(0)), "error");
     assert.equal(await verdict(noData, value(1), value(0)), "inconclusive");
     assert.equal(await verdict(value(1), value(1), value(0)), "pass");
-    // Too few requests does not hide a failure or an error.
+    // Below minRequests a step neither passes nor fails: an out-of-bounds value among 3 requests is no breach,
+    // but Prometheus being unreachable is still an error the policy's onError counts.
     const few = { minRequests: 50, requestsQuery: "reqs[{{window}}]" };
     assert.equal(
       (await run(checks, { "a[": value(2), "b[": value(0), "c[": value(0), reqs: value(3) }, few)).report
         .verdict,
-      "fail",
+      "inconclusive",
     );
     assert.equal(
       (await run(checks, { "a[": timeout, "b[": value(0), "c[": value(0), reqs: value(3) }, few)).report
