@@ -22,7 +22,8 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist/src ./dist/src
 COPY package.json ./
-USER nonroot
+# Numeric, so the kubelet can verify runAsNonRoot (65532 is distroless's nonroot).
+USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/nodejs/bin/node", "dist/src/main.js"]
 CMD ["run", "--policies=/etc/rolloutd/policies"]

@@ -6,10 +6,17 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { it } from "node:test";
+
+function cacheBase(): string {
+  return (
+    process.env.ROLLOUTD_CACHE_DIR ??
+    path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), ".cache"), "rolloutd")
+  );
+}
 
 const START = fileURLToPath(new URL("../sandbox/start.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -27,6 +34,8 @@ void it("npm start without a cluster: sandbox, promotions on measured values, a 
           KUBECONFIG: "",
           KUBERNETES_SERVICE_HOST: "",
           ROLLOUTD_SANDBOX_EXIT: "1",
+          // The control-plane binaries stay where this machine cached them (the cache is under HOME otherwise).
+          ROLLOUTD_CACHE_DIR: cacheBase(),
         },
         stdio: ["ignore", "pipe", "pipe"],
       });
