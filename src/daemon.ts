@@ -25,6 +25,8 @@ export interface DaemonOptions {
   workers?: number;
   /** Minimum analysis window, seconds (about two scrape intervals). */
   minWindowSeconds?: number;
+  /** Limit watches and writes to these namespaces (namespaced RBAC); all namespaces when absent. */
+  namespaces?: readonly string[];
   clock?: Clock;
 }
 
@@ -42,7 +44,9 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
 
   const clients = makeClients(kc);
   const metrics = new Metrics();
-  const cache = new ClusterCache(clients, log);
+  const namespaces = opts.namespaces?.length ? opts.namespaces : undefined;
+  if (namespaces) log.info({ namespaces }, "limited to namespaces: watching and writing only in these");
+  const cache = new ClusterCache(clients, log, { namespaces });
   const routers = new RouterRegistry(cache, new KubeWriter(clients));
   const gates = createAnalysisGateFactory(
     opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
@@ -56,6 +60,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     clock,
     log: log.child({ component: "controller" }),
     workers: opts.workers,
+    namespaces,
   });
   cache.onChange((ref) => controller.onObjectChange(ref));
 

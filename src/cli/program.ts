@@ -18,6 +18,19 @@ const wholeSeconds = (v: string) => {
   return n;
 };
 
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+const namespaceList = (v: string) => {
+  const list = v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const bad = list.find((ns) => ns.length > 63 || !DNS_LABEL.test(ns));
+  if (bad !== undefined) throw new InvalidArgumentError(`"${bad}" is not a valid namespace name`);
+  if (list.length === 0) throw new InvalidArgumentError("give at least one namespace");
+  return list;
+};
+
 export function buildProgram(): Command {
   const program = new Command("rolloutd")
     .description(
@@ -41,6 +54,11 @@ export function buildProgram(): Command {
     .option("--metrics-host <host>", "address to bind", "0.0.0.0")
     .option("--workers <n>", "policies reconciled concurrently", (v) => Number(v), 8)
     .option(
+      "--namespaces <list>",
+      "comma-separated namespaces to watch and write in, for namespaced RBAC; policies elsewhere are refused (default: all)",
+      namespaceList,
+    )
+    .option(
       "--analysis-min-window <seconds>",
       "smallest analysis window in whole seconds, about two scrape intervals (default 10)",
       wholeSeconds,
@@ -51,7 +69,7 @@ export function buildProgram(): Command {
         .default("info"),
     )
     .option("--log-format <format>", "json or pretty (default: pretty on a terminal)")
-    .action(async (o: Record<string, string | number | undefined>) => {
+    .action(async (o: Record<string, string | number | string[] | undefined>) => {
       process.exitCode = await runCommand(o);
     });
 

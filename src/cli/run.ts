@@ -7,7 +7,7 @@ import { startDaemon } from "../daemon.ts";
 import { KubeConfigError } from "../kube/client.ts";
 import { createLogger } from "../log.ts";
 
-export async function runCommand(o: Record<string, string | number | undefined>): Promise<number> {
+export async function runCommand(o: Record<string, string | number | string[] | undefined>): Promise<number> {
   const pretty = o.logFormat ? o.logFormat === "pretty" : process.stdout.isTTY === true;
   const log = createLogger({ level: (o.logLevel as "info") ?? "info", pretty });
   let daemon;
@@ -21,6 +21,7 @@ export async function runCommand(o: Record<string, string | number | undefined>)
         metricsHost: o.metricsHost as string | undefined,
         workers: o.workers as number | undefined,
         minWindowSeconds: o.analysisMinWindow as number | undefined,
+        namespaces: o.namespaces as string[] | undefined,
       },
       log,
     );

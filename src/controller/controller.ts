@@ -36,7 +36,8 @@ import { readControls, rolledOut, templateRevision, type Controls } from "./obse
 
 export interface ObjectSource {
   get(kind: KindName, namespace: string, name: string): KObject | undefined;
-  isAvailable(kind: KindName): boolean;
+  /** With a namespace: synced in that namespace (the daemon may be limited to some). */
+  isAvailable(kind: KindName, namespace?: string): boolean;
 }
 
 export interface GateProvider {
@@ -52,6 +53,12 @@ export interface ControllerDeps {
   clock: Clock;
   log: Logger;
   workers?: number;
+  /**
+   * The namespaces the daemon is limited to (`--namespaces`), when it is: a
+   * policy in any other namespace is refused, since its route is neither
+   * watched nor writable there.
+   */
+  namespaces?: readonly string[];
 }
 
 /** How long to wait before looking again at a policy whose route is missing (watches also wake it). */
@@ -107,9 +114,12 @@ export class RolloutController {
       this.summaries.delete(key);
       this.setDependencies(key, []);
       this.queue.drop(key);
-      this.deps.log.info({ policy: key }, "policy removed; its route is left as it is");
+      this.lastProblem.delete(key);
+      // A refused policy (outside --namespaces) was never managed: nothing to report on its removal.
+      if (gone) this.deps.log.info({ policy: key }, "policy removed; its route is left as it is");
     }
     for (const p of upserted) {
+      if (this.refuseOutsideNamespaces(p)) continue;
       this.policies.set(p.key, p);
       this.windows.set(p.key, policyWindow(p));
       this.setDependencies(p.key, this.staticDependencies(p));
@@ -131,6 +141,32 @@ export class RolloutController {
       }
     }
     return owner;
+  }
+
+  /**
+   * A policy whose namespace the daemon is not limited to is refused: it
+   * would be neither read nor written, and saying so once beats a route
+   * that silently never moves. Returns true when refused.
+   */
+  private refuseOutsideNamespaces(p: RolloutPolicy): boolean {
+    const allowed = this.deps.namespaces;
+    if (!allowed || allowed.includes(p.namespace)) return false;
+    if (this.policies.delete(p.key)) {
+      this.windows.delete(p.key);
+      this.summaries.delete(p.key);
+      this.setDependencies(p.key, []);
+      this.queue.drop(p.key);
+    }
+    this.deps.metrics.routeErrors.inc({ policy: p.key, reason: "NamespaceNotWatched" });
+    this.report(
+      p.key,
+      "error",
+      `policy ${p.key} refused: its route ${p.target.kind} ${p.namespace}/${p.target.name} is in namespace ` +
+        `"${p.namespace}", outside the namespaces this rolloutd is limited to (${allowed.join(", ")}); ` +
+        "nothing is read or written for it. Add the namespace to --namespaces (Helm: rbac.namespaces) or move the policy",
+      { route: `${p.target.kind}/${p.namespace}/${p.target.name}`, namespaces: allowed },
+    );
+    return true;
   }
 
   /** Watch handler: maps a changed object to the policies that read it. Never decides anything. */
@@ -198,7 +234,7 @@ export class RolloutController {
       return;
     }
 
-    if (!objects.isAvailable(policy.target.kind)) {
+    if (!objects.isAvailable(policy.target.kind, policy.namespace)) {
       this.report(
         key,
         "warn",

@@ -1,5 +1,6 @@
 /**
- * A watch-backed cache of one kind across all namespaces. client-node's
+ * A watch-backed cache of one kind, across all namespaces or in one
+ * namespace (when RBAC grants no more than that). client-node's
  * informer gives the cache and events but stops for good on any error other
  * than 410 Gone; this wrapper restarts it with exponential backoff, exposes a
  * "synced" flag for readiness, and makes sure a throwing handler can never
@@ -17,11 +18,20 @@ import type { KubeClients } from "./client.ts";
 import { toKubeError } from "./errors.ts";
 import { clusterPath, type KindInfo } from "./kinds.ts";
 
+/** The collection a watch lists: all namespaces, or one. */
+function collectionPath(k: KindInfo, namespace?: string): string {
+  if (namespace === undefined) return clusterPath(k);
+  const root = k.group ? `/apis/${k.group}/${k.version}` : `/api/${k.version}`;
+  return `${root}/namespaces/${namespace}/${k.plural}`;
+}
+
 export type WatchEventType = "add" | "update" | "delete";
 export type WatchHandler = (type: WatchEventType, obj: KubernetesObject) => void;
 
 export interface WatcherStatus {
   kind: string;
+  /** Set when the watch is limited to one namespace. */
+  namespace?: string;
   synced: boolean;
   /** The CRD (or the permission to list it) is missing; retried slowly. */
   unavailable?: string;
@@ -46,9 +56,10 @@ export class Watcher {
     private readonly kind: KindInfo,
     private readonly handler: WatchHandler,
     private readonly log: Logger,
-    private readonly opts: { maxBackoffMs?: number; unavailableRetryMs?: number } = {},
+    private readonly opts: { maxBackoffMs?: number; unavailableRetryMs?: number; namespace?: string } = {},
   ) {
     this.status = { kind: kind.kind, synced: false, restarts: 0 };
+    if (opts.namespace !== undefined) this.status.namespace = opts.namespace;
     let resolve!: () => void;
     this.firstAttempt = { promise: new Promise<void>((r) => (resolve = r)), resolve };
     this.firstAttempt.resolve = resolve;
@@ -62,12 +73,18 @@ export class Watcher {
 
   private listAll(): Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }> {
     const k = this.kind;
-    if (k.kind === "Deployment") return this.clients.apps.listDeploymentForAllNamespaces();
-    return this.clients.custom.listClusterCustomObject({
-      group: k.group,
-      version: k.version,
-      plural: k.plural,
-    }) as Promise<{
+    const namespace = this.opts.namespace;
+    if (k.kind === "Deployment") {
+      return namespace === undefined
+        ? this.clients.apps.listDeploymentForAllNamespaces()
+        : this.clients.apps.listNamespacedDeployment({ namespace });
+    }
+    const what = { group: k.group, version: k.version, plural: k.plural };
+    return (
+      namespace === undefined
+        ? this.clients.custom.listClusterCustomObject(what)
+        : this.clients.custom.listNamespacedCustomObject({ ...what, namespace })
+    ) as Promise<{
       items: KubernetesObject[];
       metadata?: { resourceVersion?: string };
     }>;
@@ -75,7 +92,11 @@ export class Watcher {
 
   private connect(): void {
     if (this.stopped) return;
-    const informer = makeInformer<KubernetesObject>(this.kc, clusterPath(this.kind), () => this.listAll());
+    const informer = makeInformer<KubernetesObject>(
+      this.kc,
+      collectionPath(this.kind, this.opts.namespace),
+      () => this.listAll(),
+    );
     this.informer = informer;
     const safe = (type: WatchEventType) => (obj: KubernetesObject) => {
       try {
@@ -113,7 +134,8 @@ export class Watcher {
 
   private onError(informer: Informer<KubernetesObject>, raw: unknown): void {
     if (this.stopped || this.informer !== informer) return;
-    const err = toKubeError(raw, `watch ${this.kind.plural}.${this.kind.group || "core"}`);
+    const where = this.opts.namespace === undefined ? "" : ` in namespace ${this.opts.namespace}`;
+    const err = toKubeError(raw, `watch ${this.kind.plural}.${this.kind.group || "core"}${where}`);
     const status = (err as { status?: number }).status;
     this.status.lastErrorAt = Date.now();
     this.status.lastError = err.message;
@@ -126,7 +148,7 @@ export class Watcher {
           { kind: this.kind.kind, err: err.message },
           status === 404
             ? `${this.kind.kind} (${this.kind.plural}.${this.kind.group}) is not served by this cluster; policies targeting it wait until its CRD is installed`
-            : `not allowed to list ${this.kind.plural}.${this.kind.group}; check RBAC`,
+            : `not allowed to list ${this.kind.plural}.${this.kind.group}${where}; check RBAC`,
         );
       }
       this.status.unavailable = err.message;

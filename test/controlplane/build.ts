@@ -2,6 +2,8 @@
  * Builds kube-apiserver and etcd from the pinned Go modules in ./go, once per
  * machine: the binaries are cached outside the repo under a key derived from
  * go.mod, go.sum and the Go version, so every later run starts in milliseconds.
+ * The same machinery (ensureGoBinaries) builds other pinned Go tools the tests
+ * need, such as helm (test/helm/build.ts), each from its own wrapper module.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -25,39 +27,66 @@ export class ControlPlaneBuildError extends Error {
   override name = "ControlPlaneBuildError";
 }
 
-function goVersion(): string {
+/** What to build from one pinned wrapper module, and where to cache it. */
+export interface GoBinariesSpec<Name extends string> {
+  /** For messages: "the local control plane (kube-apiserver, etcd)". */
+  what: string;
+  /** The wrapper module's directory (go.mod + go.sum). */
+  moduleDir: string;
+  /** Binary name in the cache → main package. */
+  binaries: Record<Name, string>;
+  /** Folder under the cache base: "controlplane", "helm". */
+  cacheName: string;
+  ldflags: string;
+}
+
+function goVersion(what: string): string {
   const res = spawnSync("go", ["env", "GOVERSION"], { encoding: "utf8" });
   if (res.error || res.status !== 0) {
     throw new ControlPlaneBuildError(
-      "Go is needed once to build the local control plane (kube-apiserver, etcd) but `go` was not found " +
+      `Go is needed once to build ${what} but \`go\` was not found ` +
         "on PATH. Install Go ≥ 1.24 (e.g. `apt-get install golang` or from go.dev) and run again.",
     );
   }
   return res.stdout.trim();
 }
 
-export function cacheDir(): string {
+/** Where the binaries of `spec` are cached: a key over go.mod, go.sum, the Go version and the ldflags. */
+export function goCacheDir<Name extends string>(spec: GoBinariesSpec<Name>): string {
   const base =
     process.env.ROLLOUTD_CACHE_DIR ??
     path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), ".cache"), "rolloutd");
   const key = createHash("sha256")
-    .update(readFileSync(path.join(GO_MODULE_DIR, "go.mod")))
-    .update(readFileSync(path.join(GO_MODULE_DIR, "go.sum")))
-    .update(goVersion())
-    .update(JSON.stringify(ldflags()))
+    .update(readFileSync(path.join(spec.moduleDir, "go.mod")))
+    .update(readFileSync(path.join(spec.moduleDir, "go.sum")))
+    .update(goVersion(spec.what))
+    .update(JSON.stringify(spec.ldflags))
     .digest("hex")
     .slice(0, 16);
-  return path.join(base, "controlplane", key);
+  return path.join(base, spec.cacheName, key);
 }
 
-function cachedBinaries(dir: string): ControlPlaneBinaries {
+function controlPlaneSpec(): GoBinariesSpec<BinaryName> {
   return {
-    "kube-apiserver": path.join(dir, "kube-apiserver"),
-    etcd: path.join(dir, "etcd"),
+    what: "the local control plane (kube-apiserver, etcd)",
+    moduleDir: GO_MODULE_DIR,
+    binaries: BINARIES,
+    cacheName: "controlplane",
+    ldflags: ldflags(),
   };
 }
 
-function allPresent(bins: ControlPlaneBinaries): boolean {
+export function cacheDir(): string {
+  return goCacheDir(controlPlaneSpec());
+}
+
+function cachedBinaries<Name extends string>(spec: GoBinariesSpec<Name>, dir: string): Record<Name, string> {
+  const out = {} as Record<Name, string>;
+  for (const name of Object.keys(spec.binaries) as Name[]) out[name] = path.join(dir, name);
+  return out;
+}
+
+function allPresent(bins: Record<string, string>): boolean {
   return Object.values(bins).every((p) => existsSync(p) && statSync(p).size > 0);
 }
 
@@ -69,8 +98,16 @@ function allPresent(bins: ControlPlaneBinaries): boolean {
 export async function ensureControlPlaneBinaries(
   log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
 ): Promise<ControlPlaneBinaries> {
-  const dir = cacheDir();
-  const bins = cachedBinaries(dir);
+  return ensureGoBinaries(controlPlaneSpec(), log);
+}
+
+/** ensureControlPlaneBinaries for any pinned wrapper module. */
+export async function ensureGoBinaries<Name extends string>(
+  spec: GoBinariesSpec<Name>,
+  log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+): Promise<Record<Name, string>> {
+  const dir = goCacheDir(spec);
+  const bins = cachedBinaries(spec, dir);
   if (allPresent(bins)) return bins;
 
   mkdirSync(path.dirname(dir), { recursive: true });
@@ -87,7 +124,7 @@ export async function ensureControlPlaneBinaries(
         rmSync(lock, { recursive: true, force: true });
       if (Date.now() > deadline)
         throw new ControlPlaneBuildError(`timed out waiting for another build (lock ${lock})`);
-      log(`waiting for another control-plane build to finish (lock ${lock})`);
+      log(`waiting for another build of ${spec.what} to finish (lock ${lock})`);
       await new Promise((r) => setTimeout(r, 5000));
     }
   }
@@ -96,17 +133,15 @@ export async function ensureControlPlaneBinaries(
     const staging = `${dir}.tmp-${process.pid}`;
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { recursive: true });
-    log(
-      `building kube-apiserver and etcd from Go modules into ${dir} (first run only; a few minutes on 2 cores)`,
-    );
+    log(`building ${spec.what} from Go modules into ${dir} (first run only; a few minutes on 2 cores)`);
     const started = Date.now();
-    for (const [name, pkg] of Object.entries(BINARIES)) {
-      await goBuild(pkg, path.join(staging, name), log);
+    for (const [name, pkg] of Object.entries<string>(spec.binaries)) {
+      await goBuild(spec, pkg, path.join(staging, name), log);
     }
     mkdirSync(dir, { recursive: true });
-    for (const name of Object.keys(BINARIES)) renameSync(path.join(staging, name), path.join(dir, name));
+    for (const name of Object.keys(spec.binaries)) renameSync(path.join(staging, name), path.join(dir, name));
     rmSync(staging, { recursive: true, force: true });
-    log(`control plane built in ${Math.round((Date.now() - started) / 1000)} s`);
+    log(`${spec.what} built in ${Math.round((Date.now() - started) / 1000)} s`);
     return bins;
   } finally {
     rmSync(lock, { recursive: true, force: true });
@@ -120,11 +155,16 @@ function ldflags(): string {
   return `-s -w -X k8s.io/component-base/version.gitVersion=${k8s} -X k8s.io/client-go/pkg/version.gitVersion=${k8s}`;
 }
 
-function goBuild(pkg: string, out: string, log: (line: string) => void): Promise<void> {
+function goBuild<Name extends string>(
+  spec: GoBinariesSpec<Name>,
+  pkg: string,
+  out: string,
+  log: (line: string) => void,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     // -v prints each package as it is compiled: that is the progress we show.
-    const child = spawn("go", ["build", "-v", "-trimpath", `-ldflags=${ldflags()}`, "-o", out, pkg], {
-      cwd: GO_MODULE_DIR,
+    const child = spawn("go", ["build", "-v", "-trimpath", `-ldflags=${spec.ldflags}`, "-o", out, pkg], {
+      cwd: spec.moduleDir,
       env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-mod=readonly -buildvcs=false" },
       stdio: ["ignore", "pipe", "pipe"],
     });
