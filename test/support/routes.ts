@@ -283,22 +283,27 @@ export async function readWeightsObject(
  */
 export class FakeGatewayStatus {
   private readonly reqs: Array<{ abort(): void }> = [];
+  private stopped = false;
   readonly holdNamespaces = new Set<string>();
 
   constructor(private readonly c: Cluster) {}
 
   async start(): Promise<void> {
-    for (const plural of ["httproutes", "grpcroutes"]) {
-      const watch = new Watch(this.c.kc);
-      this.reqs.push(
-        await watch.watch(
-          `/apis/gateway.networking.k8s.io/v1/${plural}`,
-          {},
-          (_type, obj: KObject) => void this.accept(obj, plural).catch(() => {}),
-          () => {},
-        ),
-      );
-    }
+    for (const plural of ["httproutes", "grpcroutes"]) await this.watch(plural);
+  }
+
+  private async watch(plural: string): Promise<void> {
+    if (this.stopped) return;
+    const watch = new Watch(this.c.kc);
+    this.reqs.push(
+      await watch.watch(
+        `/apis/gateway.networking.k8s.io/v1/${plural}`,
+        {},
+        (_type, obj: KObject) => void this.accept(obj, plural).catch(() => {}),
+        // The client ends a watch after 30 s without events: watch again (a relist; accept() is idempotent).
+        () => void setTimeout(() => void this.watch(plural).catch(() => {}), 100).unref(),
+      ),
+    );
   }
 
   private async accept(obj: KObject, plural: string): Promise<void> {
@@ -348,6 +353,7 @@ export class FakeGatewayStatus {
   }
 
   stop(): void {
+    this.stopped = true;
     for (const r of this.reqs) r.abort();
   }
 }
