@@ -517,6 +517,8 @@ export class RolloutController {
     for (const c of report.checks) {
       if (c.outcome.kind === "value") m.checkValue.set({ policy: key, check: c.name }, c.outcome.value);
       else m.checkValue.remove({ policy: key, check: c.name });
+      if (c.min !== undefined) m.checkBound.set({ policy: key, check: c.name, bound: "min" }, c.min);
+      if (c.max !== undefined) m.checkBound.set({ policy: key, check: c.name, bound: "max" }, c.max);
     }
   }
 

@@ -24,6 +24,7 @@ export class Metrics {
   readonly aborts: Counter<"policy">;
   readonly analysis: Counter<"policy" | "result">;
   readonly checkValue: Gauge<"policy" | "check">;
+  readonly checkBound: Gauge<"policy" | "check" | "bound">;
   readonly policyErrors: Gauge;
   readonly policyLoadErrors: Counter;
   readonly policies: Gauge;
@@ -90,6 +91,12 @@ export class Metrics {
       name: "rolloutd_check_value",
       help: "Last measured value of each check (absent when there was none).",
       labelNames: ["policy", "check"],
+      registers: r,
+    });
+    this.checkBound = new Gauge({
+      name: "rolloutd_check_bound",
+      help: "Bounds of each check (bound=min|max), to plot values against them.",
+      labelNames: ["policy", "check", "bound"],
       registers: r,
     });
     this.policyErrors = new Gauge({
