@@ -8,15 +8,13 @@ void it("logs JSON lines with level and msg, and redacts credentials wherever th
   const chunks: string[] = [];
   out.on("data", (d: Buffer) => chunks.push(d.toString()));
   const log = createLogger({ level: "info", destination: out });
-  log
-    .child({ policy: "shop/checkout", route: "HTTPRoute/shop/checkout" })
-    .info(
-      {
-        request: { headers: { authorization: "Bearer s3cr3t" } },
-        prometheus: { password: "hunter2", url: "http://p:9090" },
-      },
-      "querying",
-    );
+  log.child({ policy: "shop/checkout", route: "HTTPRoute/shop/checkout" }).info(
+    {
+      request: { headers: { authorization: "Bearer s3cr3t" } },
+      prometheus: { password: "hunter2", url: "http://p:9090" },
+    },
+    "querying",
+  );
   log.debug("not at info level");
   const lines = chunks.join("").trim().split("\n");
   assert.equal(lines.length, 1);
