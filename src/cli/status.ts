@@ -28,7 +28,7 @@ export function ago(ms: number): string {
 function checks(s: RolloutState): string {
   const a = s.lastAnalysis;
   if (!a) return "-";
-  if (!a.checks.length) return a.verdict;
+  if (!a.checks.length) return a.verdict === "pass" ? "pass (no checks)" : a.verdict;
   return a.checks
     .map((c) => {
       const bound =

@@ -209,7 +209,9 @@ export class RolloutController {
   ): void {
     if (this.lastProblem.get(key) === problem) return;
     this.lastProblem.set(key, problem);
-    this.deps.log[level]({ policy: key, ...fields }, problem);
+    const p = this.policies.get(key);
+    const route = p ? `${p.target.kind}/${p.namespace}/${p.target.name}` : undefined;
+    this.deps.log[level]({ policy: key, route, ...fields }, problem);
   }
 
   /** One level-based pass over a policy. Exported for tests through the queue only. */
