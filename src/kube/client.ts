@@ -3,10 +3,19 @@
  * Order of precedence, as kubectl: --kubeconfig, $KUBECONFIG, in-cluster
  * service account, ~/.kube/config.
  */
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import path from "node:path";
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, VersionApi } from "@kubernetes/client-node";
+import {
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  VersionApi,
+  type Cluster,
+} from "@kubernetes/client-node";
+import type { AgentOptions } from "node:https";
 import { toKubeError } from "./errors.ts";
 
 export class KubeConfigError extends Error {
@@ -63,12 +72,38 @@ export function loadKubeConfig(opts: KubeConfigOptions = {}): KubeConfig {
     }
     kc.setCurrentContext(opts.context);
   }
+  shareConnections(kc);
   if (!kc.getCurrentCluster()) {
     throw new KubeConfigError(
       `kubeconfig ${source} has no current cluster (set current-context or pass --context)`,
     );
   }
   return kc;
+}
+
+/**
+ * @kubernetes/client-node 2.x builds a new undici Agent for every request
+ * (applySecurityAuthentication → createDispatcher), so every API call and
+ * watch pays a fresh TCP + TLS handshake and leaves its socket idle until the
+ * keep-alive timeout. One Agent per distinct TLS configuration pools and
+ * reuses connections, as client-go does.
+ */
+function shareConnections(kc: KubeConfig): void {
+  const k = kc as unknown as {
+    createDispatcher(cluster: Cluster | null, agentOptions: AgentOptions): unknown;
+  };
+  const create = k.createDispatcher.bind(kc);
+  const shared = new Map<string, unknown>();
+  k.createDispatcher = (cluster, agentOptions) => {
+    const options = JSON.stringify(kc.createDispatcherOptions(cluster, agentOptions));
+    const key = createHash("sha256").update(options).digest("hex");
+    let dispatcher = shared.get(key);
+    if (dispatcher === undefined) {
+      dispatcher = create(cluster, agentOptions);
+      shared.set(key, dispatcher);
+    }
+    return dispatcher;
+  };
 }
 
 /** The typed clients the daemon uses; built once in the composition root. */

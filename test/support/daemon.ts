@@ -41,6 +41,8 @@ export async function startDaemon(opts: {
   extraArgs?: string[];
   env?: NodeJS.ProcessEnv;
   waitReady?: boolean;
+  /** Node arguments that run the CLI; default: the sources through tsx. */
+  entry?: string[];
 }): Promise<DaemonProcess> {
   const dir = mkdtempSync(path.join(tmpdir(), "rolloutd-daemon-"));
   const logFile = path.join(dir, "daemon.log");
@@ -49,9 +51,7 @@ export async function startDaemon(opts: {
   const proc = spawnSupervised(
     process.execPath,
     [
-      "--import",
-      "tsx",
-      MAIN,
+      ...(opts.entry ?? ["--import", "tsx", MAIN]),
       "run",
       `--kubeconfig=${opts.kubeconfig}`,
       `--policies=${opts.policiesDir}`,
