@@ -1,0 +1,615 @@
+/**
+ * `npm run bench`: measures rolloutd against the targets of PRODUCT §5 with a
+ * real control plane (etcd + kube-apiserver on loopback) and the daemon as a
+ * child process, the way users run it. Not a test: it prints a report and
+ * writes it to bench-results.txt in the current directory.
+ *
+ * Route family: Gateway API HTTPRoute, with FakeGatewayStatus playing the
+ * gateway. It is where App Mesh users are moving; the abort annotation, the
+ * weights and the state live on one object, so "annotation → weights" is one
+ * watch hop and one write; and every step pays the real acceptance round trip
+ * (status written by the gateway, then the daemon's ACCEPTED write).
+ *
+ * Phases (each measured on its own, from differences of the daemon's /metrics):
+ *   A  N rollouts Progressing with a 10m interval (so they stay put): RSS, then
+ *      a sample of aborts at a steady pace, timed from the annotation patch's
+ *      response to the watch event showing canary weight 0.
+ *   B  N other rollouts stepping every --interval for --lateness-seconds:
+ *      step-deadline lateness and analysis result → write (advance), RSS.
+ *   C  --rollbacks rollouts whose analysis always fails (a real Prometheus,
+ *      check `vector(1)` with max 0): analysis result → rollback written.
+ *   D  --idle K policies whose routes are Steady, in a freshly started daemon: RSS.
+ */
+import { cpus, loadavg, tmpdir } from "node:os";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import type { KObject } from "../../src/kube/kinds.ts";
+import { ANNOTATIONS } from "../../src/controller/observe.ts";
+import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
+import { mapLimit, sleep } from "../support/chaos.ts";
+import { createNamespace, deployment, mergePatch, startCluster, type Cluster } from "../support/cluster.ts";
+import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
+import { FakeGatewayStatus, httpRoute, stateOf } from "../support/routes.ts";
+import {
+  fractionAtMost,
+  histogram,
+  percentile,
+  quantile,
+  scrape,
+  since,
+  value,
+  type Histogram,
+  type Sample,
+} from "./metrics.ts";
+import { RouteWatch } from "./watch.ts";
+
+const HELP = `usage: npm run bench -- [options]
+
+  --rollouts N          active rollouts for phases A and B (default 100; 0 skips A, B and C)
+  --aborts M            aborts sampled in phase A (default 100, at most N)
+  --abort-every MS      one abort (or burst) every MS milliseconds (default 100)
+  --abort-burst B       aborts sent together at each tick (default 1)
+  --interval D          step interval in phase B (default 2s)
+  --lateness-seconds S  phase B measurement window (default 30)
+  --rollbacks R         rollouts rolled back in phase C (default 100; 0 skips C)
+  --idle K              idle (Steady) policies for phase D (default 0: skipped)
+  --idle-deployments    also create both Deployments of each idle policy (default: routes only)
+  --workers W           passed to rolloutd run --workers (default: the daemon's default)
+  --concurrency C       API requests in flight while creating objects (default 20)
+  --tsx                 run the daemon from its sources through tsx (default: compiled with tsc, as shipped;
+                        tsx adds about 50 MB of RSS)
+  --out FILE            report file (default bench-results.txt)
+`;
+
+const { values: opt } = parseArgs({
+  options: {
+    rollouts: { type: "string", default: "100" },
+    aborts: { type: "string", default: "100" },
+    "abort-every": { type: "string", default: "100" },
+    "abort-burst": { type: "string", default: "1" },
+    interval: { type: "string", default: "2s" },
+    "lateness-seconds": { type: "string", default: "30" },
+    rollbacks: { type: "string", default: "100" },
+    idle: { type: "string", default: "0" },
+    "idle-deployments": { type: "boolean", default: false },
+    workers: { type: "string" },
+    concurrency: { type: "string", default: "20" },
+    tsx: { type: "boolean", default: false },
+    out: { type: "string", default: "bench-results.txt" },
+    help: { type: "boolean", short: "h", default: false },
+  },
+  strict: true,
+});
+if (opt.help) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+
+function int(name: keyof typeof opt, min: number): number {
+  const raw = opt[name];
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) {
+    process.stderr.write(`--${name} must be an integer ≥ ${min}, got ${String(raw)}\n${HELP}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const N = int("rollouts", 0);
+const ABORTS = Math.min(int("aborts", 0), N);
+const ABORT_EVERY = int("abort-every", 1);
+const ABORT_BURST = int("abort-burst", 1);
+const WINDOW_S = int("lateness-seconds", 1);
+const ROLLBACKS = N > 0 ? int("rollbacks", 0) : 0;
+const IDLE = int("idle", 0);
+const CONCURRENCY = int("concurrency", 1);
+const INTERVAL = opt.interval;
+const intervalMs = /^(\d+)s$/.exec(INTERVAL) ? Number(INTERVAL.slice(0, -1)) * 1000 : NaN;
+if (!Number.isFinite(intervalMs) || intervalMs < 1000) {
+  process.stderr.write(`--interval must be whole seconds like 2s, got ${INTERVAL}\n`);
+  process.exit(2);
+}
+const PER_NAMESPACE = 100;
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+/** How the daemon is started: compiled JS, or the sources through tsx (undefined). */
+let entry: string[] | undefined;
+
+/** Compiles the daemon as `npm run build` does, into a cache folder (inside node_modules, so imports resolve). */
+function compiledEntry(): string[] | undefined {
+  if (opt.tsx) return undefined;
+  const out = path.join(ROOT, "node_modules", ".cache", "rolloutd-bench");
+  rmSync(out, { recursive: true, force: true });
+  const tsc = path.join(ROOT, "node_modules", "typescript", "bin", "tsc");
+  const r = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  const main = path.join(out, "src", "main.js");
+  if (!existsSync(main)) throw new Error(`tsc produced no ${main}:\n${r.stdout}${r.stderr}`);
+  if (r.status !== 0)
+    say(`warning: tsc reported errors (the build still emitted): ${r.stdout.split("\n")[0]}`);
+  return [main];
+}
+
+// ---------------------------------------------------------------- report
+
+const report: string[] = [];
+const say = (line = "") => {
+  console.log(line);
+  report.push(line);
+};
+const ms = (v: number) => (v >= 100 ? `${Math.round(v)} ms` : `${v.toFixed(1)} ms`);
+const mb = (bytes: number | undefined) => (bytes === undefined ? "?" : `${(bytes / 2 ** 20).toFixed(0)} MB`);
+const secs = (from: number) => `${((performance.now() - from) / 1000).toFixed(1)} s`;
+const est = (h: Histogram, q: number, unit = 1000) => {
+  const r = quantile(h, q);
+  if (!r) return "n/a";
+  return r.above ? `> ${ms(r.value * unit)}` : `≈ ${ms(r.value * unit)}`;
+};
+
+// ---------------------------------------------------------------- objects
+
+interface Rollout {
+  ns: string;
+  name: string;
+  stable: string;
+  canary: string;
+}
+
+function rolloutsFor(prefix: string, n: number): Rollout[] {
+  return Array.from({ length: n }, (_, i) => {
+    const ns = `${prefix}-${Math.floor(i / PER_NAMESPACE)}`;
+    const name = `app-${i}`;
+    return { ns, name, stable: `${name}-v1`, canary: `${name}-v2` };
+  });
+}
+
+const statusPatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+
+/** Plays the deployment controller for one generation (no read needed: the write returned it). */
+async function rolledOut(
+  c: Cluster,
+  ns: string,
+  name: string,
+  generation: number | undefined,
+): Promise<void> {
+  await c.apps.patchNamespacedDeploymentStatus(
+    {
+      namespace: ns,
+      name,
+      body: {
+        status: {
+          observedGeneration: generation,
+          replicas: 1,
+          updatedReplicas: 1,
+          readyReplicas: 1,
+          availableReplicas: 1,
+        },
+      },
+    },
+    statusPatch,
+  );
+}
+
+/** Namespaces, both Deployments rolled out at v1 (unless `deployments` is false) and the HTTPRoute. Returns objects created. */
+async function createRollouts(c: Cluster, rs: Rollout[], deployments = true): Promise<number> {
+  const namespaces = [...new Set(rs.map((r) => r.ns))];
+  await mapLimit(namespaces, CONCURRENCY, (ns) => createNamespace(c, ns));
+  await mapLimit(rs, CONCURRENCY, async (r) => {
+    if (deployments) {
+      for (const d of [r.stable, r.canary]) {
+        const created = await c.apps.createNamespacedDeployment({
+          namespace: r.ns,
+          body: deployment(r.ns, d, "1", 1),
+        });
+        await rolledOut(c, r.ns, d, created.metadata?.generation);
+      }
+    }
+    await httpRoute.create(c, r.ns, r.name, r.stable, r.canary);
+  });
+  return namespaces.length + rs.length * (deployments ? 3 : 1);
+}
+
+/** Ships v2 of the canary's Deployment and marks it rolled out: the daemon starts a rollout. */
+async function ship(c: Cluster, r: Rollout): Promise<void> {
+  const d = await c.apps.patchNamespacedDeployment(
+    {
+      namespace: r.ns,
+      name: r.canary,
+      body: [
+        { op: "replace", path: "/spec/template/spec/containers/0/image", value: `example.com/${r.canary}:2` },
+      ],
+    },
+    setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
+  );
+  await rolledOut(c, r.ns, r.canary, d.metadata?.generation);
+}
+
+function writePolicies(dir: string, prefix: string, rs: Rollout[], spec: string[]): void {
+  const byNs = new Map<string, Rollout[]>();
+  for (const r of rs) byNs.set(r.ns, [...(byNs.get(r.ns) ?? []), r]);
+  for (const [ns, list] of byNs) {
+    const docs = list.map((r) =>
+      [
+        "apiVersion: rolloutd.dev/v1alpha1",
+        "kind: RolloutPolicy",
+        `metadata: { name: ${r.name}, namespace: ${ns} }`,
+        "spec:",
+        `  target: { kind: HTTPRoute, name: ${r.name} }`,
+        `  stable: ${r.stable}`,
+        `  canary: ${r.canary}`,
+        ...spec,
+      ].join("\n"),
+    );
+    writeFileSync(path.join(dir, `${prefix}-${ns}.yaml`), `${docs.join("\n---\n")}\n`);
+  }
+}
+
+function removePolicies(dir: string, prefix: string, rs: Rollout[]): void {
+  for (const ns of new Set(rs.map((r) => r.ns)))
+    rmSync(path.join(dir, `${prefix}-${ns}.yaml`), { force: true });
+}
+
+const weights = (obj: KObject) => httpRoute.weights(obj);
+
+// ---------------------------------------------------------------- waiting on the daemon
+
+async function until(
+  what: string,
+  probe: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await probe()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await sleep(250);
+  }
+}
+
+async function phaseCount(d: DaemonProcess, phase: string): Promise<number> {
+  return value(await scrape(d.port), "rolloutd_rollouts", { phase }) ?? 0;
+}
+
+async function memory(d: DaemonProcess): Promise<{ rss?: number; heap?: number; samples: Sample[] }> {
+  const samples = await scrape(d.port);
+  return {
+    rss: value(samples, "rolloutd_process_resident_memory_bytes"),
+    heap: value(samples, "rolloutd_nodejs_heap_size_used_bytes"),
+    samples,
+  };
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  say(`# rolloutd benchmark, ${new Date().toISOString()}`);
+  say(`command: npm run bench -- ${process.argv.slice(2).join(" ")}`.trimEnd());
+  say(
+    `machine: ${cpus().length} cores, Node ${process.version}, load average at start ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ")}` + " (the control plane, the daemon and this harness share these cores; numbers are noisy)",
+  );
+  entry = compiledEntry();
+  say(
+    `daemon: rolloutd run as a child process (${entry ? "compiled with tsc, as shipped" : "sources through tsx"}), --log-level=info, ` +
+      `${opt.workers ? `--workers=${opt.workers}` : "default --workers"}; route family: Gateway API HTTPRoute + a fake gateway writing status`,
+  );
+
+  const c = await startCluster();
+  const gateway = new FakeGatewayStatus(c);
+  await gateway.start();
+  const policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-bench-"));
+  const extraArgs = ["--log-level=info", ...(opt.workers ? [`--workers=${opt.workers}`] : [])];
+  let daemon: DaemonProcess | undefined;
+  let prom: PrometheusHandle | undefined;
+  const routeWatch = new RouteWatch(c, "HTTPRoute");
+  try {
+    await routeWatch.start();
+    if (N > 0) {
+      daemon = await phaseA(c, policiesDir, extraArgs, routeWatch);
+      routeWatch.close(); // B and C read the daemon's metrics only: less work for the shared cores.
+      await phaseB(c, policiesDir, daemon);
+      if (ROLLBACKS > 0) {
+        prom = await startPrometheus();
+        await phaseC(c, policiesDir, daemon, prom);
+      }
+    }
+    if (IDLE > 0) {
+      if (daemon) {
+        await daemon.stop();
+        await daemon.dispose();
+        daemon = undefined;
+      }
+      daemon = await phaseD(c, policiesDir, extraArgs);
+    }
+    say();
+    say(
+      `total ${secs(started)}; load average at end ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(" ")}`,
+    );
+  } finally {
+    routeWatch.close();
+    gateway.stop();
+    await daemon?.stop().catch(() => null);
+    await daemon?.dispose();
+    await prom?.stop();
+    await c.stop();
+    rmSync(policiesDir, { recursive: true, force: true });
+    writeFileSync(opt.out, `${report.join("\n")}\n`);
+  }
+}
+
+async function phaseA(
+  c: Cluster,
+  dir: string,
+  extraArgs: string[],
+  watch: RouteWatch,
+): Promise<DaemonProcess> {
+  say();
+  say(`## A. abort annotation → weights at 100 % stable, with ${N} active rollouts`);
+  const rs = rolloutsFor("bench-a", N);
+  let t = performance.now();
+  const objects = await createRollouts(c, rs);
+  const createdIn = (performance.now() - t) / 1000;
+  say(
+    `setup: ${objects} objects (namespaces, 2 Deployments + status each, HTTPRoutes) in ${createdIn.toFixed(1)} s, ${CONCURRENCY} requests in flight`,
+  );
+  writePolicies(dir, "a", rs, ["  steps: [10, 20, 50, 100]", "  interval: 10m"]);
+  t = performance.now();
+  const daemon = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir: dir, extraArgs, entry });
+  const ready = secs(t);
+  await until(`${N} policies adopted`, async () => (await phaseCount(daemon, "Steady")) >= N, 300_000);
+  say(`daemon ready in ${ready}; all ${N} routes adopted ${secs(t)} after start`);
+  t = performance.now();
+  await mapLimit(rs, CONCURRENCY, (r) => ship(c, r));
+  const shipped = secs(t);
+  const atStep1 = (r: Rollout) => {
+    const obj = watch.get(r.ns, r.name);
+    if (!obj) return false;
+    const st = stateOf(obj);
+    return st?.phase === "Progressing" && st.stepStartedAt !== undefined && weights(obj)[r.canary] === 10;
+  };
+  await until(`${N} rollouts at step 1, accepted`, () => rs.every(atStep1), 300_000);
+  say(
+    `shipped ${N} canaries in ${shipped}; all at step 1 (10 %, accepted by the gateway) ${secs(t)} after the first ship`,
+  );
+  await sleep(3000);
+  const mem = await memory(daemon);
+  say(
+    `RSS with ${N} active rollouts (Progressing, idle until their 10m deadline): ${mb(mem.rss)} (heap used ${mb(mem.heap)}); ` +
+      `open file descriptors ${value(mem.samples, "rolloutd_process_open_fds") ?? "?"}`,
+  );
+
+  // The sample: evenly spread over the rollouts, at a steady pace, each timed on its own.
+  const sample = Array.from({ length: ABORTS }, (_, i) => rs[Math.floor((i * N) / ABORTS)]!);
+  const latencies: number[] = [];
+  let early = 0;
+  const abortOne = async (r: Rollout, k: number) => {
+    const seen = watch.next(r.ns, r.name, (obj) => weights(obj)[r.canary] === 0);
+    await mergePatch(c, "HTTPRoute", r.ns, r.name, {
+      metadata: {
+        annotations: { [ANNOTATIONS.abort]: "true", [ANNOTATIONS.abortReason]: `bench abort ${k}` },
+      },
+    });
+    const answered = performance.now();
+    const at = await Promise.race([seen, sleep(60_000).then(() => NaN)]);
+    if (Number.isNaN(at)) throw new Error(`${r.ns}/${r.name}: canary weight not 0 within 60 s of the abort`);
+    if (at < answered) early++;
+    latencies.push(Math.max(0, at - answered));
+  };
+  const t0 = performance.now();
+  const inflight: Array<Promise<void>> = [];
+  for (let i = 0; i < sample.length; i += ABORT_BURST) {
+    await sleep(t0 + (i / ABORT_BURST) * ABORT_EVERY - performance.now());
+    sample.slice(i, i + ABORT_BURST).forEach((r, j) => inflight.push(abortOne(r, i + j)));
+  }
+  await Promise.all(inflight);
+  const aborted = sample.filter((r) => stateOf(watch.get(r.ns, r.name)!)?.phase === "Aborted").length;
+  latencies.sort((a, b) => a - b);
+  const rate = (1000 / ABORT_EVERY) * ABORT_BURST;
+  say(
+    `sample: ${ABORTS} aborts, ${ABORT_BURST === 1 ? "one" : `bursts of ${ABORT_BURST}`} every ${ABORT_EVERY} ms (${rate.toFixed(0)}/s), spread evenly over the ${N} rollouts; ` +
+      `timed from the annotation patch's response to the watch event with canary weight 0`,
+  );
+  say(
+    `abort → 100 % stable: p50 ${ms(percentile(latencies, 50))}, p95 ${ms(percentile(latencies, 95))}, ` +
+      `p99 ${ms(percentile(latencies, 99))}, max ${ms(latencies.at(-1) ?? NaN)}  (target p99 < 250 ms at 1,000)`,
+  );
+  say(
+    `${aborted}/${ABORTS} recorded Aborted in their state${early ? `; ${early} weight events arrived before the patch response (counted as 0 ms)` : ""}`,
+  );
+  removePolicies(dir, "a", rs);
+  await until(
+    "phase A policies removed",
+    async () => {
+      const s = await scrape(daemon.port);
+      return (value(s, "rolloutd_policies") ?? -1) === 0;
+    },
+    60_000,
+  );
+  return daemon;
+}
+
+async function phaseB(c: Cluster, dir: string, daemon: DaemonProcess): Promise<void> {
+  say();
+  const steps = Array.from({ length: 20 }, (_, i) => (i + 1) * 5);
+  say(`## B. step deadlines with ${N} rollouts stepping every ${INTERVAL} (${steps.length} steps of 5 %)`);
+  const rs = rolloutsFor("bench-b", N);
+  let t = performance.now();
+  const objects = await createRollouts(c, rs);
+  say(`setup: ${objects} objects in ${secs(t)}`);
+  writePolicies(dir, "b", rs, [`  steps: [${steps.join(", ")}]`, `  interval: ${INTERVAL}`]);
+  t = performance.now();
+  await until(`${N} policies adopted`, async () => (await phaseCount(daemon, "Steady")) >= N, 300_000);
+  say(`all ${N} adopted ${secs(t)} after the policy files were written`);
+  t = performance.now();
+  await mapLimit(rs, CONCURRENCY, (r) => ship(c, r));
+  say(`shipped ${N} canaries in ${secs(t)} (their deadlines are spread over that time)`);
+  await sleep(2 * intervalMs);
+  const before = await scrape(daemon.port);
+  const windowStart = performance.now();
+  let maxRss = 0;
+  let maxHeap = 0;
+  let maxFds = 0;
+  let maxDepth = 0;
+  let progressing = 0;
+  while (performance.now() - windowStart < WINDOW_S * 1000) {
+    await sleep(1000);
+    const s = await scrape(daemon.port);
+    maxRss = Math.max(maxRss, value(s, "rolloutd_process_resident_memory_bytes") ?? 0);
+    maxHeap = Math.max(maxHeap, value(s, "rolloutd_nodejs_heap_size_used_bytes") ?? 0);
+    maxFds = Math.max(maxFds, value(s, "rolloutd_process_open_fds") ?? 0);
+    maxDepth = Math.max(maxDepth, value(s, "rolloutd_workqueue_depth") ?? 0);
+    progressing = value(s, "rolloutd_rollouts", { phase: "Progressing" }) ?? 0;
+  }
+  const after = await scrape(daemon.port);
+  const windowS = (performance.now() - windowStart) / 1000;
+  const late = since(
+    histogram(before, "rolloutd_step_deadline_lateness_seconds"),
+    histogram(after, "rolloutd_step_deadline_lateness_seconds"),
+  );
+  const expected = Math.round((N * windowS * 1000) / intervalMs);
+  say(
+    `window ${windowS.toFixed(0)} s: ${late.count} analyses started (≈ ${expected} if every deadline were met on time), ` +
+      `${progressing} still Progressing at the end; work queue depth max ${maxDepth}`,
+  );
+  const within1s = fractionAtMost(late, 1);
+  say(
+    `step-deadline lateness (from rolloutd_step_deadline_lateness_seconds buckets): p50 ${est(late, 0.5)}, ` +
+      `p99 ${est(late, 0.99)}, mean ${ms((late.sum / Math.max(1, late.count)) * 1000)}; ` +
+      `${within1s === undefined ? "?" : (within1s * 100).toFixed(1)} % ≤ 1 s  (target p99 < 1 s at 1,000)`,
+  );
+  const rtw = since(
+    histogram(before, "rolloutd_analysis_result_to_write_seconds"),
+    histogram(after, "rolloutd_analysis_result_to_write_seconds"),
+  );
+  say(
+    `analysis result → write, advancing steps (no checks: the gate passes at once): ${rtw.count} writes, ` +
+      `p50 ${est(rtw, 0.5)}, p99 ${est(rtw, 0.99)}, mean ${ms((rtw.sum / Math.max(1, rtw.count)) * 1000)}`,
+  );
+  const rec = since(
+    histogram(before, "rolloutd_reconcile_duration_seconds"),
+    histogram(after, "rolloutd_reconcile_duration_seconds"),
+  );
+  say(
+    `reconciles in the window: ${rec.count} (${(rec.count / windowS).toFixed(0)}/s), p99 duration ${est(rec, 0.99)}`,
+  );
+  say(
+    `RSS max during the window: ${mb(maxRss)} (heap used max ${mb(maxHeap)}); open file descriptors max ${maxFds}`,
+  );
+  removePolicies(dir, "b", rs);
+  await until(
+    "phase B policies removed",
+    async () => (value(await scrape(daemon.port), "rolloutd_policies") ?? -1) === 0,
+    60_000,
+  );
+}
+
+async function phaseC(c: Cluster, dir: string, daemon: DaemonProcess, prom: PrometheusHandle): Promise<void> {
+  say();
+  say(`## C. analysis result → rollback written, ${ROLLBACKS} rollouts whose analysis fails`);
+  const rs = rolloutsFor("bench-c", ROLLBACKS);
+  await createRollouts(c, rs);
+  writePolicies(dir, "c", rs, [
+    "  steps: [10, 50, 100]",
+    "  interval: 2s",
+    "  analysis:",
+    `    prometheus: { url: "${prom.url}", timeout: 5s }`,
+    "    checks:",
+    '      - { name: always-fails, query: "vector(1)", max: 0 }',
+    "    failureLimit: 1",
+  ]);
+  await until(
+    `${ROLLBACKS} policies adopted`,
+    async () => (await phaseCount(daemon, "Steady")) >= ROLLBACKS,
+    120_000,
+  );
+  const before = await scrape(daemon.port);
+  const t = performance.now();
+  // A steady pace (20/s), so the analyses are spread as in real life rather than all at one instant.
+  await mapLimit(rs, 1, async (r) => {
+    await ship(c, r);
+    await sleep(50);
+  });
+  await until(
+    `${ROLLBACKS} rolled back`,
+    async () => (await phaseCount(daemon, "RolledBack")) >= ROLLBACKS,
+    120_000,
+  );
+  const after = await scrape(daemon.port);
+  const h = since(
+    histogram(before, "rolloutd_analysis_result_to_write_seconds", { phase: "RolledBack" }),
+    histogram(after, "rolloutd_analysis_result_to_write_seconds", { phase: "RolledBack" }),
+  );
+  say(
+    `all ${ROLLBACKS} rolled back ${secs(t)} after the first ship (Prometheus query vector(1) > max 0, failureLimit 1)`,
+  );
+  say(
+    `analysis result → rollback written (rolloutd_analysis_result_to_write_seconds{phase="RolledBack"}): ${h.count} writes, ` +
+      `p50 ${est(h, 0.5)}, p99 ${est(h, 0.99)}, mean ${ms((h.sum / Math.max(1, h.count)) * 1000)}; ` +
+      `${((fractionAtMost(h, 0.1) ?? NaN) * 100).toFixed(1)} % ≤ 100 ms  (target < 100 ms)`,
+  );
+  removePolicies(dir, "c", rs);
+}
+
+async function phaseD(c: Cluster, dir: string, extraArgs: string[]): Promise<DaemonProcess> {
+  say();
+  say(`## D. ${IDLE} idle policies (routes Steady), in a freshly started daemon`);
+  const rs = rolloutsFor("bench-i", IDLE);
+  let t = performance.now();
+  const objects = await createRollouts(c, rs, opt["idle-deployments"]);
+  const s = (performance.now() - t) / 1000;
+  say(
+    `setup: ${objects} objects (${opt["idle-deployments"] ? "namespaces, 2 Deployments + status, HTTPRoute each" : "namespaces and HTTPRoutes; no Deployments"}) ` +
+      `in ${s.toFixed(1)} s (${(objects / s).toFixed(0)} objects/s)`,
+  );
+  writePolicies(dir, "i", rs, ["  steps: [10, 50, 100]", "  interval: 5m"]);
+  t = performance.now();
+  const daemon = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir: dir, extraArgs, entry });
+  const ready = secs(t);
+  await until(`${IDLE} policies adopted`, async () => (await phaseCount(daemon, "Steady")) >= IDLE, 900_000);
+  say(`daemon ready in ${ready}; all ${IDLE} adopted ${secs(t)} after start`);
+  const settle = async (d: DaemonProcess) => {
+    let rss = 0;
+    let heap = 0;
+    for (let i = 0; i < 5; i++) {
+      await sleep(2000);
+      const m = await memory(d);
+      rss = Math.max(rss, m.rss ?? 0);
+      heap = Math.max(heap, m.heap ?? 0);
+    }
+    return `${mb(rss)} (heap used ${mb(heap)})`;
+  };
+  const others = N > 0 ? `; the cache also holds the ${2 * N + ROLLBACKS} routes of phases A–C` : "";
+  say(
+    `RSS with ${IDLE} idle policies, max over 10 s right after adopting them all: ${await settle(daemon)}${others}`,
+  );
+  // Adoption is a burst of writes that leaves a high-water mark; a restarted daemon has nothing to write.
+  await daemon.stop();
+  await daemon.dispose();
+  t = performance.now();
+  const again = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir: dir, extraArgs, entry });
+  await until(
+    `${IDLE} policies seen Steady`,
+    async () => (await phaseCount(again, "Steady")) >= IDLE,
+    900_000,
+  );
+  say(`restarted: ready and all ${IDLE} seen Steady ${secs(t)} after start`);
+  say(
+    `RSS with ${IDLE} idle policies after a restart (nothing to write), max over 10 s: ${await settle(again)}  (target < 512 MB at 10,000)`,
+  );
+  return again;
+}
+
+main().catch((err: unknown) => {
+  say(`benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
+  writeFileSync(opt.out, `${report.join("\n")}\n`);
+  process.exitCode = 1;
+});
