@@ -110,6 +110,7 @@ export class RolloutController {
           this.queue.add(other.key);
       }
       this.policies.delete(key);
+      void this.deps.metrics.forgetPolicy(key).catch(() => {});
       this.windows.delete(key);
       this.summaries.delete(key);
       this.setDependencies(key, []);

@@ -162,6 +162,28 @@ export class Metrics {
     });
   }
 
+  /** Drops every series of a removed policy, so /metrics does not keep reporting it. */
+  async forgetPolicy(policy: string): Promise<void> {
+    const perPolicy = [
+      this.decisions,
+      this.steps,
+      this.promotions,
+      this.rollbacks,
+      this.aborts,
+      this.analysis,
+      this.checkValue,
+      this.checkBound,
+      this.routeErrors,
+    ] as const;
+    for (const metric of perPolicy) {
+      const current = await metric.get();
+      for (const v of current.values) {
+        if (v.labels.policy === policy)
+          (metric as Counter<string>).remove(v.labels as Record<string, string>);
+      }
+    }
+  }
+
   /** The controller registers where point-in-time values come from. */
   observe(summaries: () => RolloutSummary[], depth: () => number): void {
     this.summaries = summaries;

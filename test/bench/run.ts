@@ -77,6 +77,8 @@ const { values: opt } = parseArgs({
     idle: { type: "string", default: "0" },
     "idle-deployments": { type: "boolean", default: false },
     workers: { type: "string" },
+    // Caps the daemon's V8 old space, as a container memory limit does (Node sizes its heap from the cgroup limit).
+    "heap-mb": { type: "string" },
     concurrency: { type: "string", default: "20" },
     tsx: { type: "boolean", default: false },
     out: { type: "string", default: "bench-results.txt" },
@@ -296,6 +298,7 @@ async function main(): Promise<void> {
       .join(" ")}` + " (the control plane, the daemon and this harness share these cores; numbers are noisy)",
   );
   entry = compiledEntry();
+  if (opt["heap-mb"] && entry) entry = [`--max-old-space-size=${opt["heap-mb"]}`, ...entry];
   say(
     `daemon: rolloutd run as a child process (${entry ? "compiled with tsc, as shipped" : "sources through tsx"}), --log-level=info, ` +
       `${opt.workers ? `--workers=${opt.workers}` : "default --workers"}; route family: Gateway API HTTPRoute + a fake gateway writing status`,

@@ -1,0 +1,32 @@
+import assert from "node:assert/strict";
+import { it } from "node:test";
+import { Metrics } from "../../../src/server/metrics.ts";
+
+void it("point-in-time gauges come from the controller at scrape time; a removed policy's series disappear", async () => {
+  const m = new Metrics({ processMetrics: false });
+  m.observe(
+    () => [
+      { policy: "shop/a", phase: "Progressing", canaryWeight: 25 },
+      { policy: "shop/b", phase: "Promoted", canaryWeight: 0 },
+    ],
+    () => 3,
+  );
+  m.steps.inc({ policy: "shop/a" });
+  m.steps.inc({ policy: "shop/b" });
+  m.checkValue.set({ policy: "shop/a", check: "p99" }, 812);
+  m.checkBound.set({ policy: "shop/a", check: "p99", bound: "max" }, 500);
+  let text = await m.registry.metrics();
+  assert.match(text, /^rolloutd_rollouts\{phase="Progressing"\} 1$/m);
+  assert.match(text, /^rolloutd_rollouts\{phase="Promoted"\} 1$/m);
+  assert.match(text, /^rolloutd_rollouts\{phase="Aborted"\} 0$/m);
+  assert.match(text, /^rolloutd_canary_weight_percent\{policy="shop\/a"\} 25$/m);
+  assert.match(text, /^rolloutd_workqueue_depth 3$/m);
+  assert.match(text, /^rolloutd_check_value\{policy="shop\/a",check="p99"\} 812$/m);
+
+  await m.forgetPolicy("shop/a");
+  text = await m.registry.metrics();
+  assert.doesNotMatch(text, /rolloutd_steps_total\{policy="shop\/a"\}/);
+  assert.doesNotMatch(text, /rolloutd_check_value\{policy="shop\/a"/);
+  assert.doesNotMatch(text, /rolloutd_check_bound\{policy="shop\/a"/);
+  assert.match(text, /^rolloutd_steps_total\{policy="shop\/b"\} 1$/m);
+});
