@@ -1,22 +1,21 @@
 /**
  * A real Prometheus for tests and the sandbox, on loopback, in a temp dir.
  *
- * Stray guard: Prometheus runs under a small bash reaper whose stdin is a pipe from this process. When this
- * process ends in any way (even SIGKILL) the pipe reaches EOF; the reaper then stops Prometheus (SIGTERM, SIGKILL
- * after 5 s) and removes the temp dir. `stop()` uses the same path: it tells the reaper whether to keep the data
- * dir, closes the pipe and waits for the reaper to exit.
+ * Stray guard: Prometheus runs under the supervisor of process.ts, like etcd and the apiserver, and its temp
+ * dir under a directory guard: if this process ends in any way (even SIGKILL), Prometheus is stopped and the
+ * dir removed.
  *
  * `stop({ keepData: true })` then `start()` restarts Prometheus on the same port, config and TSDB directory
  * ("Prometheus went away mid-rollout and came back").
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
+import { spawnSync } from "node:child_process";
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 
 import { stringify } from "yaml";
+import { freePort, guardDirectory, spawnSupervised, type SupervisedProcess } from "./process.ts";
 
 export const INSTALL_HINT = "install with `sudo apt-get install prometheus`";
 
@@ -133,65 +132,8 @@ function buildConfig(
   };
 }
 
-export function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/**
- * The reaper. $1 = prometheus binary, $2 = temp dir, $3 = log file, rest = prometheus args.
- * Prints Prometheus's pid, then blocks on stdin. A line "keep" keeps the dir; EOF alone removes it.
- */
-const REAPER = String.raw`
-bin="$1"; dir="$2"; log="$3"; shift 3
-"$bin" "$@" </dev/null >>"$log" 2>&1 &
-child=$!
-echo "$child"
-cmd=""
-read -r cmd || true
-kill -TERM "$child" 2>/dev/null
-for _ in $(seq 50); do kill -0 "$child" 2>/dev/null || break; sleep 0.1; done
-kill -KILL "$child" 2>/dev/null
-wait "$child" 2>/dev/null
-if [ "$cmd" != "keep" ]; then rm -rf "$dir"; fi
-`;
-
-/** Temp dirs of handles stopped with keepData, removed on a normal exit if never stopped for good. */
-const keptDirs = new Set<string>();
-let exitHookInstalled = false;
-function trackKeptDir(dir: string, keep: boolean): void {
-  if (keep) keptDirs.add(dir);
-  else keptDirs.delete(dir);
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on("exit", () => {
-      for (const d of keptDirs) rmSync(d, { recursive: true, force: true });
-    });
-  }
-}
-
-function logTail(file: string, lines = 30): string {
-  if (!existsSync(file)) return "(no log)";
-  const text = readFileSync(file, "utf8").trimEnd();
-  return text.split("\n").slice(-lines).join("\n") || "(empty log)";
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** A free loopback port (see process.ts). */
+export const freeLoopbackPort = freePort;
 
 export async function startPrometheus(options: StartPrometheusOptions = {}): Promise<PrometheusHandle> {
   const bin = ensurePrometheus();
@@ -223,16 +165,17 @@ export async function startPrometheus(options: StartPrometheusOptions = {}): Pro
     ...(options.extraArgs ?? []),
   ];
 
-  let reaper: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
+  // The same supervisor as every other child: if this process dies, Prometheus dies and the dir goes.
+  const guard = guardDirectory(dir);
+  let proc: SupervisedProcess | undefined;
   let removed = false;
 
-  async function waitReady(pid: number): Promise<void> {
+  async function waitReady(p: SupervisedProcess): Promise<void> {
     const deadline = Date.now() + readyTimeoutMs;
     let last = "";
     while (Date.now() < deadline) {
-      if (!isAlive(pid)) {
-        throw new Error(`prometheus exited before it was ready; last log lines:\n${logTail(logFile)}`);
+      if (!p.running()) {
+        throw new Error(`prometheus exited before it was ready; last log lines:\n${p.logTail(30)}`);
       }
       try {
         const res = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(2_000) });
@@ -245,63 +188,35 @@ export async function startPrometheus(options: StartPrometheusOptions = {}): Pro
       await delay(100);
     }
     throw new Error(
-      `prometheus not ready at ${url} within ${readyTimeoutMs} ms (last: ${last}); last log lines:\n${logTail(logFile)}`,
+      `prometheus not ready at ${url} within ${readyTimeoutMs} ms (last: ${last}); last log lines:\n${p.logTail(30)}`,
     );
   }
 
   async function launch(): Promise<void> {
     if (removed) throw new Error("this Prometheus was stopped without keepData; its data dir is gone");
-    if (reaper !== undefined) return;
-    trackKeptDir(dir, false);
-    const child = spawn("bash", ["-c", REAPER, "rolloutd-prometheus-reaper", bin, dir, logFile, ...args], {
-      stdio: ["pipe", "pipe", "ignore"],
-    });
-    reaper = child;
-    exited = new Promise((resolve) => child.once("exit", () => resolve()));
-    const pid = await new Promise<number>((resolve, reject) => {
-      let buf = "";
-      const onData = (chunk: Buffer): void => {
-        buf += chunk.toString("utf8");
-        const nl = buf.indexOf("\n");
-        if (nl >= 0) {
-          child.stdout?.off("data", onData);
-          resolve(Number(buf.slice(0, nl).trim()));
-        }
-      };
-      child.stdout?.on("data", onData);
-      child.once("error", reject);
-      child.once("exit", (code) => reject(new Error(`prometheus reaper exited early (code ${code})`)));
-    });
-    // Do not keep the test process alive just for Prometheus: a forgotten stop() is cleaned by the reaper.
-    child.unref();
-    (child.stdin as net.Socket | null)?.unref();
-    (child.stdout as net.Socket | null)?.unref();
+    if (proc !== undefined) return;
+    const p = spawnSupervised(bin, args, { name: "prometheus", logFile });
+    proc = p;
     try {
-      await waitReady(pid);
+      await waitReady(p);
     } catch (err) {
       await stop();
       throw err;
     }
   }
 
+  /** Stops Prometheus; with keepData the dir stays for a restart on the same port (removed when we exit). */
   async function stop(opts: { keepData?: boolean } = {}): Promise<void> {
-    const child = reaper;
-    if (child === undefined) {
-      if (opts.keepData !== true && !removed) {
-        rmSync(dir, { recursive: true, force: true });
-        removed = true;
-        trackKeptDir(dir, false);
-      }
-      return;
+    if (proc !== undefined) {
+      const p = proc;
+      proc = undefined;
+      await p.stop();
     }
-    child.ref();
-    (child.stdin as net.Socket | null)?.ref();
-    child.stdin?.end(opts.keepData === true ? "keep\n" : "");
-    await exited;
-    reaper = undefined;
-    child.stdout?.destroy();
-    if (opts.keepData === true) trackKeptDir(dir, true);
-    else removed = true;
+    if (opts.keepData !== true && !removed) {
+      removed = true;
+      rmSync(dir, { recursive: true, force: true });
+      await guard.release();
+    }
   }
 
   await launch();
@@ -311,17 +226,17 @@ export async function startPrometheus(options: StartPrometheusOptions = {}): Pro
     port,
     dataDir,
     get running() {
-      return reaper !== undefined;
+      return proc !== undefined;
     },
     stop,
     start: launch,
     async reload(targets) {
       writeConfig(targets);
-      if (reaper === undefined) return;
+      if (proc === undefined) return;
       const res = await fetch(`${url}/-/reload`, { method: "POST", signal: AbortSignal.timeout(10_000) });
       const text = await res.text();
       if (!res.ok)
-        throw new Error(`prometheus reload failed: HTTP ${res.status} ${text}\n${logTail(logFile)}`);
+        throw new Error(`prometheus reload failed: HTTP ${res.status} ${text}\n${proc.logTail(30)}`);
     },
   };
 }
