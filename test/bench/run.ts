@@ -60,6 +60,8 @@ const HELP = `usage: npm run bench -- [options]
   --idle-deployments    also create both Deployments of each idle policy (default: routes only)
   --workers W           passed to rolloutd run --workers (default: the daemon's default)
   --concurrency C       API requests in flight while creating objects (default 20)
+  --heap-mb H           the daemon's --max-old-space-size (default: V8's choice for this machine's memory)
+  --semi-space-mb S     the daemon's --max-semi-space-size (default: V8's)
   --tsx                 run the daemon from its sources through tsx (default: compiled with tsc, as shipped;
                         tsx adds about 50 MB of RSS)
   --out FILE            report file (default bench-results.txt)
@@ -79,6 +81,8 @@ const { values: opt } = parseArgs({
     workers: { type: "string" },
     // Caps the daemon's V8 old space, as a container memory limit does (Node sizes its heap from the cgroup limit).
     "heap-mb": { type: "string" },
+    // V8 young-generation semi-space size for the daemon (the chart sets it; see values.yaml nodeOptions).
+    "semi-space-mb": { type: "string" },
     concurrency: { type: "string", default: "20" },
     tsx: { type: "boolean", default: false },
     out: { type: "string", default: "bench-results.txt" },
@@ -299,6 +303,7 @@ async function main(): Promise<void> {
   );
   entry = compiledEntry();
   if (opt["heap-mb"] && entry) entry = [`--max-old-space-size=${opt["heap-mb"]}`, ...entry];
+  if (opt["semi-space-mb"] && entry) entry = [`--max-semi-space-size=${opt["semi-space-mb"]}`, ...entry];
   say(
     `daemon: rolloutd run as a child process (${entry ? "compiled with tsc, as shipped" : "sources through tsx"}), --log-level=info, ` +
       `${opt.workers ? `--workers=${opt.workers}` : "default --workers"}; route family: Gateway API HTTPRoute + a fake gateway writing status`,
