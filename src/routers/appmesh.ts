@@ -14,23 +14,10 @@
  */
 import { KINDS, apiVersionOf, type ObjectRef, type KObject } from "../kube/kinds.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
-import {
-  asArray,
-  asNumber,
-  asRecord,
-  observedWeights,
-  weightsPatch,
-  type WeightLocation,
-} from "./locations.ts";
-import {
-  RouteError,
-  STATE_ANNOTATION,
-  type ObjectReader,
-  type ObjectWriter,
-  type RouteView,
-  type TrafficRouter,
-} from "./types.ts";
-import { appMeshPairTotal, splitPair, WeightError } from "./weights.ts";
+import { asArray, asNumber, asRecord, observedWeights, type WeightLocation } from "./locations.ts";
+import { PatchRouter } from "./patchrouter.ts";
+import { RouteError, STATE_ANNOTATION, type RouteView } from "./types.ts";
+import { appMeshPairTotal, WeightError } from "./weights.ts";
 
 const GATEWAY_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute"] as const;
 const VIRTUAL_ROUTER_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute", "tcpRoute"] as const;
@@ -73,12 +60,7 @@ function findInLists(
   return locations.length ? { locations, pairTotal } : undefined;
 }
 
-export class AppMeshRouter implements TrafficRouter {
-  constructor(
-    private readonly reader: ObjectReader,
-    private readonly writer: ObjectWriter,
-  ) {}
-
+export class AppMeshRouter extends PatchRouter {
   read(policy: RolloutPolicy, roles: { stable: string; canary: string }): RouteView {
     const ns = policy.namespace;
     const targetRef: ObjectRef = {
@@ -234,21 +216,5 @@ export class AppMeshRouter implements TrafficRouter {
       locations: found.locations,
       object: weightsObj,
     };
-  }
-
-  plan(
-    view: RouteView,
-    roles: { stable: string; canary: string },
-    canaryPercent: number,
-  ): Record<string, number> {
-    const { stable, canary } = splitPair(canaryPercent, view.pairTotal);
-    return { [roles.stable]: stable, [roles.canary]: canary };
-  }
-
-  async write(view: RouteView, weights: Record<string, number>, stateAnnotation: string): Promise<void> {
-    await this.writer.jsonPatch(
-      view.weightsRef,
-      weightsPatch(view.object, view.locations, weights, stateAnnotation),
-    );
   }
 }

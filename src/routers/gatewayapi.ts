@@ -7,23 +7,10 @@
  */
 import type { ObjectRef, KObject } from "../kube/kinds.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
-import {
-  asArray,
-  asNumber,
-  asRecord,
-  observedWeights,
-  weightsPatch,
-  type WeightLocation,
-} from "./locations.ts";
-import {
-  RouteError,
-  STATE_ANNOTATION,
-  type ObjectReader,
-  type ObjectWriter,
-  type RouteView,
-  type TrafficRouter,
-} from "./types.ts";
-import { GATEWAY_API_PAIR_TOTAL, splitPair } from "./weights.ts";
+import { asArray, asNumber, asRecord, observedWeights, type WeightLocation } from "./locations.ts";
+import { PatchRouter } from "./patchrouter.ts";
+import { RouteError, STATE_ANNOTATION, type RouteView } from "./types.ts";
+import { GATEWAY_API_PAIR_TOTAL } from "./weights.ts";
 
 interface ParentRef {
   group?: string;
@@ -92,12 +79,7 @@ export function acceptance(route: KObject): { accepted: boolean; detail?: string
   return pending.length ? { accepted: false, detail: pending.join("; ") } : { accepted: true };
 }
 
-export class GatewayApiRouter implements TrafficRouter {
-  constructor(
-    private readonly reader: ObjectReader,
-    private readonly writer: ObjectWriter,
-  ) {}
-
+export class GatewayApiRouter extends PatchRouter {
   read(policy: RolloutPolicy, roles: { stable: string; canary: string }): RouteView {
     const kind = policy.target.kind === "GRPCRoute" ? "GRPCRoute" : "HTTPRoute";
     const ref: ObjectRef = { kind, namespace: policy.namespace, name: policy.target.name };
@@ -145,21 +127,5 @@ export class GatewayApiRouter implements TrafficRouter {
       object: route,
       locations,
     };
-  }
-
-  plan(
-    view: RouteView,
-    roles: { stable: string; canary: string },
-    canaryPercent: number,
-  ): Record<string, number> {
-    const { stable, canary } = splitPair(canaryPercent, view.pairTotal);
-    return { [roles.stable]: stable, [roles.canary]: canary };
-  }
-
-  async write(view: RouteView, weights: Record<string, number>, stateAnnotation: string): Promise<void> {
-    await this.writer.jsonPatch(
-      view.weightsRef,
-      weightsPatch(view.object, view.locations, weights, stateAnnotation),
-    );
   }
 }
