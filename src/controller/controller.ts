@@ -340,8 +340,8 @@ export class RolloutController {
     }
 
     const decision = decide(settings, state, stepped.event);
-    if (!decision.changed && !stepped.persist) return this.requeueFor(policy, state, clock.now());
-    const next: RolloutState = { ...(stepped.persist ?? decision.state), policy: key };
+    if (!decision.changed) return this.requeueFor(policy, state, clock.now());
+    const next: RolloutState = { ...decision.state, policy: key };
     let weights = view.weights;
     const setW = decision.effects.find((e) => e.type === "setWeights");
     if (setW) {
@@ -364,7 +364,7 @@ export class RolloutController {
         );
       }
     }
-    this.afterWrite(policy, view, next, [...decision.effects, ...(stepped.extraEffects ?? [])], log);
+    this.afterWrite(policy, view, next, decision.effects, log);
     return this.requeueFor(policy, next, clock.now());
   }
 
@@ -387,9 +387,6 @@ export class RolloutController {
     event?: RolloutEvent;
     requeueAfterMs?: number;
     note?: string;
-    /** A state change that is not a lifecycle transition (e.g. a warning already given). */
-    persist?: RolloutState;
-    extraEffects?: Array<{ type: "record"; severity: "Normal" | "Warning"; reason: string; message: string }>;
     /** The note is routine (logged at debug). */
     quiet?: boolean;
     /** performance.now() when the analysis result was in hand, to measure result → write. */
@@ -464,14 +461,11 @@ export class RolloutController {
       if (view.accepted) return { event: { type: "ACCEPTED", ...base } };
       const waited = now - (s.weightsWrittenAt ?? now);
       if (waited >= policy.routeReadyTimeoutMs && !s.acceptWarned) {
-        const message = `weights ${fmtWeights(view.weights)} written ${Math.round(waited / 1000)} s ago are not accepted by every parent: ${view.acceptanceDetail ?? "unknown"}; holding the step`;
-        return {
-          persist: { ...s, acceptWarned: true, message, updatedAt: now },
-          extraEffects: [{ type: "record", severity: "Warning", reason: "RouteNotAccepted", message }],
-          event: { type: "ACCEPTED", ...base }, // not accepted by the machine (guard), but carries the write
-        };
+        const reason = `weights ${fmtWeights(view.weights)} written ${Math.round(waited / 1000)} s ago are not accepted by every parent: ${view.acceptanceDetail ?? "unknown"}`;
+        return { event: { type: "NOT_ACCEPTED", reason, ...base } };
       }
       return {
+        quiet: true,
         note: `waiting for the route's parents to accept the weights: ${view.acceptanceDetail ?? ""}`,
         requeueAfterMs: Math.max(1000, policy.routeReadyTimeoutMs - waited),
       };

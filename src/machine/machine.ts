@@ -43,6 +43,8 @@ export type RolloutEvent =
   | ({ type: "PAUSE"; resumeToken?: string } & Observed)
   | ({ type: "RESUME"; token?: string } & Observed)
   | ({ type: "ACCEPTED" } & Observed)
+  /** The route's parents have not accepted the step's weights within routeReadyTimeout; `reason` says which. */
+  | ({ type: "NOT_ACCEPTED"; reason: string } & Observed)
   | ({ type: "DRIFT"; observed: Record<string, number>; resumeToken?: string } & Observed)
   | ({ type: "ANALYSIS"; report: AnalysisReport } & Observed)
   | ({ type: "PROMOTE"; token: string } & Observed);
@@ -312,6 +314,10 @@ function reduceAccepted(ctx: RolloutContext, e: Ev<"ACCEPTED">): RolloutState {
   };
 }
 
+function reduceNotAccepted(ctx: RolloutContext, e: Ev<"NOT_ACCEPTED">): RolloutState {
+  return { ...ctx.state, acceptWarned: true, message: `${e.reason}; holding the step`, updatedAt: e.now };
+}
+
 function reducePromote(ctx: RolloutContext, e: Ev<"ANALYSIS" | "PROMOTE">, why: string): RolloutState {
   const s = ctx.state;
   const report = e.type === "ANALYSIS" ? e.report : undefined;
@@ -408,6 +414,9 @@ export const rolloutMachine = setup({
     drift: assign({ state: ({ context, event }) => reduceDrift(context, event as Ev<"DRIFT">) }),
     resume: assign({ state: ({ context, event }) => reduceResume(context, event as Ev<"RESUME">) }),
     accept: assign({ state: ({ context, event }) => reduceAccepted(context, event as Ev<"ACCEPTED">) }),
+    notAccepted: assign({
+      state: ({ context, event }) => reduceNotAccepted(context, event as Ev<"NOT_ACCEPTED">),
+    }),
     promote: assign({
       state: ({ context, event }, p: { why: string }) =>
         reducePromote(context, event as Ev<"ANALYSIS" | "PROMOTE">, p.why),
@@ -422,6 +431,9 @@ export const rolloutMachine = setup({
   },
   guards: {
     awaitingAcceptance: ({ context }) => context.state.stepStartedAt === undefined,
+    // The Warning is given once per step, not on every look at a route that still does not accept.
+    firstNotAccepted: ({ context }) =>
+      context.state.stepStartedAt === undefined && context.state.acceptWarned !== true,
     analysisRollsBack: ({ context, event }) => outcomeOf(context, event as Ev<"ANALYSIS">) === "rollback",
     analysisPromotes: ({ context, event }) =>
       outcomeOf(context, event as Ev<"ANALYSIS">) === "advance" &&
@@ -484,6 +496,13 @@ export const rolloutMachine = setup({
           actions: ["drift", { type: "announce", params: { severity: "Warning", reason: "WeightsDrifted" } }],
         },
         ACCEPTED: { guard: "awaitingAcceptance", actions: ["accept"] },
+        NOT_ACCEPTED: {
+          guard: "firstNotAccepted",
+          actions: [
+            "notAccepted",
+            { type: "announce", params: { severity: "Warning", reason: "RouteNotAccepted" } },
+          ],
+        },
         PROMOTE: {
           target: "Promoted",
           actions: [

@@ -65,6 +65,7 @@ type EventKind =
   | "PAUSE"
   | "RESUME"
   | "ACCEPTED"
+  | "NOT_ACCEPTED"
   | "DRIFT"
   | "ANALYSIS:pass"
   | "ANALYSIS:fail"
@@ -80,6 +81,7 @@ const EVENT_KINDS: EventKind[] = [
   "PAUSE",
   "RESUME",
   "ACCEPTED",
+  "NOT_ACCEPTED",
   "DRIFT",
   "ANALYSIS:pass",
   "ANALYSIS:fail",
@@ -105,6 +107,8 @@ function eventOf(kind: EventKind, now = NOW, revisions: Record<string, string> =
       return { type: "RESUME", ...base };
     case "ACCEPTED":
       return { type: "ACCEPTED", ...base };
+    case "NOT_ACCEPTED":
+      return { type: "NOT_ACCEPTED", reason: "Gateway shop/gw: no status yet", ...base };
     case "DRIFT":
       return { type: "DRIFT", observed: { blue: 50, green: 50 }, ...base };
     case "PROMOTE":
@@ -187,6 +191,7 @@ const restStarts = (stable: string, canary: string): Record<EventKind, Expected>
   PAUSE: I,
   RESUME: I,
   ACCEPTED: I,
+  NOT_ACCEPTED: I,
   DRIFT: I,
   "ANALYSIS:pass": I,
   "ANALYSIS:fail": I,
@@ -213,6 +218,8 @@ const TABLE: Record<Phase, Record<EventKind, Expected>> = {
     PAUSE: { phase: "Paused", step: [2, 25], effects: [R("Normal", "Paused")] },
     RESUME: I,
     ACCEPTED: I,
+    NOT_ACCEPTED: I,
+    NOT_ACCEPTED: I,
     DRIFT: { phase: "Paused", step: [2, 25], effects: [R("Warning", "WeightsDrifted")] },
     "ANALYSIS:pass": {
       phase: "Progressing",
@@ -248,6 +255,8 @@ const TABLE: Record<Phase, Record<EventKind, Expected>> = {
       effects: [W(25, "blue", "green"), R("Normal", "Resumed")],
     },
     ACCEPTED: I,
+    NOT_ACCEPTED: I,
+    NOT_ACCEPTED: I,
     DRIFT: I,
     "ANALYSIS:pass": I,
     "ANALYSIS:fail": I,
@@ -422,6 +431,44 @@ void describe("full promotion through 5-10-25-50-100", () => {
     assert.deepEqual(weights, [5, 10, 25, 50, 100]);
     assert.equal(d.state.phase, "Promoted");
     assert.equal(d.state.stable, "green");
+  });
+
+  void it("with acceptance: a step never accepted is reported once, holds, and still starts when accepted", () => {
+    const s = settings({ needsAcceptance: true });
+    const state = initialState({ stable: "blue", canary: "green", baseline: {}, now: T0 });
+    const started = decide(s, state, {
+      type: "NEW_REVISION",
+      revision: "green-r2",
+      now: T0,
+      revisions: REVISIONS,
+    });
+    const reason =
+      "weights blue=95 green=5 written 120 s ago are not accepted by every parent: Gateway shop/gw: no status yet";
+    const warned = decide(s, started.state, {
+      type: "NOT_ACCEPTED",
+      reason,
+      now: T0 + 120_000,
+      revisions: REVISIONS,
+    });
+    assert.equal(warned.changed, true);
+    assert.deepEqual(
+      simplify(warned.effects),
+      [R("Warning", "RouteNotAccepted")],
+      "a Warning, and no weight write",
+    );
+    assert.equal(warned.state.message, `${reason}; holding the step`);
+    assert.equal(warned.state.acceptWarned, true);
+    assert.equal(warned.state.stepStartedAt, undefined);
+    assert.equal(warned.state.canaryWeight, 5);
+    const again = decide(s, warned.state, {
+      type: "NOT_ACCEPTED",
+      reason,
+      now: T0 + 180_000,
+      revisions: REVISIONS,
+    });
+    assert.equal(again.changed, false, "warned once per step");
+    const acc = decide(s, warned.state, { type: "ACCEPTED", now: T0 + 200_000, revisions: REVISIONS });
+    assert.equal(acc.state.stepStartedAt, T0 + 200_000);
   });
 });
 
