@@ -219,7 +219,6 @@ const TABLE: Record<Phase, Record<EventKind, Expected>> = {
     RESUME: I,
     ACCEPTED: I,
     NOT_ACCEPTED: I,
-    NOT_ACCEPTED: I,
     DRIFT: { phase: "Paused", step: [2, 25], effects: [R("Warning", "WeightsDrifted")] },
     "ANALYSIS:pass": {
       phase: "Progressing",
@@ -255,7 +254,6 @@ const TABLE: Record<Phase, Record<EventKind, Expected>> = {
       effects: [W(25, "blue", "green"), R("Normal", "Resumed")],
     },
     ACCEPTED: I,
-    NOT_ACCEPTED: I,
     NOT_ACCEPTED: I,
     DRIFT: I,
     "ANALYSIS:pass": I,
