@@ -24,7 +24,7 @@ export interface EventSink {
 export const COMPONENT = "rolloutd";
 
 export class KubeEventRecorder implements EventSink {
-  private readonly recent = new Map<string, { name: string; count: number; first: string; at: number }>();
+  private readonly recent = new Map<string, { name: string; count: number; at: number }>();
 
   constructor(
     private readonly core: CoreV1Api,
@@ -75,7 +75,7 @@ export class KubeEventRecorder implements EventSink {
         count: 1,
       };
       await this.core.createNamespacedEvent({ namespace: obj.namespace, body: event });
-      this.recent.set(key, { name, count: 1, first: now, at: this.clock.now() });
+      this.recent.set(key, { name, count: 1, at: this.clock.now() });
       if (this.recent.size > 5000) this.recent.delete(this.recent.keys().next().value!);
     } catch (err) {
       // An Event is a courtesy; losing one must never fail a rollout decision.

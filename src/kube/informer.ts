@@ -62,7 +62,6 @@ export class Watcher {
     if (opts.namespace !== undefined) this.status.namespace = opts.namespace;
     let resolve!: () => void;
     this.firstAttempt = { promise: new Promise<void>((r) => (resolve = r)), resolve };
-    this.firstAttempt.resolve = resolve;
   }
 
   /** Resolves once the first list either succeeded or definitively failed; never rejects. */
