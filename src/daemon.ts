@@ -10,6 +10,7 @@ import { RolloutController } from "./controller/controller.ts";
 import { ClusterCache } from "./kube/cache.ts";
 import { checkReachable, loadKubeConfig, makeClients } from "./kube/client.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
+import { ApiHealth, apiServerReadyz } from "./kube/health.ts";
 import { KubeWriter } from "./kube/writer.ts";
 import { PolicyStore, type PolicyChangeSet } from "./policy/store.ts";
 import { RouterRegistry } from "./routers/index.ts";
@@ -27,6 +28,8 @@ export interface DaemonOptions {
   minWindowSeconds?: number;
   /** Limit watches and writes to these namespaces (namespaced RBAC); all namespaces when absent. */
   namespaces?: readonly string[];
+  /** How long a watch may be blind (or the API server unready) before /readyz says so, ms. */
+  readinessGraceMs?: number;
   clock?: Clock;
 }
 
@@ -63,15 +66,41 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     namespaces,
   });
   cache.onChange((ref) => controller.onObjectChange(ref));
+  cache.onResync((kind) => controller.onResync(kind));
+  metrics.observeWatches(() =>
+    cache
+      .status()
+      .map((w) => ({ kind: w.kind, ...(w.namespace ? { namespace: w.namespace } : {}), synced: w.synced })),
+  );
+  const health = new ApiHealth(apiServerReadyz(kc), () => clock.now(), {
+    onRecovered: () => {
+      log.info("the API server answers again; re-establishing failed watches now");
+      cache.retryFailed();
+    },
+  });
+  const graceMs = opts.readinessGraceMs ?? 3_000;
 
   const store = new PolicyStore({ dir: opts.policiesDir, logger: log });
   let ready = false;
   const http = new HttpServer(
     metrics.registry,
     {
+      // Ready means "an abort annotated now would be seen and written": false while blind.
       ready: () => {
         if (!ready) return { ok: false, detail: "starting: policies or watches not loaded yet" };
-        if (!cache.synced()) return { ok: false, detail: "watches not synced" };
+        const now = clock.now();
+        const down = health.down;
+        if (down && now - down.since >= graceMs)
+          return {
+            ok: false,
+            detail: `API server not ready for ${Math.round((now - down.since) / 1000)} s: ${down.detail}`,
+          };
+        const blind = cache.blind(now, graceMs);
+        if (blind.length)
+          return {
+            ok: false,
+            detail: `watches not synced: ${blind.map((w) => `${w.kind}${w.namespace ? `/${w.namespace}` : ""} (${w.lastError ?? "relisting"})`).join("; ")}`,
+          };
         return { ok: true, detail: `ok: ${controller.policyCount()} policies` };
       },
     },
@@ -93,6 +122,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
 
   try {
     await cache.start();
+    health.start();
     log.info(
       { watches: cache.status().map((s) => `${s.kind}:${s.synced ? "synced" : "unavailable"}`) },
       "watches started",
@@ -114,6 +144,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     );
     ready = true;
   } catch (err) {
+    health.stop();
     await Promise.allSettled([store.close(), cache.stop(), http.close()]);
     throw err;
   }
@@ -123,6 +154,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     stop: async () => {
       ready = false;
       await store.close();
+      health.stop();
       await controller.stop();
       await cache.stop();
       gates.close();

@@ -161,9 +161,14 @@ function summarize(parts: string[]): string {
   return line.length > MAX_SUMMARY_CHARS ? `${line.slice(0, MAX_SUMMARY_CHARS - 1)}…` : line;
 }
 
-async function ask(source: MetricSource, query: string, at: Date): Promise<QueryOutcome> {
+async function ask(
+  source: MetricSource,
+  query: string,
+  at: Date,
+  signal: AbortSignal | undefined,
+): Promise<QueryOutcome> {
   try {
-    return await source.query(query, at);
+    return await source.query(query, at, signal);
   } catch (err) {
     // The MetricSource contract says "never throws"; a source that does is reported, not propagated.
     const message = err instanceof Error ? err.message : String(err);
@@ -260,7 +265,7 @@ export class PrometheusGate implements AnalysisGate {
           },
         };
       }
-      return { query, outcome: await ask(this.#source, query, at) };
+      return { query, outcome: await ask(this.#source, query, at, req.signal) };
     };
 
     const minRequests = this.#spec.minRequests;

@@ -246,9 +246,9 @@ export class PrometheusClient implements MetricSource {
     return shown.toString();
   }
 
-  async query(promql: string, at: Date = new Date()): Promise<QueryOutcome> {
+  async query(promql: string, at: Date = new Date(), signal?: AbortSignal): Promise<QueryOutcome> {
     const form = new URLSearchParams({ query: promql, time: unixSeconds(at) });
-    const res = await this.#post("api/v1/query", form);
+    const res = await this.#post("api/v1/query", form, signal);
     if ("error" in res) return { kind: "error", error: res.error };
     return classifyQueryResponse(res.status, res.statusText, res.body);
   }
@@ -316,7 +316,11 @@ export class PrometheusClient implements MetricSource {
     return this.#agent;
   }
 
-  async #post(path: string, form: URLSearchParams): Promise<RawResponse | { error: MetricError }> {
+  async #post(
+    path: string,
+    form: URLSearchParams,
+    cancel?: AbortSignal,
+  ): Promise<RawResponse | { error: MetricError }> {
     const url = new URL(path, this.#base);
     let headers: Record<string, string>;
     let agent: http.Agent;
@@ -328,10 +332,14 @@ export class PrometheusClient implements MetricSource {
     }
     const body = form.toString();
     headers["content-length"] = String(Buffer.byteLength(body));
-    const signal = AbortSignal.timeout(this.#spec.timeoutMs);
+    const timeout = AbortSignal.timeout(this.#spec.timeoutMs);
+    const signal = cancel ? AbortSignal.any([timeout, cancel]) : timeout;
     try {
       return await this.#send(url, headers, body, agent, signal);
     } catch (err) {
+      if (cancel?.aborted) {
+        return { error: { code: "cancelled", message: `query to ${url.origin} cancelled` } };
+      }
       if (signal.aborted) {
         return {
           error: {

@@ -19,7 +19,8 @@ export type MetricErrorCode =
   | "http" // non-2xx without a Prometheus error body
   | "prometheus" // status: "error" with errorType
   | "multipleSeries" // the query returned several series where one was expected
-  | "badResponse"; // not JSON, or not the shape Prometheus writes
+  | "badResponse" // not JSON, or not the shape Prometheus writes
+  | "cancelled"; // the caller no longer wanted the answer
 
 export interface MetricError {
   code: MetricErrorCode;
@@ -28,8 +29,11 @@ export interface MetricError {
 
 /** A metric backend. The Prometheus HTTP API is the real one. */
 export interface MetricSource {
-  /** Instant query evaluated at `at` (default: now). Never throws; errors are outcomes. */
-  query(promql: string, at?: Date): Promise<QueryOutcome>;
+  /**
+   * Instant query evaluated at `at` (default: now). Never throws; errors are
+   * outcomes. An aborted `signal` ends the request at once (outcome: error).
+   */
+  query(promql: string, at?: Date, signal?: AbortSignal): Promise<QueryOutcome>;
 }
 
 export type CheckVerdict = "pass" | "fail" | "noData" | "error";
@@ -75,6 +79,8 @@ export interface AnalysisRequest {
   /** When the step's weight took effect; the window never reaches before it. */
   stepStartedAt: number;
   now: number;
+  /** Cancels every query of this analysis: the rollout moved on (abort, pause, new revision, policy change). */
+  signal?: AbortSignal;
 }
 
 /** The seam the engine depends on. A policy without checks gets a gate that always passes. */

@@ -6,10 +6,9 @@
  */
 import { userInfo } from "node:os";
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import { ANNOTATIONS } from "../controller/observe.ts";
 import { toKubeError } from "../kube/errors.ts";
-import { FIELD_MANAGER } from "../kube/writer.ts";
 import { kindInfo, kubeFrom, parseTarget, type GlobalOptions } from "./target.ts";
+import { ANNOTATIONS, FIELD_MANAGER } from "../contract.ts";
 
 export type ControlVerb = "abort" | "pause" | "resume" | "retry" | "promote";
 

@@ -7,9 +7,8 @@ import { CustomObjectsApi } from "@kubernetes/client-node";
 import { stringify } from "yaml";
 import { toKubeError } from "../kube/errors.ts";
 import type { KObject } from "../kube/kinds.ts";
-import { decodeState, type RolloutState } from "../machine/state.ts";
-import { STATE_ANNOTATION } from "../routers/types.ts";
 import { kindInfo, kubeFrom, ROUTE_KINDS, type GlobalOptions } from "./target.ts";
+import { decodeState, type RolloutState, ANNOTATIONS } from "../contract.ts";
 
 export interface StatusRow {
   namespace: string;
@@ -44,6 +43,16 @@ function checks(s: RolloutState): string {
     .join(", ");
 }
 
+/** The pair as last written; several locations show as "web-v1=95,80" in the order of the route. */
+function weightsOf(s: RolloutState): string {
+  const of = (b: string) =>
+    (s.applied ?? [])
+      .filter((w) => w.backend === b)
+      .map((w) => w.weight)
+      .join(",") || "0";
+  return `${s.stable}=${of(s.stable)} ${s.canary}=${of(s.canary)}`;
+}
+
 /** A fixed-width table, as kubectl prints. */
 export function table(rows: StatusRow[], now: number, allNamespaces: boolean): string {
   const head = [
@@ -62,9 +71,7 @@ export function table(rows: StatusRow[], now: number, allNamespaces: boolean): s
     route,
     s.phase === "Paused" && s.pausedBy ? `Paused(${s.pausedBy})` : s.phase,
     s.stepIndex >= 0 ? `${s.stepIndex + 1} (${s.canaryWeight}%)` : "-",
-    s.applied
-      ? `${s.stable}=${s.applied[s.stable] ?? 0} ${s.canary}=${s.applied[s.canary] ?? 0}`
-      : `${s.stable} (stable)`,
+    s.applied?.length ? weightsOf(s) : `${s.stable} (stable)`,
     checks(s),
     ago(now - s.since),
   ]);
@@ -102,7 +109,7 @@ export async function collectStatus(o: GlobalOptions & { allNamespaces?: boolean
       throw e;
     }
     for (const obj of items) {
-      const raw = obj.metadata?.annotations?.[STATE_ANNOTATION];
+      const raw = obj.metadata?.annotations?.[ANNOTATIONS.state];
       if (!raw) continue;
       try {
         rows.push({

@@ -1,49 +1,11 @@
 /**
- * Facts the engine reads from the cluster before deciding: the control
- * annotations an operator sets on the route, and each backend's Deployment
- * revision and rollout readiness. Pure functions of objects, so they are
- * unit-testable and identical after a restart.
+ * Facts the engine reads from a backend's Deployment before deciding: its
+ * revision and whether it has rolled out. Pure functions of objects, so they
+ * are unit-testable and identical after a restart. (The operator's controls
+ * are part of the public contract: src/contract.ts.)
  */
 import { createHash } from "node:crypto";
 import type { KObject } from "../kube/kinds.ts";
-
-export const ANNOTATIONS = {
-  abort: "rolloutd.dev/abort",
-  abortReason: "rolloutd.dev/abort-reason",
-  pause: "rolloutd.dev/pause",
-  /** One-shot controls: any new value acts once; the value last acted on is kept in the state. */
-  start: "rolloutd.dev/start",
-  retry: "rolloutd.dev/retry",
-  resume: "rolloutd.dev/resume",
-  promote: "rolloutd.dev/promote",
-} as const;
-
-export interface Controls {
-  abort: boolean;
-  abortReason?: string;
-  pause: boolean;
-  start?: string;
-  retry?: string;
-  resume?: string;
-  promote?: string;
-}
-
-const truthy = (v: string | undefined) =>
-  v !== undefined && ["true", "yes", "1", "on"].includes(v.trim().toLowerCase());
-
-export function readControls(obj: KObject): Controls {
-  const a = obj.metadata?.annotations ?? {};
-  const token = (k: string) => (a[k]?.trim() ? a[k].trim() : undefined);
-  return {
-    abort: truthy(a[ANNOTATIONS.abort]),
-    abortReason: token(ANNOTATIONS.abortReason),
-    pause: truthy(a[ANNOTATIONS.pause]),
-    start: token(ANNOTATIONS.start),
-    retry: token(ANNOTATIONS.retry),
-    resume: token(ANNOTATIONS.resume),
-    promote: token(ANNOTATIONS.promote),
-  };
-}
 
 /** JSON with sorted keys, so equal templates hash equally whatever the key order. */
 function canonical(v: unknown): string {

@@ -5,6 +5,11 @@
  * instead of a ClusterRole), so it never lists what it may not read. Every
  * change is passed on as an object reference; the controller maps it to the
  * policies that depend on it.
+ *
+ * The cache also says how far it can be trusted: a watch that failed keeps
+ * its last known objects for reading, but is reported stale until it has
+ * listed again, so nothing is written on the strength of it and readiness
+ * turns false while the daemon is blind.
  */
 import type { Logger } from "pino";
 import type { KubeClients } from "./client.ts";
@@ -12,6 +17,13 @@ import { Watcher, type WatcherStatus } from "./informer.ts";
 import { KINDS, type KindName, type KObject, type ObjectRef } from "./kinds.ts";
 
 export type ChangeHandler = (ref: ObjectRef, obj: KObject) => void;
+
+/**
+ * synced: the watch is live and listed; stale: it failed and is being
+ * re-established (reads are last known values); unavailable: the kind is not
+ * served, or not allowed.
+ */
+export type CacheFreshness = "synced" | "stale" | "unavailable";
 
 export interface ClusterCacheOptions {
   kinds?: KindName[];
@@ -26,6 +38,7 @@ export class ClusterCache {
   /** kind → namespace (or ALL) → watch. */
   private readonly watchers = new Map<KindName, Map<string, Watcher>>();
   private readonly handlers: ChangeHandler[] = [];
+  private readonly resyncHandlers: Array<(kind: KindName) => void> = [];
   readonly namespaces: readonly string[] | undefined;
 
   constructor(clients: KubeClients, log: Logger, opts: ClusterCacheOptions = {}) {
@@ -41,7 +54,12 @@ export class ClusterCache {
             KINDS[kind],
             (_type, obj) => this.emit(kind, obj),
             log.child(ns === undefined ? { component: "watch" } : { component: "watch", namespace: ns }),
-            ns === undefined ? {} : { namespace: ns },
+            {
+              ...(ns === undefined ? {} : { namespace: ns }),
+              onResync: () => {
+                for (const h of this.resyncHandlers) h(kind);
+              },
+            },
           ),
         );
       }
@@ -49,13 +67,13 @@ export class ClusterCache {
     }
   }
 
-  /** Whether objects of this namespace are watched (and so may be read and written). */
-  watches(namespace: string): boolean {
-    return this.namespaces === undefined || this.namespaces.includes(namespace);
-  }
-
   onChange(handler: ChangeHandler): void {
     this.handlers.push(handler);
+  }
+
+  /** Called when a watch has listed again after failing: objects may have changed unseen meanwhile. */
+  onResync(handler: (kind: KindName) => void): void {
+    this.resyncHandlers.push(handler);
   }
 
   private emit(kind: KindName, obj: KObject): void {
@@ -80,25 +98,30 @@ export class ClusterCache {
     return this.watcherFor(kind, namespace)?.get(namespace, name);
   }
 
-  list(kind: KindName, namespace?: string): readonly KObject[] {
-    if (namespace !== undefined) return this.watcherFor(kind, namespace)?.list(namespace) ?? [];
-    return [...(this.watchers.get(kind)?.values() ?? [])].flatMap((w) => w.list());
-  }
-
   status(): WatcherStatus[] {
     return this.all().map((w) => ({ ...w.status }));
   }
 
-  /** Ready when every kind the cluster serves is synced; kinds whose CRD is missing do not block. */
-  synced(): boolean {
-    return this.all().every((w) => w.status.synced || w.status.unavailable !== undefined);
+  freshness(kind: KindName, namespace: string): CacheFreshness {
+    const w = this.watcherFor(kind, namespace);
+    if (!w || w.status.unavailable !== undefined) return "unavailable";
+    return w.status.synced ? "synced" : "stale";
   }
 
-  /** The kind is synced: in that namespace when one is given, else in every watched namespace. */
-  isAvailable(kind: KindName, namespace?: string): boolean {
-    if (namespace !== undefined) return this.watcherFor(kind, namespace)?.status.synced ?? false;
-    const byNs = this.watchers.get(kind);
-    return byNs !== undefined && [...byNs.values()].every((w) => w.status.synced);
+  /**
+   * Watches that have been blind (failed and not listed again) for longer
+   * than `graceMs`. A missing CRD is not blindness: policies on it wait, the
+   * rest work.
+   */
+  blind(now: number, graceMs: number): WatcherStatus[] {
+    return this.status().filter(
+      (s) => !s.synced && s.unavailable === undefined && now - (s.blindSince ?? now) >= graceMs,
+    );
+  }
+
+  /** The API server answers again: reconnect failed watches now, without waiting out their backoff. */
+  retryFailed(): void {
+    for (const w of this.all()) w.retryNow();
   }
 
   async stop(): Promise<void> {

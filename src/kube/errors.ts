@@ -18,9 +18,7 @@ export class KubeApiError extends Error {
   get isNotFound(): boolean {
     return this.status === 404;
   }
-  get isForbidden(): boolean {
-    return this.status === 403;
-  }
+  /** The object as patched would be invalid (schema, CEL, or the 256 KiB annotation limit). */
   get isInvalid(): boolean {
     return this.status === 422;
   }

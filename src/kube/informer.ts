@@ -32,7 +32,10 @@ export interface WatcherStatus {
   kind: string;
   /** Set when the watch is limited to one namespace. */
   namespace?: string;
+  /** Listed and watching. Cleared on any failure: the cache is then the last known state, not the current one. */
   synced: boolean;
+  /** When the watch last stopped being synced (or was created), for readiness' grace period. */
+  blindSince?: number;
   /** The CRD (or the permission to list it) is missing; retried slowly. */
   unavailable?: string;
   lastError?: string;
@@ -56,9 +59,15 @@ export class Watcher {
     private readonly kind: KindInfo,
     private readonly handler: WatchHandler,
     private readonly log: Logger,
-    private readonly opts: { maxBackoffMs?: number; unavailableRetryMs?: number; namespace?: string } = {},
+    private readonly opts: {
+      maxBackoffMs?: number;
+      unavailableRetryMs?: number;
+      namespace?: string;
+      /** Called when the watch has listed again after a failure (not on the first sync). */
+      onResync?: () => void;
+    } = {},
   ) {
-    this.status = { kind: kind.kind, synced: false, restarts: 0 };
+    this.status = { kind: kind.kind, synced: false, blindSince: Date.now(), restarts: 0 };
     if (opts.namespace !== undefined) this.status.namespace = opts.namespace;
     let resolve!: () => void;
     this.firstAttempt = { promise: new Promise<void>((r) => (resolve = r)), resolve };
@@ -124,11 +133,43 @@ export class Watcher {
   private connectedAt = 0;
 
   private markSynced(): void {
-    if (!this.status.synced) this.log.debug({ kind: this.kind.kind }, "watch synced");
+    const wasBlind = !this.status.synced;
+    if (wasBlind) this.log.debug({ kind: this.kind.kind }, "watch synced");
     this.status.synced = true;
+    this.status.blindSince = undefined;
     this.status.unavailable = undefined;
     this.backoffMs = 0;
     this.firstAttempt.resolve();
+    if (wasBlind && this.status.restarts > 0) {
+      try {
+        this.opts.onResync?.();
+      } catch (err) {
+        this.log.error({ err, kind: this.kind.kind }, "resync handler threw");
+      }
+    }
+  }
+
+  /** Waiting to reconnect after a failure (not merely unavailable). */
+  get failing(): boolean {
+    return (
+      !this.stopped &&
+      !this.status.synced &&
+      this.status.unavailable === undefined &&
+      this.retryTimer !== undefined
+    );
+  }
+
+  /**
+   * The API server answers again: reconnect now instead of at the end of a
+   * backoff that grew while it was away, so the daemon is not blind for up
+   * to maxBackoffMs after an outage.
+   */
+  retryNow(): void {
+    if (!this.failing) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.backoffMs = 0;
+    this.connect();
   }
 
   private onError(informer: Informer<KubernetesObject>, raw: unknown): void {
@@ -139,6 +180,8 @@ export class Watcher {
     this.status.lastErrorAt = Date.now();
     this.status.lastError = err.message;
     this.status.restarts++;
+    if (this.status.synced) this.status.blindSince = Date.now();
+    this.status.synced = false;
     let delay: number;
     if (status === 404 || status === 403) {
       // The kind is not installed, or we may not list it: not fatal for other policies.
@@ -151,7 +194,6 @@ export class Watcher {
         );
       }
       this.status.unavailable = err.message;
-      this.status.synced = false;
       delay = this.opts.unavailableRetryMs ?? 30_000;
       this.firstAttempt.resolve();
     } else {
@@ -162,16 +204,15 @@ export class Watcher {
     }
     void informer.stop().catch(() => {});
     clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.connect(), delay);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.connect();
+    }, delay);
     this.retryTimer.unref();
   }
 
   get(namespace: string, name: string): KubernetesObject | undefined {
     return this.cache?.get(name, namespace);
-  }
-
-  list(namespace?: string): readonly KubernetesObject[] {
-    return this.cache?.list(namespace) ?? [];
   }
 
   async stop(): Promise<void> {

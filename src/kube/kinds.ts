@@ -12,8 +12,6 @@ export interface KindInfo {
   group: string;
   version: string;
   plural: string;
-  /** A CRD someone else installs (App Mesh controller, Gateway API). */
-  custom: boolean;
 }
 
 export const KINDS = {
@@ -22,37 +20,32 @@ export const KINDS = {
     group: "appmesh.k8s.aws",
     version: "v1beta2",
     plural: "gatewayroutes",
-    custom: true,
   },
   VirtualService: {
     kind: "VirtualService",
     group: "appmesh.k8s.aws",
     version: "v1beta2",
     plural: "virtualservices",
-    custom: true,
   },
   VirtualRouter: {
     kind: "VirtualRouter",
     group: "appmesh.k8s.aws",
     version: "v1beta2",
     plural: "virtualrouters",
-    custom: true,
   },
   HTTPRoute: {
     kind: "HTTPRoute",
     group: "gateway.networking.k8s.io",
     version: "v1",
     plural: "httproutes",
-    custom: true,
   },
   GRPCRoute: {
     kind: "GRPCRoute",
     group: "gateway.networking.k8s.io",
     version: "v1",
     plural: "grpcroutes",
-    custom: true,
   },
-  Deployment: { kind: "Deployment", group: "apps", version: "v1", plural: "deployments", custom: false },
+  Deployment: { kind: "Deployment", group: "apps", version: "v1", plural: "deployments" },
 } as const satisfies Record<string, KindInfo>;
 
 export type KindName = keyof typeof KINDS;

@@ -15,11 +15,6 @@ export interface ReconcileResult {
 
 export type ReconcileFn = (key: string) => Promise<ReconcileResult | void>;
 
-/** Thrown by a handler for errors that retrying cannot fix (record, do not retry). */
-export class TerminalError extends Error {
-  override name = "TerminalError";
-}
-
 export interface WorkQueueOptions {
   workers: number;
   baseBackoffMs?: number;
@@ -27,7 +22,7 @@ export interface WorkQueueOptions {
   /** Global limit for error retries: tokens per second and burst. */
   retryQps?: number;
   retryBurst?: number;
-  onError?: (key: string, err: unknown, retryInMs: number | undefined) => void;
+  onError?: (key: string, err: unknown, retryInMs: number) => void;
   onProcessed?: (key: string, durationMs: number, outcome: "success" | "error" | "requeue") => void;
 }
 
@@ -144,8 +139,7 @@ export class WorkQueue {
       }
     } catch (err) {
       outcome = "error";
-      const terminal = err instanceof TerminalError;
-      const retryIn = terminal ? undefined : this.addRateLimited(key);
+      const retryIn = this.addRateLimited(key);
       try {
         this.opts.onError?.(key, err, retryIn);
       } catch {

@@ -4,12 +4,11 @@
  * what we own.
  */
 import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import type { ObjectWriter, JsonPatchOp } from "../routers/types.ts";
+import { FIELD_MANAGER } from "../contract.ts";
+import type { JsonPatchOp, ObjectWriter } from "./access.ts";
 import type { KubeClients } from "./client.ts";
 import { toKubeError } from "./errors.ts";
 import { KINDS, type KObject, type ObjectRef } from "./kinds.ts";
-
-export const FIELD_MANAGER = "rolloutd";
 
 export class KubeWriter implements ObjectWriter {
   constructor(private readonly clients: KubeClients) {}

@@ -9,7 +9,7 @@
 import { assign, setup, transition, type SnapshotFrom } from "xstate";
 import type { AnalysisReport } from "../analysis/types.ts";
 import type { ErrorAction, NoDataAction } from "../policy/types.ts";
-import { atRest, type RecordedAnalysis, type RolloutState } from "./state.ts";
+import { atRest, type RecordedAnalysis, type RolloutState } from "../contract.ts";
 
 /** Policy-derived settings: not persisted, re-read from the policy every reconcile. */
 export interface Settings {
@@ -23,9 +23,15 @@ export interface Settings {
   needsAcceptance: boolean;
 }
 
+/**
+ * The persisted record without its phase: xstate's state value is the phase,
+ * and keeping a second copy in the context would let the two disagree.
+ */
+export type RolloutRecord = Omit<RolloutState, "phase">;
+
 export interface RolloutContext {
   settings: Settings;
-  state: RolloutState;
+  state: RolloutRecord;
 }
 
 /** Facts every event carries. */
@@ -59,12 +65,11 @@ export type Effect =
   | { type: "record"; severity: EventSeverity; reason: string; message: string };
 
 /** Builds the state a (re)started rollout begins with: step 0 of `revision`. */
-function begin(ctx: RolloutContext, ev: Observed & { revision: string }, why: string): RolloutState {
+function begin(ctx: RolloutContext, ev: Observed & { revision: string }, why: string): RolloutRecord {
   const s = ctx.state;
   const weight = ctx.settings.steps[0] ?? 100;
   return {
     ...s,
-    phase: "Progressing",
     revision: ev.revision,
     baseline: { ...s.baseline, [s.canary]: ev.revision },
     stepIndex: 0,
@@ -84,7 +89,7 @@ function begin(ctx: RolloutContext, ev: Observed & { revision: string }, why: st
   };
 }
 
-function toStep(ctx: RolloutContext, now: number, index: number, why: string): RolloutState {
+function toStep(ctx: RolloutContext, now: number, index: number, why: string): RolloutRecord {
   const weight = ctx.settings.steps[index] ?? 100;
   return {
     ...ctx.state,
@@ -102,7 +107,7 @@ function toStep(ctx: RolloutContext, now: number, index: number, why: string): R
   };
 }
 
-function recordAnalysis(s: RolloutState, report: AnalysisReport, now: number): RecordedAnalysis {
+function recordAnalysis(s: RolloutRecord, report: AnalysisReport, now: number): RecordedAnalysis {
   return {
     at: now,
     stepIndex: s.stepIndex,
@@ -124,17 +129,19 @@ function recordAnalysis(s: RolloutState, report: AnalysisReport, now: number): R
  * What an analysis means for the rollout, after the policy's onNoData/onError
  * rules and consecutive limits. Pure, so the rules can be tested as a table.
  */
-export function judge(
-  settings: Settings,
-  s: Pick<RolloutState, "failures" | "noData" | "errors">,
-  verdict: AnalysisReport["verdict"],
-): {
+export interface Judgement {
   outcome: "advance" | "hold" | "retry" | "rollback";
   failures: number;
   noData: number;
   errors: number;
   why: string;
-} {
+}
+
+export function judge(
+  settings: Settings,
+  s: Pick<RolloutState, "failures" | "noData" | "errors">,
+  verdict: AnalysisReport["verdict"],
+): Judgement {
   const failed = (why: string) => {
     const failures = s.failures + 1;
     return failures >= settings.failureLimit
@@ -214,24 +221,34 @@ export function judge(
   }
 }
 
-type Ev<T extends RolloutEventType> = Extract<RolloutEvent, { type: T }>;
+/**
+ * What the machine itself receives: an analysis arrives judged, once, by
+ * decide(), so guards and reducers read one judgement instead of each
+ * re-judging the report.
+ */
+type MachineEvent =
+  | Exclude<RolloutEvent, { type: "ANALYSIS" }>
+  | (Extract<RolloutEvent, { type: "ANALYSIS" }> & { judgement: Judgement });
+
+type Ev<T extends RolloutEventType> = Extract<MachineEvent, { type: T }>;
 
 // Reducers: pure functions from (context, event) to the next persisted state.
 
-function reduceAbort(ctx: RolloutContext, e: Ev<"ABORT">): RolloutState {
+/** `again`: an abort already recorded is re-applied (weights were moved since); its start time stays. */
+function reduceAbort(ctx: RolloutContext, e: Ev<"ABORT">, again: boolean): RolloutRecord {
   const s = ctx.state;
   return {
     ...s,
-    phase: "Aborted",
     stepIndex: -1,
     canaryWeight: 0,
     weightsWrittenAt: e.now,
     stepStartedAt: undefined,
     analysisDueAt: undefined,
     pausedBy: undefined,
-    abort: { at: e.now, reason: e.reason },
-    message: `aborted: ${e.reason}; all traffic on ${s.stable}`,
-    since: s.phase === "Aborted" ? s.since : e.now,
+    // The reason is kept once, here; messages and Events refer to it.
+    abort: { at: again && s.abort ? s.abort.at : e.now, reason: e.reason },
+    message: `aborted by annotation; all traffic on ${s.stable}`,
+    since: again ? s.since : e.now,
     updatedAt: e.now,
   };
 }
@@ -241,7 +258,7 @@ function reduceBegin(
   e: Ev<"NEW_REVISION" | "START" | "RETRY">,
   why: string,
   stayPaused: boolean,
-): RolloutState {
+): RolloutRecord {
   const next = begin(ctx, e, `${why} ${e.revision}`);
   const tokens = { ...ctx.state.tokens };
   if (e.type === "START") tokens.start = e.token;
@@ -250,18 +267,16 @@ function reduceBegin(
     ? {
         ...next,
         tokens,
-        phase: "Paused",
         pausedBy: ctx.state.pausedBy ?? "annotation",
         message: `${next.message}; still paused`,
       }
     : { ...next, tokens };
 }
 
-function reducePause(ctx: RolloutContext, e: Ev<"PAUSE">): RolloutState {
+function reducePause(ctx: RolloutContext, e: Ev<"PAUSE">): RolloutRecord {
   const s = ctx.state;
   return {
     ...s,
-    phase: "Paused",
     pausedBy: "annotation",
     // Only a resume token set after this pause may end it.
     tokens: e.resumeToken !== undefined ? { ...s.tokens, resume: e.resumeToken } : s.tokens,
@@ -271,22 +286,21 @@ function reducePause(ctx: RolloutContext, e: Ev<"PAUSE">): RolloutState {
   };
 }
 
-function reduceDrift(ctx: RolloutContext, e: Ev<"DRIFT">): RolloutState {
+function reduceDrift(ctx: RolloutContext, e: Ev<"DRIFT">): RolloutRecord {
   const s = ctx.state;
   return {
     ...s,
-    phase: "Paused",
     pausedBy: "drift",
     tokens: e.resumeToken !== undefined ? { ...s.tokens, resume: e.resumeToken } : s.tokens,
     message:
-      `weights changed by another writer (expected ${fmt(s.applied)}, found ${fmt(e.observed)}): ` +
+      `weights changed by another writer (expected ${fmtApplied(s.applied)}, found ${fmt(e.observed)}): ` +
       `paused instead of fighting; \`rolloutd resume\` re-applies step ${s.stepIndex + 1}`,
     since: e.now,
     updatedAt: e.now,
   };
 }
 
-function reduceResume(ctx: RolloutContext, e: Ev<"RESUME">): RolloutState {
+function reduceResume(ctx: RolloutContext, e: Ev<"RESUME">): RolloutRecord {
   const s = ctx.state;
   const next = toStep(ctx, e.now, Math.max(0, s.stepIndex), `resumed (${s.pausedBy ?? "annotation"})`);
   // Weights were held during an annotation pause, so the route already serves them;
@@ -295,7 +309,6 @@ function reduceResume(ctx: RolloutContext, e: Ev<"RESUME">): RolloutState {
     ctx.settings.needsAcceptance && (s.pausedBy === "drift" || s.stepStartedAt === undefined);
   return {
     ...next,
-    phase: "Progressing",
     pausedBy: undefined,
     tokens: e.token ? { ...s.tokens, resume: e.token } : s.tokens,
     // Paused time is not evidence: the step's window starts again now.
@@ -305,7 +318,7 @@ function reduceResume(ctx: RolloutContext, e: Ev<"RESUME">): RolloutState {
   };
 }
 
-function reduceAccepted(ctx: RolloutContext, e: Ev<"ACCEPTED">): RolloutState {
+function reduceAccepted(ctx: RolloutContext, e: Ev<"ACCEPTED">): RolloutRecord {
   return {
     ...ctx.state,
     stepStartedAt: e.now,
@@ -314,18 +327,17 @@ function reduceAccepted(ctx: RolloutContext, e: Ev<"ACCEPTED">): RolloutState {
   };
 }
 
-function reduceNotAccepted(ctx: RolloutContext, e: Ev<"NOT_ACCEPTED">): RolloutState {
+function reduceNotAccepted(ctx: RolloutContext, e: Ev<"NOT_ACCEPTED">): RolloutRecord {
   return { ...ctx.state, acceptWarned: true, message: `${e.reason}; holding the step`, updatedAt: e.now };
 }
 
-function reducePromote(ctx: RolloutContext, e: Ev<"ANALYSIS" | "PROMOTE">, why: string): RolloutState {
+function reducePromote(ctx: RolloutContext, e: Ev<"ANALYSIS" | "PROMOTE">, why: string): RolloutRecord {
   const s = ctx.state;
   const report = e.type === "ANALYSIS" ? e.report : undefined;
   const nextCanary = s.stable;
   const nextCanaryRevision = e.revisions[nextCanary];
   return {
     ...s,
-    phase: "Promoted",
     stable: s.canary,
     canary: nextCanary,
     baseline: {
@@ -350,12 +362,11 @@ function reducePromote(ctx: RolloutContext, e: Ev<"ANALYSIS" | "PROMOTE">, why: 
   };
 }
 
-function reduceRollback(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutState {
+function reduceRollback(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutRecord {
   const s = ctx.state;
-  const j = judge(ctx.settings, s, e.report.verdict);
+  const j = e.judgement;
   return {
     ...s,
-    phase: "RolledBack",
     failures: j.failures,
     noData: j.noData,
     errors: j.errors,
@@ -371,15 +382,15 @@ function reduceRollback(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutState {
   };
 }
 
-function reduceAdvance(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutState {
-  const j = judge(ctx.settings, ctx.state, e.report.verdict);
+function reduceAdvance(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutRecord {
+  const j = e.judgement;
   const next = toStep(ctx, e.now, ctx.state.stepIndex + 1, `${e.report.summary}; ${j.why}`);
   return { ...next, errors: j.errors, lastAnalysis: recordAnalysis(ctx.state, e.report, e.now) };
 }
 
-function reduceStay(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutState {
+function reduceStay(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutRecord {
   const s = ctx.state;
-  const j = judge(ctx.settings, s, e.report.verdict);
+  const j = e.judgement;
   return {
     ...s,
     failures: j.failures,
@@ -395,20 +406,27 @@ function reduceStay(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutState {
   };
 }
 
-const outcomeOf = (ctx: RolloutContext, e: Ev<"ANALYSIS">) =>
-  judge(ctx.settings, ctx.state, e.report.verdict).outcome;
+const outcomeOf = (e: MachineEvent) => (e as Ev<"ANALYSIS">).judgement.outcome;
 
 export const rolloutMachine = setup({
   types: {
     context: {} as RolloutContext,
-    events: {} as RolloutEvent,
+    events: {} as MachineEvent,
     input: {} as RolloutContext,
   },
   actions: {
-    abort: assign({ state: ({ context, event }) => reduceAbort(context, event as Ev<"ABORT">) }),
+    abort: assign({ state: ({ context, event }) => reduceAbort(context, event as Ev<"ABORT">, false) }),
+    reabort: assign({ state: ({ context, event }) => reduceAbort(context, event as Ev<"ABORT">, true) }),
     begin: assign({
       state: ({ context, event }, p: { why: string; stayPaused?: boolean }) =>
         reduceBegin(context, event as Ev<"NEW_REVISION" | "START" | "RETRY">, p.why, p.stayPaused ?? false),
+    }),
+    consumeRetry: assign({
+      state: ({ context, event }) => ({
+        ...context.state,
+        tokens: { ...context.state.tokens, retry: (event as Ev<"RETRY">).token },
+        updatedAt: event.now,
+      }),
     }),
     pause: assign({ state: ({ context, event }) => reducePause(context, event as Ev<"PAUSE">) }),
     drift: assign({ state: ({ context, event }) => reduceDrift(context, event as Ev<"DRIFT">) }),
@@ -434,11 +452,10 @@ export const rolloutMachine = setup({
     // The Warning is given once per step, not on every look at a route that still does not accept.
     firstNotAccepted: ({ context }) =>
       context.state.stepStartedAt === undefined && context.state.acceptWarned !== true,
-    analysisRollsBack: ({ context, event }) => outcomeOf(context, event as Ev<"ANALYSIS">) === "rollback",
+    analysisRollsBack: ({ event }) => outcomeOf(event) === "rollback",
     analysisPromotes: ({ context, event }) =>
-      outcomeOf(context, event as Ev<"ANALYSIS">) === "advance" &&
-      context.state.stepIndex + 1 >= context.settings.steps.length,
-    analysisAdvances: ({ context, event }) => outcomeOf(context, event as Ev<"ANALYSIS">) === "advance",
+      outcomeOf(event) === "advance" && context.state.stepIndex + 1 >= context.settings.steps.length,
+    analysisAdvances: ({ event }) => outcomeOf(event) === "advance",
   },
 }).createMachine({
   id: "rollout",
@@ -460,14 +477,16 @@ export const rolloutMachine = setup({
       on: {
         NEW_REVISION: begin_("new canary revision"),
         START: begin_("started by annotation"),
-        RETRY: begin_("retried by annotation"),
+        // Nothing failed, so there is nothing to retry; the token is used up so it cannot fire later.
+        RETRY: { actions: ["consumeRetry"] },
       },
     },
     Promoted: {
       on: {
         NEW_REVISION: begin_("new canary revision"),
         START: begin_("started by annotation"),
-        RETRY: begin_("retried by annotation"),
+        // Nothing failed, so there is nothing to retry; the token is used up so it cannot fire later.
+        RETRY: { actions: ["consumeRetry"] },
       },
     },
     RolledBack: {
@@ -479,6 +498,14 @@ export const rolloutMachine = setup({
     },
     Aborted: {
       on: {
+        // Weights moved away from stable while the abort stands: put them back, keep the abort's record.
+        ABORT: {
+          actions: [
+            "reabort",
+            "applyWeights",
+            { type: "announce", params: { severity: "Warning", reason: "Aborted" } },
+          ],
+        },
         NEW_REVISION: begin_("new canary revision"),
         START: begin_("started by annotation"),
         RETRY: begin_("retried by annotation"),
@@ -592,6 +619,11 @@ function begin_(why: string) {
   } as const;
 }
 
+function fmtApplied(w: RolloutState["applied"]): string {
+  if (!w?.length) return "nothing";
+  return w.map((a) => `${a.backend}=${a.weight}`).join(" ");
+}
+
 function fmt(w: Record<string, number> | undefined): string {
   if (!w) return "nothing";
   return Object.entries(w)
@@ -603,7 +635,8 @@ export type RolloutSnapshot = SnapshotFrom<typeof rolloutMachine>;
 
 /** Restores a snapshot from persisted state. Restoring is not a transition: nothing runs. */
 export function restore(settings: Settings, state: RolloutState): RolloutSnapshot {
-  return rolloutMachine.resolveState({ value: state.phase, context: { settings, state } });
+  const { phase, ...record } = state;
+  return rolloutMachine.resolveState({ value: phase, context: { settings, state: record } });
 }
 
 export interface Decision {
@@ -616,9 +649,12 @@ export interface Decision {
 /** One pure step of the lifecycle. */
 export function decide(settings: Settings, state: RolloutState, event: RolloutEvent): Decision {
   const snapshot = restore(settings, state);
-  if (!snapshot.can(event)) return { state, effects: [], changed: false };
-  const [next, actions] = transition(rolloutMachine, snapshot, event);
-  const after = next.context.state;
+  const input: MachineEvent =
+    event.type === "ANALYSIS" ? { ...event, judgement: judge(settings, state, event.report.verdict) } : event;
+  if (!snapshot.can(input)) return { state, effects: [], changed: false };
+  const [next, actions] = transition(rolloutMachine, snapshot, input);
+  if (next.context === snapshot.context) return { state, effects: [], changed: false };
+  const after: RolloutState = { ...next.context.state, phase: next.value };
   const effects: Effect[] = [];
   for (const a of actions) {
     if (a.type === "applyWeights") {
@@ -630,10 +666,15 @@ export function decide(settings: Settings, state: RolloutState, event: RolloutEv
       });
     } else if (a.type === "announce") {
       const p = a.params as { severity: EventSeverity; reason: string };
-      effects.push({ type: "record", severity: p.severity, reason: p.reason, message: after.message });
+      // The abort reason lives once in the state; the Event carries it for `kubectl describe`.
+      const message =
+        p.reason === "Aborted" && after.abort
+          ? `aborted: ${after.abort.reason}; all traffic on ${after.stable}`
+          : after.message;
+      effects.push({ type: "record", severity: p.severity, reason: p.reason, message });
     }
   }
-  return { state: after, effects, changed: after !== state };
+  return { state: after, effects, changed: true };
 }
 
 export { atRest };

@@ -14,9 +14,10 @@
  */
 import { KINDS, apiVersionOf, type ObjectRef, type KObject } from "../kube/kinds.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
-import { asArray, asNumber, asRecord, observedWeights, type WeightLocation } from "./locations.ts";
+import { asArray, asNumber, asRecord, type WeightLocation } from "./locations.ts";
 import { PatchRouter } from "./patchrouter.ts";
-import { RouteError, STATE_ANNOTATION, type RouteView } from "./types.ts";
+import { ANNOTATIONS } from "../contract.ts";
+import { RouteError, type RouteView } from "./types.ts";
 import { appMeshPairTotal, WeightError } from "./weights.ts";
 
 const GATEWAY_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute"] as const;
@@ -207,13 +208,11 @@ export class AppMeshRouter extends PatchRouter {
         kind: target.kind ?? "GatewayRoute",
       },
       weightsRef,
-      resourceVersion: weightsObj.metadata?.resourceVersion ?? "",
-      weights: observedWeights(found.locations),
+      pair: found.locations.map((l) => ({ path: l.path, backend: l.backend, weight: l.current })),
       pairTotal: found.pairTotal,
-      stateAnnotation: weightsObj.metadata?.annotations?.[STATE_ANNOTATION],
+      stateAnnotation: weightsObj.metadata?.annotations?.[ANNOTATIONS.state],
       accepted: true,
       dependsOn: deps,
-      locations: found.locations,
       object: weightsObj,
     };
   }

@@ -7,9 +7,10 @@
  */
 import type { ObjectRef, KObject } from "../kube/kinds.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
-import { asArray, asNumber, asRecord, observedWeights, type WeightLocation } from "./locations.ts";
+import { asArray, asNumber, asRecord, type WeightLocation } from "./locations.ts";
 import { PatchRouter } from "./patchrouter.ts";
-import { RouteError, STATE_ANNOTATION, type RouteView } from "./types.ts";
+import { ANNOTATIONS } from "../contract.ts";
+import { RouteError, type RouteView } from "./types.ts";
 import { GATEWAY_API_PAIR_TOTAL } from "./weights.ts";
 
 interface ParentRef {
@@ -117,15 +118,13 @@ export class GatewayApiRouter extends PatchRouter {
         kind: route.kind ?? kind,
       },
       weightsRef: ref,
-      resourceVersion: route.metadata?.resourceVersion ?? "",
-      weights: observedWeights(locations),
+      pair: locations.map((l) => ({ path: l.path, backend: l.backend, weight: l.current })),
       pairTotal: GATEWAY_API_PAIR_TOTAL,
-      stateAnnotation: route.metadata?.annotations?.[STATE_ANNOTATION],
+      stateAnnotation: route.metadata?.annotations?.[ANNOTATIONS.state],
       accepted: acc.accepted,
       acceptanceDetail: acc.detail,
       dependsOn: [ref],
       object: route,
-      locations,
     };
   }
 }

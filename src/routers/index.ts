@@ -1,7 +1,8 @@
 import type { TargetKind } from "../policy/types.ts";
 import { AppMeshRouter } from "./appmesh.ts";
 import { GatewayApiRouter } from "./gatewayapi.ts";
-import type { ObjectReader, ObjectWriter, TrafficRouter } from "./types.ts";
+import type { ObjectReader, ObjectWriter } from "../kube/access.ts";
+import type { TrafficRouter } from "./types.ts";
 
 /** One router per family; the policy's target kind picks it. */
 export class RouterRegistry {

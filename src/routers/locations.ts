@@ -1,22 +1,16 @@
-import type { KObject } from "../kube/kinds.ts";
 /**
  * Shared by the routers: where in an object the two backends' weights are,
  * and the JSON Patch that changes only those fields plus our state annotation.
  */
-import { annotationPath, STATE_ANNOTATION, type JsonPatchOp } from "./types.ts";
+import { ANNOTATIONS, annotationPath, type AppliedWeight } from "../contract.ts";
+import type { JsonPatchOp } from "../kube/access.ts";
+import type { KObject } from "../kube/kinds.ts";
 
 export interface WeightLocation {
   backend: string;
   /** JSON Pointer of the weight field (it may not exist yet: Gateway API defaults it to 1). */
   path: string;
   current: number;
-}
-
-/** Weights by backend as the first location of each backend has them. */
-export function observedWeights(locations: WeightLocation[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const l of locations) if (!(l.backend in out)) out[l.backend] = l.current;
-  return out;
 }
 
 /**
@@ -26,21 +20,17 @@ export function observedWeights(locations: WeightLocation[]): Record<string, num
  */
 export function weightsPatch(
   obj: KObject,
-  locations: WeightLocation[],
-  weights: Record<string, number>,
-  stateAnnotation: string,
+  weights: readonly AppliedWeight[] | undefined,
+  stateAnnotation: string | undefined,
 ): JsonPatchOp[] {
   const ops: JsonPatchOp[] = [
     // Setting resourceVersion in a patch makes the API server treat it as a precondition (409 if stale).
     { op: "replace", path: "/metadata/resourceVersion", value: obj.metadata?.resourceVersion },
   ];
-  for (const loc of locations) {
-    const w = weights[loc.backend];
-    if (w === undefined) continue;
-    ops.push({ op: "add", path: loc.path, value: w });
-  }
+  for (const w of weights ?? []) ops.push({ op: "add", path: w.path, value: w.weight });
+  if (stateAnnotation === undefined) return ops;
   if (!obj.metadata?.annotations) ops.push({ op: "add", path: "/metadata/annotations", value: {} });
-  ops.push({ op: "add", path: annotationPath(STATE_ANNOTATION), value: stateAnnotation });
+  ops.push({ op: "add", path: annotationPath(ANNOTATIONS.state), value: stateAnnotation });
   return ops;
 }
 

@@ -5,7 +5,8 @@
  */
 import type { RolloutPolicy } from "../policy/types.ts";
 import { weightsPatch } from "./locations.ts";
-import type { ObjectReader, ObjectWriter, RouteView, TrafficRouter } from "./types.ts";
+import type { ObjectReader, ObjectWriter } from "../kube/access.ts";
+import type { PairWeight, RouteView, TrafficRouter } from "./types.ts";
 import { splitPair } from "./weights.ts";
 
 export abstract class PatchRouter implements TrafficRouter {
@@ -16,19 +17,19 @@ export abstract class PatchRouter implements TrafficRouter {
 
   abstract read(policy: RolloutPolicy, roles: { stable: string; canary: string }): RouteView;
 
-  plan(
-    view: RouteView,
-    roles: { stable: string; canary: string },
-    canaryPercent: number,
-  ): Record<string, number> {
+  plan(view: RouteView, roles: { stable: string; canary: string }, canaryPercent: number): PairWeight[] {
     const { stable, canary } = splitPair(canaryPercent, view.pairTotal);
-    return { [roles.stable]: stable, [roles.canary]: canary };
+    return view.pair.map((w) => ({
+      ...w,
+      weight: w.backend === roles.stable ? stable : w.backend === roles.canary ? canary : w.weight,
+    }));
   }
 
-  async write(view: RouteView, weights: Record<string, number>, stateAnnotation: string): Promise<void> {
-    await this.writer.jsonPatch(
-      view.weightsRef,
-      weightsPatch(view.object, view.locations, weights, stateAnnotation),
-    );
+  async write(
+    view: RouteView,
+    weights: PairWeight[] | undefined,
+    stateAnnotation: string | undefined,
+  ): Promise<void> {
+    await this.writer.jsonPatch(view.weightsRef, weightsPatch(view.object, weights, stateAnnotation));
   }
 }

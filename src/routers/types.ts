@@ -7,31 +7,20 @@
  * object's resourceVersion — so weights and state never disagree, and a
  * stale write fails with 409 instead of clobbering someone's edit.
  */
-import type { KindName, ObjectRef, KObject } from "../kube/kinds.ts";
-import type { WeightLocation } from "./locations.ts";
+import type { AppliedWeight } from "../contract.ts";
+import type { ObjectRef, KObject } from "../kube/kinds.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
 
-/** Reads objects from the watch caches. */
-export interface ObjectReader {
-  get(kind: KindName, namespace: string, name: string): KObject | undefined;
-}
-
-export type JsonPatchOp =
-  { op: "add" | "replace" | "test"; path: string; value: unknown } | { op: "remove"; path: string };
-
-export interface ObjectWriter {
-  /** RFC 6902 JSON Patch; returns the object as the server stored it. */
-  jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<KObject>;
-}
+/** One weight field of the pair: where it is, whose it is, what it holds. */
+export type PairWeight = AppliedWeight;
 
 export interface RouteView {
   /** The object the policy names: control annotations are read here, Events attached here. */
   target: KObject & { apiVersion: string; kind: string };
   /** The object whose weights change; the state annotation lives here. */
   weightsRef: ObjectRef;
-  resourceVersion: string;
-  /** Current raw weights of the two backends, by backend name. */
-  weights: Record<string, number>;
+  /** Every weight field of the two backends, at every location, as read. */
+  pair: PairWeight[];
   /** Raw units the pair shares (100 minus the other targets on App Mesh). */
   pairTotal: number;
   /** The persisted state annotation, if any. */
@@ -41,9 +30,8 @@ export interface RouteView {
   acceptanceDetail?: string;
   /** Every object read to build this view; a change to any of them re-runs the policy. */
   dependsOn: ObjectRef[];
-  /** The weights object as read, and where the two backends' weights are in it. */
+  /** The weights object as read, for the guarded patch. */
   object: KObject;
-  locations: WeightLocation[];
 }
 
 /** The route (or something it points to) is missing or has no place for the named backends. */
@@ -61,19 +49,16 @@ export class RouteError extends Error {
 
 export interface TrafficRouter {
   read(policy: RolloutPolicy, roles: { stable: string; canary: string }): RouteView;
-  /** Writes raw weights (by backend name) and the state annotation in one request. */
-  write(view: RouteView, weights: Record<string, number>, stateAnnotation: string): Promise<void>;
-  /** Raw weights for a canary share, respecting the route kind's rules. */
-  plan(
+  /**
+   * One request guarded by resourceVersion: the given pair weights (none at
+   * adoption) and the state annotation (none only when the API server has
+   * refused it: the weights must still land).
+   */
+  write(
     view: RouteView,
-    roles: { stable: string; canary: string },
-    canaryPercent: number,
-  ): Record<string, number>;
-}
-
-export const STATE_ANNOTATION = "rolloutd.dev/state";
-
-/** "/metadata/annotations/rolloutd.dev~1state" */
-export function annotationPath(key: string): string {
-  return `/metadata/annotations/${key.replace(/~/g, "~0").replace(/\//g, "~1")}`;
+    weights: PairWeight[] | undefined,
+    stateAnnotation: string | undefined,
+  ): Promise<void>;
+  /** Pure: the pair's weight at every location for a canary share. */
+  plan(view: RouteView, roles: { stable: string; canary: string }, canaryPercent: number): PairWeight[];
 }

@@ -24,12 +24,6 @@ export function splitPair(canaryPercent: number, pairTotal: number): { stable: n
   return { stable: pairTotal - canary, canary };
 }
 
-/** The canary's share in percent as a route currently has it (undefined when the pair has no weight at all). */
-export function canaryPercentOf(stable: number, canary: number): number | undefined {
-  const total = stable + canary;
-  return total > 0 ? Math.round((canary / total) * 1000) / 10 : undefined;
-}
-
 /** App Mesh: integers 0..100 whose sum per weightedTargets list may not exceed 100. */
 export const APP_MESH_TOTAL = 100;
 

@@ -5,12 +5,18 @@
  * controller's view, so they cannot drift from it.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { PHASES, type Phase } from "../machine/state.ts";
+import { PHASES, type Phase } from "../contract.ts";
 
 export interface RolloutSummary {
   policy: string;
   phase: Phase;
   canaryWeight: number;
+}
+
+export interface WatchSync {
+  kind: string;
+  namespace?: string;
+  synced: boolean;
 }
 
 export class Metrics {
@@ -32,8 +38,12 @@ export class Metrics {
   readonly queueDepth: Gauge;
   readonly resultToWrite: Histogram<"phase">;
   readonly deadlineLateness: Histogram;
+  readonly analysisDiscarded: Counter<"reason">;
+  readonly stateWriteRejected: Counter<"policy">;
   private summaries: () => RolloutSummary[] = () => [];
   private depth: () => number = () => 0;
+  private inFlight: () => number = () => 0;
+  private watches: () => WatchSync[] = () => [];
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const r = [this.registry];
@@ -138,6 +148,41 @@ export class Metrics {
       registers: r,
     });
 
+    this.analysisDiscarded = new Counter({
+      name: "rolloutd_analysis_discarded_total",
+      help:
+        "Analyses whose result was not used: cancelled (the rollout moved on while the queries ran) " +
+        "or stale (the result arrived for a step that no longer exists).",
+      labelNames: ["reason"],
+      registers: r,
+    });
+    this.stateWriteRejected = new Counter({
+      name: "rolloutd_state_write_rejected_total",
+      help: "Writes of weights and state rejected as invalid (422); the weights were then written alone.",
+      labelNames: ["policy"],
+      registers: r,
+    });
+    const inFlight = () => this.inFlight();
+    new Gauge({
+      name: "rolloutd_analysis_in_flight",
+      help: "Analyses whose queries are running now.",
+      registers: r,
+      collect() {
+        this.set(inFlight());
+      },
+    });
+    const watches = () => this.watches();
+    new Gauge({
+      name: "rolloutd_watch_synced",
+      help: "1 when the watch of a kind (in a namespace, when limited) is synced, 0 while it is blind.",
+      labelNames: ["kind", "namespace"],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const w of watches()) this.set({ kind: w.kind, namespace: w.namespace ?? "" }, w.synced ? 1 : 0);
+      },
+    });
+
     const summaries = () => this.summaries();
     new Gauge({
       name: "rolloutd_rollouts",
@@ -174,6 +219,7 @@ export class Metrics {
       this.checkValue,
       this.checkBound,
       this.routeErrors,
+      this.stateWriteRejected,
     ] as const;
     for (const metric of perPolicy) {
       const current = await metric.get();
@@ -185,8 +231,14 @@ export class Metrics {
   }
 
   /** The controller registers where point-in-time values come from. */
-  observe(summaries: () => RolloutSummary[], depth: () => number): void {
+  observe(summaries: () => RolloutSummary[], depth: () => number, inFlight: () => number): void {
     this.summaries = summaries;
     this.depth = depth;
+    this.inFlight = inFlight;
+  }
+
+  /** The cluster cache registers its watches' sync state. */
+  observeWatches(watches: () => WatchSync[]): void {
+    this.watches = watches;
   }
 }

@@ -28,7 +28,6 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import type { KObject } from "../../src/kube/kinds.ts";
-import { ANNOTATIONS } from "../../src/controller/observe.ts";
 import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
 import { mapLimit, sleep } from "../support/chaos.ts";
 import { createNamespace, deployment, mergePatch, startCluster, type Cluster } from "../support/cluster.ts";
@@ -46,6 +45,7 @@ import {
   type Sample,
 } from "./metrics.ts";
 import { RouteWatch } from "./watch.ts";
+import { ANNOTATIONS } from "../../src/contract.ts";
 
 const HELP = `usage: npm run bench -- [options]
 

@@ -13,7 +13,6 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
-import type { RecordedCheck, RolloutState } from "../../src/machine/state.ts";
 import { startPrometheus, type PrometheusHandle, type ScrapeTarget } from "../controlplane/prometheus.ts";
 import { startBackend, type TestBackend } from "../support/backend.ts";
 import { eventually, startCluster, type Cluster } from "../support/cluster.ts";
@@ -21,6 +20,7 @@ import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
 import { LoadGenerator, TestGateway, type GatewayRouteKind } from "../support/gateway.ts";
 import { appMeshVirtualRouter, FakeGatewayStatus, httpRoute, type RouteFamily } from "../support/routes.ts";
 import { Scenario } from "../support/scenario.ts";
+import { type RecordedCheck, type RolloutState } from "../../src/contract.ts";
 
 /** Analysis interval and the daemon's minimum window: three 1 s scrapes. */
 const INTERVAL_S = 3;

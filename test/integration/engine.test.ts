@@ -225,7 +225,16 @@ void describe("rollout engine against a real API server", { concurrency: true },
     // Fix the file: it becomes a second policy on the same namespace's other route.
     rmSync(broken);
     s.removePolicy();
+    const reloadedAfter = Date.now();
     s.writePolicy({ steps: [25, 100], interval: "1s" });
+    // Ship only once the daemon has the new steps: the file watch and the Deployment watch race otherwise.
+    await daemon.waitForLine(
+      "the rewritten policy reloaded",
+      (l) =>
+        l.msg === "policies reloaded" &&
+        Number(l.time) >= reloadedAfter &&
+        JSON.stringify(l.upserted ?? []).includes(`${s.ns}/${s.route}`),
+    );
     await s.shipCanary("2");
     const started = await s.until("rollout with the reloaded steps", (st) => st.phase !== "Steady");
     assert.ok(

@@ -3,7 +3,6 @@
  * team and an on-call engineer would cause — new canary revisions, and one
  * abort by annotation — narrated as the persisted rollout state changes.
  */
-import type { RolloutState } from "../../src/machine/state.ts";
 import type { Traffic } from "./traffic.ts";
 import {
   annotate,
@@ -25,6 +24,7 @@ import {
   weightedGatewayRoute,
   type RouteFamily,
 } from "../support/routes.ts";
+import { type RolloutState } from "../../src/contract.ts";
 
 const NS = "demo";
 

@@ -10,9 +10,9 @@
  */
 import { Watch } from "@kubernetes/client-node";
 import { KINDS, type KObject } from "../../src/kube/kinds.ts";
-import type { RolloutState } from "../../src/machine/state.ts";
 import type { Cluster } from "./cluster.ts";
 import { stateOf, type RouteFamily } from "./routes.ts";
+import { type RolloutState } from "../../src/contract.ts";
 
 export interface Observation {
   /** Date.now() when the watch delivered it. */

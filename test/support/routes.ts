@@ -6,9 +6,8 @@
  */
 import { PatchStrategy, Watch, setHeaderOptions } from "@kubernetes/client-node";
 import type { KindName, KObject } from "../../src/kube/kinds.ts";
-import { STATE_ANNOTATION } from "../../src/routers/types.ts";
-import type { RolloutState } from "../../src/machine/state.ts";
 import { createObject, getObject, jsonPatch, type Cluster } from "./cluster.ts";
+import { ANNOTATIONS, type RolloutState } from "../../src/contract.ts";
 
 export interface RouteFamily {
   name: string;
@@ -263,7 +262,7 @@ export const grpcRoute: RouteFamily = {
 export const FAMILIES = [weightedGatewayRoute, appMeshVirtualRouter, httpRoute, grpcRoute];
 
 export function stateOf(obj: KObject): RolloutState | undefined {
-  const raw = obj.metadata?.annotations?.[STATE_ANNOTATION];
+  const raw = obj.metadata?.annotations?.[ANNOTATIONS.state];
   return raw ? (JSON.parse(raw) as RolloutState) : undefined;
 }
 

@@ -7,7 +7,6 @@ import { writeFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { Watch, type CoreV1Event } from "@kubernetes/client-node";
 import { KINDS, type KObject } from "../../src/kube/kinds.ts";
-import type { RolloutState } from "../../src/machine/state.ts";
 import {
   createNamespace,
   createObject,
@@ -19,6 +18,7 @@ import {
   type Cluster,
 } from "./cluster.ts";
 import { readWeightsObject, stateOf, type RouteFamily } from "./routes.ts";
+import { type RolloutState } from "../../src/contract.ts";
 
 export interface PolicyOptions {
   steps: number[];

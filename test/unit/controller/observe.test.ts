@@ -1,76 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { KObject } from "../../../src/kube/kinds.ts";
-import { ANNOTATIONS, readControls, rolledOut, templateRevision } from "../../../src/controller/observe.ts";
-
-const withAnnotations = (annotations?: Record<string, string>): KObject => ({
-  kind: "HTTPRoute",
-  metadata: { namespace: "shop", name: "web", ...(annotations ? { annotations } : {}) },
-});
-
-void describe("readControls", () => {
-  void it("absent annotations: nothing requested", () => {
-    const expected = {
-      abort: false,
-      abortReason: undefined,
-      pause: false,
-      start: undefined,
-      retry: undefined,
-      resume: undefined,
-      promote: undefined,
-    };
-    assert.deepEqual(readControls(withAnnotations()), expected);
-    assert.deepEqual(readControls(withAnnotations({ unrelated: "true" })), expected);
-    assert.deepEqual(readControls({}), expected);
-  });
-
-  void it("abort and pause accept true/yes/1/on in any case and with spaces", () => {
-    for (const v of ["true", "TRUE", "True", "yes", "YES", "1", "on", " true ", "\tyes\n"]) {
-      const c = readControls(withAnnotations({ [ANNOTATIONS.abort]: v, [ANNOTATIONS.pause]: v }));
-      assert.equal(c.abort, true, JSON.stringify(v));
-      assert.equal(c.pause, true, JSON.stringify(v));
-    }
-    for (const v of ["false", "no", "0", "off", "", "   ", "truthy", "2", "y"]) {
-      const c = readControls(withAnnotations({ [ANNOTATIONS.abort]: v, [ANNOTATIONS.pause]: v }));
-      assert.equal(c.abort, false, JSON.stringify(v));
-      assert.equal(c.pause, false, JSON.stringify(v));
-    }
-  });
-
-  void it("abort and pause are independent", () => {
-    const c = readControls(withAnnotations({ [ANNOTATIONS.pause]: "yes" }));
-    assert.deepEqual([c.abort, c.pause], [false, true]);
-  });
-
-  void it("tokens and the abort reason are trimmed; blank means absent", () => {
-    const c = readControls(
-      withAnnotations({
-        [ANNOTATIONS.abortReason]: "  latency regression  ",
-        [ANNOTATIONS.start]: " 2026-01-15T12:00 ",
-        [ANNOTATIONS.retry]: "r1",
-        [ANNOTATIONS.resume]: "\n42\n",
-        [ANNOTATIONS.promote]: "   ",
-      }),
-    );
-    assert.equal(c.abortReason, "latency regression");
-    assert.equal(c.start, "2026-01-15T12:00");
-    assert.equal(c.retry, "r1");
-    assert.equal(c.resume, "42");
-    assert.equal(c.promote, undefined);
-  });
-
-  void it("reads the documented annotation keys", () => {
-    assert.deepEqual(ANNOTATIONS, {
-      abort: "rolloutd.dev/abort",
-      abortReason: "rolloutd.dev/abort-reason",
-      pause: "rolloutd.dev/pause",
-      start: "rolloutd.dev/start",
-      retry: "rolloutd.dev/retry",
-      resume: "rolloutd.dev/resume",
-      promote: "rolloutd.dev/promote",
-    });
-  });
-});
+import { rolledOut, templateRevision } from "../../../src/controller/observe.ts";
 
 const deployment = (spec: Record<string, unknown>, extra: Partial<KObject> = {}): KObject => ({
   kind: "Deployment",

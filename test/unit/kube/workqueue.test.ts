@@ -1,12 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { systemClock, type Clock } from "../../../src/clock.ts";
-import {
-  TerminalError,
-  WorkQueue,
-  type ReconcileFn,
-  type WorkQueueOptions,
-} from "../../../src/kube/workqueue.ts";
+import { WorkQueue, type ReconcileFn, type WorkQueueOptions } from "../../../src/kube/workqueue.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -201,28 +196,6 @@ void describe("WorkQueue", () => {
     void q.shutdown();
   });
 
-  void it("a TerminalError is reported and not retried", async () => {
-    let runs = 0;
-    const reported: Array<[string, number | undefined]> = [];
-    const outcomes: string[] = [];
-    const q = queue(
-      () => {
-        runs++;
-        return Promise.reject(new TerminalError("policy points at nothing"));
-      },
-      {
-        onError: (_k, err, retryIn) => reported.push([(err as Error).name, retryIn]),
-        onProcessed: (_k, _ms, outcome) => outcomes.push(outcome),
-      },
-    );
-    q.add("k");
-    await q.idle();
-    await sleep(80);
-    assert.equal(runs, 1);
-    assert.deepEqual(reported, [["TerminalError", undefined]]);
-    assert.deepEqual(outcomes, ["error"]);
-  });
-
   void it("forget, and a success, reset the backoff", async () => {
     const q = queue(() => Promise.resolve(), { baseBackoffMs: 10 });
     assert.equal(q.addRateLimited("k"), 10);
@@ -294,7 +267,7 @@ void describe("WorkQueue", () => {
     const q = queue(
       (key) => {
         runs.push(key);
-        return key === "bad" ? Promise.reject(new TerminalError("x")) : Promise.resolve();
+        return key === "bad" ? Promise.reject(new Error("x")) : Promise.resolve();
       },
       {
         onError: () => {

@@ -8,16 +8,16 @@ import {
   type RolloutEvent,
   type Settings,
 } from "../../../src/machine/machine.ts";
+import { initialState } from "../../../src/machine/state.ts";
+import type { AnalysisReport, AnalysisVerdict } from "../../../src/analysis/types.ts";
 import {
   PHASES,
   StateDecodeError,
   decodeState,
   encodeState,
-  initialState,
   type Phase,
   type RolloutState,
-} from "../../../src/machine/state.ts";
-import type { AnalysisReport, AnalysisVerdict } from "../../../src/analysis/types.ts";
+} from "../../../src/contract.ts";
 
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
 const INTERVAL = 60_000;
@@ -128,7 +128,10 @@ function stateIn(phase: Phase): RolloutState {
     baseline: { blue: "blue-r1", green: "green-r2" },
     stepIndex: 2,
     canaryWeight: 25,
-    applied: { blue: 75, green: 25 },
+    applied: [
+      { path: "/spec/rules/0/backendRefs/0/weight", backend: "blue", weight: 75 },
+      { path: "/spec/rules/0/backendRefs/1/weight", backend: "green", weight: 25 },
+    ],
     weightsWrittenAt: T0,
     stepStartedAt: T0,
     analysisDueAt: T0 + INTERVAL,
@@ -171,7 +174,13 @@ const W = (canaryPercent: number, stable: string, canary: string): ExpectedEffec
 const R = (severity: EventSeverity, reason: string): ExpectedEffect => ({ r: [severity, reason] });
 const I = "ignored" as const;
 
-const restStarts = (stable: string, canary: string): Record<EventKind, Expected> => ({
+/** `retry`: only a failed rollout (aborted, rolled back) can be retried; elsewhere the token is used up. */
+const restStarts = (
+  stable: string,
+  canary: string,
+  retry: boolean,
+  rest: Phase,
+): Record<EventKind, Expected> => ({
   NEW_REVISION: {
     phase: "Progressing",
     step: [0, 5],
@@ -182,11 +191,9 @@ const restStarts = (stable: string, canary: string): Record<EventKind, Expected>
     step: [0, 5],
     effects: [W(5, stable, canary), R("Normal", "RolloutStarted")],
   },
-  RETRY: {
-    phase: "Progressing",
-    step: [0, 5],
-    effects: [W(5, stable, canary), R("Normal", "RolloutStarted")],
-  },
+  RETRY: retry
+    ? { phase: "Progressing", step: [0, 5], effects: [W(5, stable, canary), R("Normal", "RolloutStarted")] }
+    : { phase: rest, step: [-1, 0], effects: [] },
   ABORT: { phase: "Aborted", step: [-1, 0], effects: [W(0, stable, canary), R("Warning", "Aborted")] },
   PAUSE: I,
   RESUME: I,
@@ -202,10 +209,10 @@ const restStarts = (stable: string, canary: string): Record<EventKind, Expected>
 
 /** Default settings (failureLimit 1, onNoData hold, onError hold/5), steps 5-10-25-50-100, no acceptance. */
 const TABLE: Record<Phase, Record<EventKind, Expected>> = {
-  Steady: restStarts("blue", "green"),
-  Promoted: restStarts("green", "blue"),
-  RolledBack: restStarts("blue", "green"),
-  Aborted: restStarts("blue", "green"),
+  Steady: restStarts("blue", "green", false, "Steady"),
+  Promoted: restStarts("green", "blue", false, "Promoted"),
+  RolledBack: restStarts("blue", "green", true, "RolledBack"),
+  Aborted: restStarts("blue", "green", true, "Aborted"),
   Progressing: {
     NEW_REVISION: {
       phase: "Progressing",
@@ -292,7 +299,10 @@ void describe("every phase × every event", () => {
         assert.deepEqual([d.state.stepIndex, d.state.canaryWeight], expected.step);
         assert.deepEqual(simplify(d.effects), expected.effects);
         for (const e of d.effects) {
-          if (e.type === "record") assert.equal(e.message, d.state.message);
+          // The abort reason is stored once (state.abort); the Event carries it.
+          if (e.type === "record" && e.reason === "Aborted")
+            assert.ok(e.message.includes(d.state.abort!.reason), e.message);
+          else if (e.type === "record") assert.equal(e.message, d.state.message);
           else assert.deepEqual([e.stable, e.canary], [d.state.stable, d.state.canary]);
         }
         assert.ok(d.state.message.length > 0);
@@ -308,7 +318,8 @@ void describe("abort", () => {
       const state = stateIn(phase);
       const d = decide(settings(), state, { type: "ABORT", reason: "p99 on fire", now: NOW, revisions: {} });
       assert.equal(d.state.phase, "Aborted");
-      assert.deepEqual(d.state.abort, { at: NOW, reason: "p99 on fire" });
+      // Re-aborting (weights moved while aborted) keeps when the abort began.
+      assert.deepEqual(d.state.abort, { at: phase === "Aborted" ? T0 : NOW, reason: "p99 on fire" });
       assert.equal(d.state.pausedBy, undefined);
       assert.equal(d.state.stepStartedAt, undefined);
       assert.equal(d.state.analysisDueAt, undefined);

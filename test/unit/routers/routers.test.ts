@@ -5,14 +5,9 @@ import type { RolloutPolicy, TargetKind } from "../../../src/policy/types.ts";
 import { AppMeshRouter } from "../../../src/routers/appmesh.ts";
 import { GatewayApiRouter, acceptance } from "../../../src/routers/gatewayapi.ts";
 import { RouterRegistry, needsAcceptance } from "../../../src/routers/index.ts";
-import {
-  RouteError,
-  STATE_ANNOTATION,
-  annotationPath,
-  type JsonPatchOp,
-  type ObjectReader,
-  type ObjectWriter,
-} from "../../../src/routers/types.ts";
+import { RouteError } from "../../../src/routers/types.ts";
+import { ANNOTATIONS, annotationPath } from "../../../src/contract.ts";
+import { type JsonPatchOp, type ObjectReader, type ObjectWriter } from "../../../src/kube/access.ts";
 
 const STATE_PATH = "/metadata/annotations/rolloutd.dev~1state";
 const ROLES = { stable: "blue", canary: "green" };
@@ -80,19 +75,19 @@ void describe("App Mesh: weighted GatewayRoute", () => {
   });
 
   void it("reads both lists, the pair budget left by other targets and the state", () => {
-    const reader = new MapReader([gatewayRoute({ [STATE_ANNOTATION]: '{"v":1}', team: "x" })]);
+    const reader = new MapReader([gatewayRoute({ [ANNOTATIONS.state]: '{"v":1}', team: "x" })]);
     const view = new AppMeshRouter(reader, new RecordingWriter()).read(policy("GatewayRoute", "gw"), ROLES);
-    assert.deepEqual(view.weights, { blue: 80, green: 10 });
+    assert.deepEqual(byBackend(view.pair), { blue: 80, green: 10 });
     assert.equal(view.pairTotal, 90);
     assert.equal(view.stateAnnotation, '{"v":1}');
-    assert.equal(view.resourceVersion, "41");
+    assert.equal(view.object.metadata?.resourceVersion, "41");
     assert.equal(view.accepted, true);
     assert.deepEqual(view.weightsRef, { kind: "GatewayRoute", namespace: "shop", name: "gw" });
     assert.deepEqual(view.dependsOn, [{ kind: "GatewayRoute", namespace: "shop", name: "gw" }]);
     assert.equal(view.target.kind, "GatewayRoute");
     assert.equal(view.target.apiVersion, APPMESH);
     assert.deepEqual(
-      view.locations.map((l) => [l.backend, l.path, l.current]),
+      view.pair.map((l) => [l.backend, l.path, l.weight]),
       [
         ["blue", "/spec/httpRoute/action/weightedTargets/0/weight", 80],
         ["green", "/spec/httpRoute/action/weightedTargets/2/weight", 10],
@@ -107,7 +102,7 @@ void describe("App Mesh: weighted GatewayRoute", () => {
     const router = new AppMeshRouter(new MapReader([gatewayRoute({ other: "kept" })]), writer);
     const view = router.read(policy("GatewayRoute", "gw"), ROLES);
     const weights = router.plan(view, ROLES, 25);
-    assert.deepEqual(weights, { blue: 67, green: 23 });
+    assert.deepEqual(byBackend(weights), { blue: 67, green: 23 });
     await router.write(view, weights, "STATE");
     assert.equal(writer.calls.length, 1);
     assert.deepEqual(writer.calls[0]!.ref, { kind: "GatewayRoute", namespace: "shop", name: "gw" });
@@ -219,7 +214,7 @@ void describe("App Mesh: GatewayRoute → VirtualService → VirtualRouter", () 
   const gw: KObject = {
     apiVersion: APPMESH,
     kind: "GatewayRoute",
-    metadata: meta("edge", "gw", { annotations: { [STATE_ANNOTATION]: "on-the-gateway-route" } }),
+    metadata: meta("edge", "gw", { annotations: { [ANNOTATIONS.state]: "on-the-gateway-route" } }),
     spec: {
       httpRoute: {
         action: { target: { virtualService: { virtualServiceRef: { name: "shop-vs", namespace: "shop" } } } },
@@ -235,7 +230,7 @@ void describe("App Mesh: GatewayRoute → VirtualService → VirtualRouter", () 
     kind: "VirtualRouter",
     metadata: meta("shop", "shop-vr", {
       resourceVersion: "777",
-      annotations: { [STATE_ANNOTATION]: "on-the-router" },
+      annotations: { [ANNOTATIONS.state]: "on-the-router" },
     }),
     spec: {
       routes: [
@@ -272,11 +267,11 @@ void describe("App Mesh: GatewayRoute → VirtualService → VirtualRouter", () 
     assert.deepEqual(view.dependsOn, [GW, VS, VR]);
     assert.equal(view.target.metadata?.name, "gw", "controls and Events stay on the GatewayRoute");
     assert.equal(view.stateAnnotation, "on-the-router", "state lives beside the weights");
-    assert.equal(view.resourceVersion, "777");
+    assert.equal(view.object.metadata?.resourceVersion, "777");
     assert.equal(view.pairTotal, 90);
-    assert.deepEqual(view.weights, { blue: 95, green: 5 });
+    assert.deepEqual(byBackend(view.pair), { blue: 95, green: 5 });
     assert.deepEqual(
-      view.locations.map((l) => l.path),
+      view.pair.map((l) => l.path),
       [
         "/spec/routes/0/httpRoute/action/weightedTargets/0/weight",
         "/spec/routes/0/httpRoute/action/weightedTargets/1/weight",
@@ -387,7 +382,7 @@ void describe("App Mesh: VirtualRouter named directly", () => {
     assert.deepEqual(view.weightsRef, ref);
     assert.deepEqual(view.dependsOn, [ref]);
     assert.equal(view.target.kind, "VirtualRouter");
-    assert.deepEqual(view.weights, { green: 30, blue: 70 });
+    assert.deepEqual(byBackend(view.pair), { green: 30, blue: 70 });
     assert.equal(view.pairTotal, 100);
     assert.equal(view.stateAnnotation, undefined);
     await router.write(view, router.plan(view, ROLES, 10), "S");
@@ -472,7 +467,7 @@ void describe("Gateway API", () => {
       ROLES,
     );
     assert.deepEqual(
-      view.locations.map((l) => [l.backend, l.path, l.current]),
+      view.pair.map((l) => [l.backend, l.path, l.weight]),
       [
         ["blue", "/spec/rules/0/backendRefs/0/weight", 90],
         ["green", "/spec/rules/0/backendRefs/1/weight", 10],
@@ -482,7 +477,7 @@ void describe("Gateway API", () => {
         ["blue", "/spec/rules/4/backendRefs/2/weight", 2],
       ],
     );
-    assert.deepEqual(view.weights, { blue: 90, green: 10 });
+    assert.deepEqual(byBackend(view.pair), { blue: 90, green: 10 });
     assert.equal(view.pairTotal, 100);
     assert.equal(view.accepted, true);
     assert.equal(view.acceptanceDetail, undefined);
@@ -691,7 +686,13 @@ void describe("registry", () => {
   });
 
   void it("annotation paths escape / and ~", () => {
-    assert.equal(annotationPath(STATE_ANNOTATION), STATE_PATH);
+    assert.equal(annotationPath(ANNOTATIONS.state), STATE_PATH);
     assert.equal(annotationPath("a~b/c"), "/metadata/annotations/a~0b~1c");
   });
 });
+
+function byBackend(pair: Array<{ backend: string; weight: number }>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const w of pair) if (!(w.backend in out)) out[w.backend] = w.weight;
+  return out;
+}

@@ -1,13 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import {
-  APP_MESH_TOTAL,
-  GATEWAY_API_PAIR_TOTAL,
-  WeightError,
-  appMeshPairTotal,
-  canaryPercentOf,
-  splitPair,
-} from "../../../src/routers/weights.ts";
+import { APP_MESH_TOTAL, WeightError, appMeshPairTotal, splitPair } from "../../../src/routers/weights.ts";
 
 void describe("splitPair", () => {
   // [canaryPercent, pairTotal, stable, canary]
@@ -98,31 +91,5 @@ void describe("appMeshPairTotal", () => {
     assert.throws(() => appMeshPairTotal([100]), WeightError);
     assert.throws(() => appMeshPairTotal([60, 40]), /already use 100 of 100/);
     assert.throws(() => appMeshPairTotal([70, 50]), /already use 120 of 100/);
-  });
-});
-
-void describe("canaryPercentOf", () => {
-  void it("reads the canary share in percent, one decimal", () => {
-    assert.equal(canaryPercentOf(95, 5), 5);
-    assert.equal(canaryPercentOf(0, 7), 100);
-    assert.equal(canaryPercentOf(7, 0), 0);
-    assert.equal(canaryPercentOf(85, 5), 5.6);
-    assert.equal(canaryPercentOf(2, 1), 33.3);
-    assert.equal(canaryPercentOf(1, 1), 50);
-    assert.equal(canaryPercentOf(999_999, 1), 0);
-    assert.equal(canaryPercentOf(0, 0), undefined);
-  });
-
-  void it("round-trips with splitPair within rounding", () => {
-    for (const total of [90, 100]) {
-      for (const p of [5, 10, 25, 50, 100]) {
-        const { stable, canary } = splitPair(p, total);
-        assert.ok(Math.abs(canaryPercentOf(stable, canary)! - p) < 1, `${p}% of ${total}`);
-      }
-    }
-  });
-
-  void it("Gateway API pairs use 100 units", () => {
-    assert.equal(GATEWAY_API_PAIR_TOTAL, 100);
   });
 });

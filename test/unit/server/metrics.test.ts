@@ -10,6 +10,7 @@ void it("point-in-time gauges come from the controller at scrape time; a removed
       { policy: "shop/b", phase: "Promoted", canaryWeight: 0 },
     ],
     () => 3,
+    () => 0,
   );
   m.steps.inc({ policy: "shop/a" });
   m.steps.inc({ policy: "shop/b" });

@@ -1,0 +1,357 @@
+/**
+ * One level-based pass over one policy:
+ *
+ *   read (caches) → derive (pure: facts → one event) → decide (pure: the
+ *   machine) → write (one resourceVersion-guarded patch of weights and state)
+ *   → report (Event, log, metrics) → requeue at the next deadline.
+ *
+ * A pass awaits at most one API write. Analyses run as jobs beside it
+ * (jobs.ts) and come back as facts, so an abort, a pause or a new revision
+ * is decided and written at once whatever Prometheus is doing. Nothing is
+ * remembered between passes that the cluster does not also hold: the
+ * persisted state on the route is the truth.
+ */
+import type { Logger } from "pino";
+import type { AnalysisGate } from "../analysis/types.ts";
+import type { Clock } from "../clock.ts";
+import { decodeState, encodeState, readControls, StateDecodeError, type RolloutState } from "../contract.ts";
+import type { CacheFreshness } from "../kube/cache.ts";
+import { KubeApiError } from "../kube/errors.ts";
+import type { KindName, KObject, ObjectRef } from "../kube/kinds.ts";
+import type { ReconcileResult } from "../kube/workqueue.ts";
+import { derive, stepKey, type Facts } from "../machine/derive.ts";
+import { decide, type Effect, type Settings } from "../machine/machine.ts";
+import { initialState } from "../machine/state.ts";
+import type { RolloutPolicy } from "../policy/types.ts";
+import { needsAcceptance, type RouterRegistry } from "../routers/index.ts";
+import { RouteError, type PairWeight, type RouteView, type TrafficRouter } from "../routers/types.ts";
+import type { Metrics } from "../server/metrics.ts";
+import type { AnalysisJobs } from "./jobs.ts";
+import { rolledOut, templateRevision } from "./observe.ts";
+import type { PolicyRecord, PolicyRegistry } from "./registry.ts";
+import type { Reporter } from "./report.ts";
+
+export interface ObjectSource {
+  get(kind: KindName, namespace: string, name: string): KObject | undefined;
+  /** How far the watch cache of a kind can be trusted: a write is never based on a stale one. */
+  freshness(kind: KindName, namespace: string): CacheFreshness;
+}
+
+export interface GateProvider {
+  gateFor(policy: RolloutPolicy): AnalysisGate;
+}
+
+export interface ReconcileDeps {
+  registry: PolicyRegistry;
+  objects: ObjectSource;
+  routers: RouterRegistry;
+  gates: GateProvider;
+  jobs: AnalysisJobs;
+  reporter: Reporter;
+  metrics: Metrics;
+  clock: Clock;
+}
+
+/** How long to wait before looking again at a policy whose route is missing (watches also wake it). */
+const MISSING_RETRY_MS = 30_000;
+/** A stale cache is looked at again this soon; a resync also wakes every policy. */
+const STALE_RETRY_MS = 2_000;
+/** After a write the API server refused as invalid, look again this late (the route's own edits wake it sooner). */
+const REJECTED_RETRY_MS = 30_000;
+/** A compacted state keeps this much of the message. */
+const COMPACT_MESSAGE_CHARS = 300;
+
+export function settingsOf(p: RolloutPolicy): Settings {
+  return {
+    steps: p.steps,
+    intervalMs: p.intervalMs,
+    failureLimit: p.analysis?.failureLimit ?? 1,
+    onNoData: p.analysis?.onNoData ?? "hold",
+    noDataLimit: p.analysis?.noDataLimit ?? 3,
+    onError: p.analysis?.onError ?? { action: "hold", limit: 5 },
+    needsAcceptance: needsAcceptance(p.target.kind),
+  };
+}
+
+/** The analysis window the state is in, if any: a job for any other window is of no use. */
+function currentStep(s: RolloutState | undefined): string | undefined {
+  return s?.phase === "Progressing" && s.stepStartedAt !== undefined ? stepKey(s) : undefined;
+}
+
+export class Reconciler {
+  constructor(private readonly d: ReconcileDeps) {}
+
+  async reconcile(key: string): Promise<ReconcileResult | void> {
+    const record = this.d.registry.get(key);
+    if (!record) return;
+    const policy = record.policy;
+    const { reporter } = this.d;
+
+    const owner = this.d.registry.ownerOf(policy);
+    if (owner !== key) {
+      this.d.metrics.routeErrors.inc({ policy: key, reason: "Conflict" });
+      reporter.problem(
+        record,
+        "error",
+        `policy ${owner} already manages ${policy.target.kind} ${policy.namespace}/${policy.target.name}; this policy is ignored until that changes`,
+      );
+      return;
+    }
+
+    const targetFreshness = this.d.objects.freshness(policy.target.kind, policy.namespace);
+    if (targetFreshness === "unavailable") {
+      reporter.problem(
+        record,
+        "warn",
+        `${policy.target.kind} is not served by this cluster (CRD missing or not allowed); waiting`,
+      );
+      return { requeueAfterMs: MISSING_RETRY_MS };
+    }
+    const router = this.d.routers.for(policy.target.kind);
+    let view: RouteView;
+    try {
+      view = router.read(policy, { stable: policy.stable, canary: policy.canary });
+    } catch (err) {
+      if (!(err instanceof RouteError)) throw err;
+      this.d.registry.setRead(key, err.dependsOn);
+      this.d.metrics.routeErrors.inc({ policy: key, reason: err.missing ? "NotFound" : "Invalid" });
+      reporter.problem(record, "warn", `${err.message}; will retry when it changes`);
+      return { requeueAfterMs: MISSING_RETRY_MS };
+    }
+    this.d.registry.setRead(key, view.dependsOn);
+
+    // A write based on a cache known to be behind would be refused (409) at best and wrong at worst.
+    const stale = this.staleKinds(policy, view.dependsOn);
+    if (stale.length) {
+      reporter.problem(
+        record,
+        "warn",
+        `the watch of ${stale.join(", ")} is re-establishing; not deciding on a stale cache`,
+      );
+      return { requeueAfterMs: STALE_RETRY_MS };
+    }
+
+    const log = reporter.forPolicy(policy);
+    const state = this.persisted(policy, view, log);
+    this.d.jobs.retain(key, currentStep(state));
+    const now = this.d.clock.now();
+    const observed = this.deployments(policy);
+    const controls = readControls(view.target);
+
+    if (!state) {
+      const fresh: RolloutState = {
+        ...initialState({ stable: policy.stable, canary: policy.canary, baseline: observed.revisions, now }),
+        policy: key,
+        // One-shot controls already on the route when we adopt it are history, not requests.
+        tokens: {
+          start: controls.start,
+          retry: controls.retry,
+          resume: controls.resume,
+          promote: controls.promote,
+        },
+      };
+      // Adoption writes rolloutd's own record and nothing else: traffic moves only with a rollout.
+      await router.write(view, undefined, encodeState(fresh));
+      const adopted: Effect = {
+        type: "record",
+        severity: "Normal",
+        reason: "Adopted",
+        message: `rolloutd manages ${policy.stable}/${policy.canary} weights of this route (policy ${key})`,
+      };
+      reporter.decided(record, view.target, fresh, [adopted], log);
+      return;
+    }
+
+    const facts: Facts = {
+      controls,
+      revisions: observed.revisions,
+      readiness: observed.readiness,
+      pair: view.pair,
+      accepted: view.accepted,
+      ...(view.acceptanceDetail !== undefined ? { acceptanceDetail: view.acceptanceDetail } : {}),
+      ...(record.window && policy.window
+        ? {
+            window: {
+              open: record.window.contains(now),
+              nextOpen: record.window.nextOpen(now) ?? undefined,
+              expression: policy.window,
+            },
+          }
+        : {}),
+      analysis: this.d.jobs.slot(key),
+    };
+    const derived = derive(state, facts, now, {
+      intervalMs: policy.intervalMs,
+      routeReadyTimeoutMs: policy.routeReadyTimeoutMs,
+    });
+
+    if (derived.kind === "wait") {
+      record.summary = { policy: key, phase: state.phase, canaryWeight: state.canaryWeight };
+      if (derived.note) reporter.problem(record, derived.quiet ? "debug" : "info", derived.note);
+      return derived.requeueAfterMs !== undefined ? { requeueAfterMs: derived.requeueAfterMs } : undefined;
+    }
+    if (derived.kind === "analyze") {
+      this.startAnalysis(record, state, derived.step, derived.dueAt, now, log);
+      return;
+    }
+
+    const event = derived.event;
+    const decision = decide(settingsOf(policy), state, event);
+    if (!decision.changed) return requeueFor(state, now);
+    const resultAt = event.type === "ANALYSIS" ? this.d.jobs.take(key, stepKey(state)) : undefined;
+    const next: RolloutState = { ...decision.state, policy: key };
+    let pair: PairWeight[] | undefined;
+    const setW = decision.effects.find((e) => e.type === "setWeights");
+    if (setW) {
+      pair = router.plan(view, { stable: setW.stable, canary: setW.canary }, setW.canaryPercent);
+      next.applied = pair;
+    }
+    // Cancel before writing: nothing the old step's queries say can matter any more.
+    this.d.jobs.retain(key, currentStep(next));
+    const written = await this.write(record, router, view, pair, next, log);
+    if (event.type === "ANALYSIS") {
+      reporter.analysis(key, event.report);
+      if (resultAt !== undefined) {
+        const ms = performance.now() - resultAt;
+        this.d.metrics.resultToWrite.observe({ phase: next.phase }, ms / 1000);
+        log.debug(
+          { resultToWriteMs: Math.round(ms * 10) / 10, phase: next.phase },
+          "analysis result written",
+        );
+      }
+    }
+    reporter.decided(record, view.target, next, decision.effects, log);
+    if (written === "weightsOnly") return { requeueAfterMs: REJECTED_RETRY_MS };
+    return requeueFor(next, this.d.clock.now());
+  }
+
+  /** Kinds this policy read whose watch is re-establishing. */
+  private staleKinds(policy: RolloutPolicy, read: readonly ObjectRef[]): string[] {
+    // The Deployments are read too, for revisions.
+    const kinds = new Map<KindName, string>([["Deployment", policy.namespace]]);
+    for (const r of read) kinds.set(r.kind, r.namespace);
+    const out: string[] = [];
+    for (const [kind, ns] of kinds) if (this.d.objects.freshness(kind, ns) === "stale") out.push(kind);
+    return out;
+  }
+
+  private persisted(policy: RolloutPolicy, view: RouteView, log: Logger): RolloutState | undefined {
+    if (!view.stateAnnotation) return undefined;
+    try {
+      const state = decodeState(view.stateAnnotation);
+      const pair = new Set([policy.stable, policy.canary]);
+      if (!pair.has(state.stable) || !pair.has(state.canary) || state.stable === state.canary) {
+        log.warn(
+          { stable: state.stable, canary: state.canary },
+          "persisted state names other backends than the policy; adopting afresh",
+        );
+        return undefined;
+      }
+      return state;
+    } catch (err) {
+      if (!(err instanceof StateDecodeError)) throw err;
+      log.warn({ err: err.message }, "persisted state unreadable; adopting afresh");
+      return undefined;
+    }
+  }
+
+  private deployments(policy: RolloutPolicy): Pick<Facts, "revisions" | "readiness"> {
+    const revisions: Facts["revisions"] = {};
+    const readiness: Facts["readiness"] = {};
+    for (const backend of [policy.stable, policy.canary]) {
+      const name = policy.deployments[backend] ?? backend;
+      const dep = this.d.objects.get("Deployment", policy.namespace, name);
+      if (!dep) continue;
+      const rev = templateRevision(dep);
+      if (rev) revisions[backend] = rev;
+      readiness[backend] = rolledOut(dep);
+    }
+    return { revisions, readiness };
+  }
+
+  private startAnalysis(
+    record: PolicyRecord,
+    s: RolloutState,
+    step: string,
+    dueAt: number,
+    now: number,
+    log: Logger,
+  ): void {
+    const policy = record.policy;
+    const gate = this.d.gates.gateFor(policy);
+    // How late this analysis starts against its deadline: the "no missed step deadlines" measure.
+    this.d.metrics.deadlineLateness.observe(Math.max(0, now - dueAt) / 1000);
+    const stepStartedAt = s.stepStartedAt ?? now;
+    this.d.jobs.start(policy.key, step, async (signal) => {
+      const started = performance.now();
+      const report = await gate.analyze({
+        policyKey: policy.key,
+        namespace: policy.namespace,
+        stable: s.stable,
+        canary: s.canary,
+        canaryWeight: s.canaryWeight,
+        stepStartedAt,
+        now,
+        signal,
+      });
+      log.debug({ verdict: report.verdict, ms: Math.round(performance.now() - started) }, "analysis done");
+      return report;
+    });
+  }
+
+  /**
+   * The guarded write. A 422 means the object as patched would be invalid;
+   * the likeliest cause is the 256 KiB annotation budget, filled by someone
+   * else's annotations. The state is then written compacted, and if even that
+   * is refused, the weights alone: traffic on stable is the promise, the
+   * record is the courtesy.
+   */
+  private async write(
+    record: PolicyRecord,
+    router: TrafficRouter,
+    view: RouteView,
+    pair: PairWeight[] | undefined,
+    next: RolloutState,
+    log: Logger,
+  ): Promise<"whole" | "compact" | "weightsOnly"> {
+    try {
+      await router.write(view, pair, encodeState(next));
+      return "whole";
+    } catch (err) {
+      if (!(err instanceof KubeApiError && err.isInvalid)) throw err;
+      log.warn({ err: err.message }, "state write refused as invalid; retrying with a compact state");
+    }
+    const compact: RolloutState = {
+      ...next,
+      lastAnalysis: undefined,
+      message: [...next.message].slice(0, COMPACT_MESSAGE_CHARS).join(""),
+      ...(next.abort
+        ? { abort: { at: next.abort.at, reason: [...next.abort.reason].slice(0, 200).join("") } }
+        : {}),
+    };
+    try {
+      await router.write(view, pair, encodeState(compact));
+      return "compact";
+    } catch (err) {
+      if (!(err instanceof KubeApiError && err.isInvalid) || !pair) throw err;
+      await router.write(view, pair, undefined);
+      this.d.metrics.stateWriteRejected.inc({ policy: record.policy.key });
+      this.d.reporter.warning(
+        record.policy,
+        view.target,
+        "StateNotRecorded",
+        `weights set (${pair.map((w) => `${w.backend}=${w.weight}`).join(" ")}) but the API server refused rolloutd's ` +
+          `state annotation: ${err.message}. The object's annotations are likely near the 256 KiB limit; ` +
+          "remove large annotations so the rollout can be recorded",
+        log,
+      );
+      return "weightsOnly";
+    }
+  }
+}
+
+function requeueFor(s: RolloutState, now: number): ReconcileResult | void {
+  if (s.phase === "Progressing" && s.analysisDueAt !== undefined)
+    return { requeueAfterMs: Math.max(0, s.analysisDueAt - now) };
+  return undefined;
+}

@@ -1,0 +1,111 @@
+/**
+ * Is the API server answering, storage included? Watches alone cannot tell:
+ * with etcd frozen they stay open and silent, and with the server gone they
+ * back off for up to half a minute after it is back. So the daemon asks the
+ * server's own /readyz (which checks etcd) on a slow beat while all is well
+ * and a fast one while it is not, and says when it answered again so failed
+ * watches reconnect at once.
+ */
+import http from "node:http";
+import https from "node:https";
+import type { KubeConfig } from "@kubernetes/client-node";
+
+export interface HealthProbe {
+  /** Resolves with ok/detail; never rejects. */
+  (): Promise<{ ok: boolean; detail: string }>;
+}
+
+/** GET {server}/readyz with the kubeconfig's credentials, bounded by `timeoutMs`. */
+export function apiServerReadyz(kc: KubeConfig, timeoutMs = 3_000): HealthProbe {
+  return async () => {
+    const server = kc.getCurrentCluster()?.server;
+    if (!server) return { ok: false, detail: "no API server in the kubeconfig" };
+    const url = new URL("/readyz", server);
+    const opts: https.RequestOptions = { method: "GET", timeout: timeoutMs };
+    try {
+      await kc.applyToHTTPSOptions(opts);
+    } catch (err) {
+      return { ok: false, detail: `credentials: ${err instanceof Error ? err.message : String(err)}` };
+    }
+    return new Promise((resolve) => {
+      const transport = url.protocol === "http:" ? http : https;
+      const req = transport.request(url, opts, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => {
+          if (body.length < 2000) body += c;
+        });
+        res.on("end", () => {
+          const ok = res.statusCode === 200;
+          const failed = body
+            .split("\n")
+            .filter((l) => l.startsWith("[-]"))
+            .join(", ");
+          resolve({
+            ok,
+            detail: ok ? "ok" : `/readyz ${res.statusCode ?? "?"}${failed ? `: ${failed}` : ""}`,
+          });
+        });
+        res.on("error", (err) => resolve({ ok: false, detail: err.message }));
+      });
+      req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      req.on("error", (err) => resolve({ ok: false, detail: err.message }));
+      req.end();
+    });
+  };
+}
+
+export interface ApiHealthOptions {
+  /** Beat while healthy. */
+  intervalMs?: number;
+  /** Beat while unhealthy, so recovery is noticed within about this long. */
+  unhealthyIntervalMs?: number;
+  onRecovered?: () => void;
+}
+
+export class ApiHealth {
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** When the server last stopped answering; undefined while healthy. */
+  private downSince: number | undefined;
+  private lastDetail = "ok";
+
+  constructor(
+    private readonly probe: HealthProbe,
+    private readonly now: () => number,
+    private readonly opts: ApiHealthOptions = {},
+  ) {}
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  /** undefined while healthy; else since when, and why. */
+  get down(): { since: number; detail: string } | undefined {
+    return this.downSince === undefined ? undefined : { since: this.downSince, detail: this.lastDetail };
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.beat(), ms);
+    this.timer.unref();
+  }
+
+  private async beat(): Promise<void> {
+    const r = await this.probe();
+    if (this.stopped) return;
+    this.lastDetail = r.detail;
+    if (!r.ok) {
+      this.downSince ??= this.now();
+    } else if (this.downSince !== undefined) {
+      this.downSince = undefined;
+      this.opts.onRecovered?.();
+    }
+    this.schedule(r.ok ? (this.opts.intervalMs ?? 5_000) : (this.opts.unhealthyIntervalMs ?? 500));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Facts in, one lifecycle event out. The controller observes the cluster
+ * (route weights, acceptance, operator annotations, Deployment revisions)
+ * and the analysis job of the current step; this pure function says which
+ * single event those facts mean for the persisted state, or what to wait
+ * for. It is the only place that reads facts; the machine is the only place
+ * that decides what an event does. Both are tested by table.
+ *
+ * Priority, highest first: abort, promote, new revision, start/retry,
+ * pause/resume, drift, acceptance, analysis. An abort is never behind
+ * anything slow: deriving is synchronous and nothing here waits on I/O.
+ */
+import type { AnalysisReport } from "../analysis/types.ts";
+import { atRest, type AppliedWeight, type Controls, type RolloutState } from "../contract.ts";
+import type { RolloutEvent } from "./machine.ts";
+
+/** The analysis of the current step, as the controller's job runner has it. */
+export type AnalysisSlot =
+  | { kind: "none" }
+  | { kind: "running"; step: string }
+  | { kind: "done"; step: string; report: AnalysisReport };
+
+export interface Facts {
+  controls: Controls;
+  /** Current pod-template revision of each backend's Deployment, where known. */
+  revisions: Record<string, string>;
+  /** Whether each backend's Deployment has finished rolling out, where known. */
+  readiness: Record<string, { ready: boolean; detail: string }>;
+  /** The pair's weight fields as the route has them now. */
+  pair: AppliedWeight[];
+  accepted: boolean;
+  acceptanceDetail?: string;
+  /** The policy's cron window at `now`, when it has one. */
+  window?: { open: boolean; nextOpen?: number; expression: string };
+  analysis: AnalysisSlot;
+}
+
+export interface Timing {
+  intervalMs: number;
+  routeReadyTimeoutMs: number;
+}
+
+export type Derived =
+  | { kind: "event"; event: RolloutEvent }
+  /** The step's analysis is due: start its job (the result comes back as a fact). */
+  | { kind: "analyze"; step: string; dueAt: number }
+  | {
+      kind: "wait";
+      /** Look again after this long even if nothing changes (a deadline). */
+      requeueAfterMs?: number;
+      /** Why nothing happens, for the log; `quiet` notes are routine. */
+      note?: string;
+      quiet?: boolean;
+    };
+
+/** Identity of a step's analysis window: a result for any other window is stale. */
+export function stepKey(s: RolloutState): string {
+  return `${s.revision ?? ""}|${s.stepIndex}|${s.stepStartedAt ?? ""}`;
+}
+
+/** The canary has no weight anywhere: all of the pair's traffic is on stable. */
+export function canaryAtZero(pair: readonly AppliedWeight[], canary: string): boolean {
+  return pair.every((w) => w.backend !== canary || w.weight === 0);
+}
+
+/** Every field rolloutd last wrote still holds what it wrote. */
+export function sameAsApplied(applied: readonly AppliedWeight[], pair: readonly AppliedWeight[]): boolean {
+  const now = new Map(pair.map((w) => [w.path, w]));
+  return applied.every((a) => {
+    const w = now.get(a.path);
+    return w !== undefined && w.backend === a.backend && w.weight === a.weight;
+  });
+}
+
+const wait = (
+  note?: string,
+  requeueAfterMs?: number,
+  quiet?: boolean,
+): Extract<Derived, { kind: "wait" }> => ({
+  kind: "wait",
+  ...(note !== undefined ? { note } : {}),
+  ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}),
+  ...(quiet ? { quiet } : {}),
+});
+
+export function derive(s: RolloutState, f: Facts, now: number, t: Timing): Derived {
+  const base = { now, revisions: f.revisions };
+  const c = f.controls;
+  const event = (e: RolloutEvent): Derived => ({ kind: "event", event: e });
+
+  if (c.abort) {
+    if (s.phase !== "Aborted" || !canaryAtZero(f.pair, s.canary)) {
+      return event({ type: "ABORT", reason: c.abortReason ?? "rolloutd.dev/abort annotation set", ...base });
+    }
+    return wait("aborted: remove the rolloutd.dev/abort annotation to allow new rollouts");
+  }
+
+  if (c.promote && c.promote !== s.tokens.promote && !atRest(s.phase)) {
+    return event({ type: "PROMOTE", token: c.promote, ...base });
+  }
+
+  const canaryRev = f.revisions[s.canary];
+  if (canaryRev && canaryRev !== s.baseline[s.canary]) {
+    const ready = f.readiness[s.canary];
+    if (ready && !ready.ready) {
+      return wait(
+        `new revision ${canaryRev} of ${s.canary} is rolling out (${ready.detail}); waiting before starting`,
+      );
+    }
+    return event({ type: "NEW_REVISION", revision: canaryRev, ...base });
+  }
+
+  if (atRest(s.phase)) {
+    if (c.start && c.start !== s.tokens.start) {
+      return event({ type: "START", token: c.start, revision: canaryRev ?? "unknown", ...base });
+    }
+    if (c.retry && c.retry !== s.tokens.retry) {
+      return event({
+        type: "RETRY",
+        token: c.retry,
+        revision: canaryRev ?? s.revision ?? "unknown",
+        ...base,
+      });
+    }
+    return wait();
+  }
+
+  if (s.phase === "Paused") {
+    if (s.pausedBy === "annotation" && !c.pause) {
+      return event({ type: "RESUME", ...(c.resume !== s.tokens.resume ? { token: c.resume } : {}), ...base });
+    }
+    if (c.resume && c.resume !== s.tokens.resume) return event({ type: "RESUME", token: c.resume, ...base });
+    if (s.pausedBy === "drift" && s.applied && sameAsApplied(s.applied, f.pair)) {
+      return event({ type: "RESUME", ...base });
+    }
+    return wait(s.message);
+  }
+
+  // Progressing.
+  if (c.pause) return event({ type: "PAUSE", resumeToken: c.resume, ...base });
+  if (s.applied && !sameAsApplied(s.applied, f.pair)) {
+    return event({ type: "DRIFT", observed: byBackend(f.pair), resumeToken: c.resume, ...base });
+  }
+  if (s.stepStartedAt === undefined) {
+    if (f.accepted) return event({ type: "ACCEPTED", ...base });
+    const waited = now - (s.weightsWrittenAt ?? now);
+    if (waited >= t.routeReadyTimeoutMs && !s.acceptWarned) {
+      return event({
+        type: "NOT_ACCEPTED",
+        reason:
+          `weights ${formatPair(f.pair)} written ${Math.round(waited / 1000)} s ago are not accepted by every parent: ` +
+          (f.acceptanceDetail ?? "unknown"),
+        ...base,
+      });
+    }
+    return wait(
+      `waiting for the route's parents to accept the weights: ${f.acceptanceDetail ?? ""}`,
+      Math.max(1000, t.routeReadyTimeoutMs - waited),
+      true,
+    );
+  }
+
+  const due = s.analysisDueAt ?? s.stepStartedAt + t.intervalMs;
+  if (now < due) return wait(undefined, due - now);
+  if (f.window && !f.window.open) {
+    const next = f.window.nextOpen;
+    return wait(
+      `outside the rollout window "${f.window.expression}"; holding at ${s.canaryWeight}% until ${next ? new Date(next).toISOString() : "the window opens"}`,
+      next ? Math.max(1000, next - now) : 3_600_000,
+    );
+  }
+  const step = stepKey(s);
+  if (f.analysis.kind === "done" && f.analysis.step === step) {
+    return event({ type: "ANALYSIS", report: f.analysis.report, ...base });
+  }
+  if (f.analysis.kind === "running" && f.analysis.step === step) {
+    return wait(`analysis of step ${s.stepIndex + 1} in flight`, undefined, true);
+  }
+  return { kind: "analyze", step, dueAt: due };
+}
+
+function byBackend(pair: readonly AppliedWeight[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const w of pair) if (!(w.backend in out)) out[w.backend] = w.weight;
+  return out;
+}
+
+function formatPair(pair: readonly AppliedWeight[]): string {
+  return pair.map((w) => `${w.backend}=${w.weight}`).join(" ");
+}
