@@ -5,6 +5,11 @@
  * token in system:masters) and service-account token signing, so tests can
  * also act as a ServiceAccount through the TokenRequest API. There is no
  * kubelet and no controller-manager: tests write object status themselves.
+ *
+ * Fault injection, for tests of what the daemon does while its cluster misbehaves: the apiserver can be
+ * SIGKILLed and started again on the same port with the same certificate, tokens, keys and etcd data (so
+ * clients built from the kubeconfig keep working once it is back), and etcd can be frozen with SIGSTOP so
+ * that the apiserver hangs on every request that needs storage.
  */
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -12,7 +17,14 @@ import https from "node:https";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { ensureControlPlaneBinaries } from "./build.ts";
-import { freePort, guardDirectory, spawnSupervised, waitFor, type SupervisedProcess } from "./process.ts";
+import {
+  freePort,
+  guardDirectory,
+  processState,
+  spawnSupervised,
+  waitFor,
+  type SupervisedProcess,
+} from "./process.ts";
 
 export interface ControlPlane {
   /** https://127.0.0.1:<port> */
@@ -25,6 +37,22 @@ export interface ControlPlane {
   kubeconfigYaml: string;
   dir: string;
   stop(): Promise<void>;
+  /** SIGKILLs kube-apiserver (no graceful shutdown) and resolves once it has exited. etcd keeps running. */
+  killApiServer(): Promise<void>;
+  /**
+   * Starts kube-apiserver again after killApiServer(), on the same port with the same serving certificate,
+   * tokens, service-account keys and etcd data; resolves when /readyz answers 200. Throws if it is running.
+   */
+  startApiServer(opts?: { timeoutMs?: number }): Promise<void>;
+  /** True while the current kube-apiserver process is alive. */
+  apiServerRunning(): boolean;
+  /**
+   * SIGSTOPs etcd and resolves once the kernel reports it stopped: the apiserver then hangs on every request
+   * that reads or writes storage. stop() thaws it first.
+   */
+  freezeEtcd(): Promise<void>;
+  /** SIGCONTs etcd and resolves once it is no longer stopped. Idempotent. */
+  thawEtcd(): Promise<void>;
 }
 
 export interface StartOptions {
@@ -40,11 +68,22 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
   const bins = await ensureControlPlaneBinaries(opts.log);
   const dir = mkdtempSync(path.join(opts.baseDir ?? tmpdir(), "rolloutd-cp-"));
   const guard = guardDirectory(dir);
-  const procs: SupervisedProcess[] = [];
+  let etcd: SupervisedProcess | undefined;
+  let apiserver: SupervisedProcess | undefined;
+  let frozen = false;
+
+  const thawEtcd = async () => {
+    if (!etcd) return;
+    const pid = await etcd.pid();
+    if (await etcd.signal("SIGCONT")) await waitForState("etcd thawed", pid, (s) => s !== "T" && s !== "t");
+    frozen = false;
+  };
 
   const stop = async () => {
+    // A stopped etcd would hold the apiserver's graceful shutdown; let it run again first.
+    if (frozen) await thawEtcd();
     // Reverse order: the apiserver first, so it does not spin on a vanished etcd.
-    for (const p of [...procs].reverse()) await p.stop();
+    for (const p of [apiserver, etcd]) if (p) await p.stop();
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
     await guard.release();
   };
@@ -56,7 +95,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       const [clientPort, peerPort] = [await freePort(), await freePort()];
       etcdUrl = `http://127.0.0.1:${clientPort}`;
       const peerUrl = `http://127.0.0.1:${peerPort}`;
-      const etcd = spawnSupervised(
+      const current = spawnSupervised(
         bins.etcd,
         [
           "--name=default",
@@ -73,7 +112,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
         ],
         { name: "etcd", logFile: path.join(dir, "etcd.log") },
       );
-      procs.push(etcd);
+      etcd = current;
       try {
         await waitFor(
           "etcd",
@@ -83,15 +122,15 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
           },
           {
             timeoutMs: 30_000,
-            describe: () => etcd.logTail(),
-            abortIf: () => (etcd.running() ? undefined : "exited"),
+            describe: () => current.logTail(),
+            abortIf: () => (current.running() ? undefined : "exited"),
           },
         );
         break;
       } catch (err) {
-        await etcd.stop();
-        procs.pop();
-        if (attempt >= 3 || !/address already in use/.test(etcd.logTail(50))) throw err;
+        await current.stop();
+        etcd = undefined;
+        if (attempt >= 3 || !/address already in use/.test(current.logTail(50))) throw err;
       }
     }
     log(`etcd ready at ${etcdUrl}`);
@@ -109,63 +148,133 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
     writeFileSync(path.join(dir, "sa.key"), privateKey, { mode: 0o600 });
     const certDir = path.join(dir, "certs");
 
-    let server = "";
-    let apiserver: SupervisedProcess | undefined;
-    for (let attempt = 1; ; attempt++) {
-      const port = await freePort();
-      server = `https://127.0.0.1:${port}`;
-      apiserver = spawnSupervised(
-        bins["kube-apiserver"],
-        [
-          `--etcd-servers=${etcdUrl}`,
-          `--etcd-prefix=/registry-${attempt}`,
-          `--secure-port=${port}`,
-          "--bind-address=127.0.0.1",
-          "--advertise-address=127.0.0.1",
-          `--cert-dir=${certDir}`,
-          `--token-auth-file=${path.join(dir, "tokens.csv")}`,
-          "--authorization-mode=RBAC",
-          "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-          `--service-account-key-file=${path.join(dir, "sa.pub")}`,
-          `--service-account-signing-key-file=${path.join(dir, "sa.key")}`,
-          "--service-cluster-ip-range=10.96.0.0/24",
-          "--allow-privileged=false",
-          "--profiling=false",
-          "--v=0",
-        ],
-        { name: "kube-apiserver", logFile: path.join(dir, "kube-apiserver.log") },
-      );
-      procs.push(apiserver);
-      const current = apiserver;
+    // Everything a restart must repeat exactly: the port, the etcd prefix and every file the apiserver reads
+    // (it keeps the self-signed certificate it wrote into certDir on the first start).
+    const apiserverArgs = (port: number, etcdPrefix: string) => [
+      `--etcd-servers=${etcdUrl}`,
+      `--etcd-prefix=${etcdPrefix}`,
+      `--secure-port=${port}`,
+      "--bind-address=127.0.0.1",
+      "--advertise-address=127.0.0.1",
+      `--cert-dir=${certDir}`,
+      `--token-auth-file=${path.join(dir, "tokens.csv")}`,
+      "--authorization-mode=RBAC",
+      "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+      `--service-account-key-file=${path.join(dir, "sa.pub")}`,
+      `--service-account-signing-key-file=${path.join(dir, "sa.key")}`,
+      "--service-cluster-ip-range=10.96.0.0/24",
+      "--allow-privileged=false",
+      "--profiling=false",
+      "--v=0",
+    ];
+    const launchApiServer = async (args: string[], url: string, timeoutMs: number) => {
+      const current = spawnSupervised(bins["kube-apiserver"], args, {
+        name: "kube-apiserver",
+        logFile: path.join(dir, "kube-apiserver.log"),
+      });
+      apiserver = current;
       try {
         await waitFor(
           "kube-apiserver",
-          async () => (await getWithToken(`${server}/readyz`, adminToken, certDir)) === 200,
+          async () => (await getWithToken(`${url}/readyz`, adminToken, certDir)) === 200,
           {
-            timeoutMs: 90_000,
+            timeoutMs,
             intervalMs: 250,
             describe: () => current.logTail(),
             abortIf: () => (current.running() ? undefined : "exited"),
           },
         );
-        break;
       } catch (err) {
         await current.stop();
-        procs.pop();
-        if (attempt >= 3 || !/address already in use/.test(current.logTail(50))) throw err;
+        throw err;
+      }
+    };
+
+    let server = "";
+    let runArgs: string[] = [];
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      server = `https://127.0.0.1:${port}`;
+      runArgs = apiserverArgs(port, `/registry-${attempt}`);
+      try {
+        await launchApiServer(runArgs, server, 90_000);
+        break;
+      } catch (err) {
+        const tail = apiserver?.logTail(50) ?? "";
+        apiserver = undefined;
+        if (attempt >= 3 || !/address already in use/.test(tail)) throw err;
       }
     }
     log(`kube-apiserver ready at ${server}`);
+
+    const killApiServer = async () => {
+      const current = apiserver;
+      if (!current?.running()) throw new Error("killApiServer: kube-apiserver is not running");
+      await current.signal("SIGKILL");
+      await current.exited;
+      log("kube-apiserver killed");
+    };
+
+    const startApiServer = async (startOpts: { timeoutMs?: number } = {}) => {
+      if (apiserver?.running()) throw new Error("startApiServer: kube-apiserver is already running");
+      const started = Date.now();
+      const timeoutMs = startOpts.timeoutMs ?? 90_000;
+      // Nothing else should take the port on loopback in the moment since the kill; if something did,
+      // retry while it is held rather than move: clients only know this one.
+      for (;;) {
+        try {
+          await launchApiServer(runArgs, server, Math.max(1, timeoutMs - (Date.now() - started)));
+          break;
+        } catch (err) {
+          const tail = apiserver?.logTail(5) ?? "";
+          if (!/address already in use/.test(tail) || Date.now() - started > timeoutMs) throw err;
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+      log(`kube-apiserver restarted at ${server} in ${Date.now() - started} ms`);
+    };
+
+    const freezeEtcd = async () => {
+      const current = etcd!;
+      const pid = await current.pid();
+      if (!(await current.signal("SIGSTOP"))) throw new Error("freezeEtcd: etcd is not running");
+      frozen = true;
+      await waitForState("etcd frozen", pid, (s) => s === "T" || s === "t");
+    };
 
     const caData = readFileSync(path.join(certDir, "apiserver.crt"), "utf8");
     const kubeconfigYaml = kubeconfig(server, caData, adminToken);
     const kubeconfigPath = path.join(dir, "kubeconfig");
     writeFileSync(kubeconfigPath, kubeconfigYaml, { mode: 0o600 });
-    return { server, caData, adminToken, kubeconfigPath, kubeconfigYaml, dir, stop };
+    return {
+      server,
+      caData,
+      adminToken,
+      kubeconfigPath,
+      kubeconfigYaml,
+      dir,
+      stop,
+      killApiServer,
+      startApiServer,
+      apiServerRunning: () => apiserver?.running() ?? false,
+      freezeEtcd,
+      thawEtcd,
+    };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/** Waits (briefly: signals are delivered at once) until the process's state letter satisfies `ok`. */
+async function waitForState(what: string, pid: number, ok: (state: string) => boolean): Promise<void> {
+  const state = () => processState(pid);
+  await waitFor(what, () => Promise.resolve(ok(state() ?? "")), {
+    timeoutMs: 5_000,
+    intervalMs: 10,
+    describe: () => `process ${pid} state ${state() ?? "gone"}`,
+    abortIf: () => (state() === undefined ? `process ${pid} is gone` : undefined),
+  });
 }
 
 /** A kubeconfig for `token` against `server`; also used for ServiceAccount tokens in RBAC tests. */

@@ -4,6 +4,10 @@
  * stop(), or because our process died, even by SIGKILL — the supervisor sends
  * SIGTERM, then SIGKILL after a grace period, and optionally removes a
  * directory. No stray etcd, apiserver or Prometheus survives a crashed test.
+ *
+ * Fault-injection tests also need the real child's pid (to SIGKILL an apiserver or SIGSTOP etcd): the
+ * supervisor writes it as the one line of its stdout and then closes that pipe. Its watcher sends SIGCONT
+ * after SIGTERM, so a child stopped by a test still ends within the grace period instead of waiting for SIGKILL.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, openSync, readFileSync } from "node:fs";
@@ -14,9 +18,12 @@ log="$1"; grace="$2"; cleanup="$3"; shift 3
 exec 3<&0
 "$@" >>"$log" 2>&1 </dev/null 3<&- &
 child=$!
+echo "$child"
+exec 1>/dev/null
 (
   while read -r -u 3 _; do :; done
   kill -TERM "$child" 2>/dev/null
+  kill -CONT "$child" 2>/dev/null
   for _ in $(seq $((grace * 10))); do kill -0 "$child" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$child" 2>/dev/null
 ) &
@@ -40,6 +47,13 @@ export interface SupervisedProcess {
   hold(): void;
   /** The last lines of its log, for error messages. */
   logTail(lines?: number): string;
+  /** The pid of the command itself (not of its supervisor), once the supervisor reported it. */
+  pid(): Promise<number>;
+  /**
+   * Sends `signal` to the command itself. Returns false when it had already exited (nothing was sent).
+   * SIGKILL goes around the supervisor's grace period; the supervisor still notices the exit.
+   */
+  signal(signal: NodeJS.Signals): Promise<boolean>;
 }
 
 export interface SpawnOptions {
@@ -67,9 +81,25 @@ export function spawnSupervised(command: string, args: string[], opts: SpawnOpti
       command,
       ...args,
     ],
-    { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["pipe", "ignore", "ignore"] },
+    { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["pipe", "pipe", "ignore"] },
   );
   let alive = true;
+  // The supervisor's stdout carries one line, the child's pid, and is closed right after.
+  const pid = new Promise<number>((resolve, reject) => {
+    let text = "";
+    const out = child.stdout;
+    if (!out) return reject(new Error(`${opts.name}: supervisor has no stdout`));
+    out.setEncoding("utf8");
+    out.on("data", (chunk: string) => (text += chunk));
+    out.on("error", () => {});
+    out.on("close", () => {
+      const n = Number.parseInt(text.trim(), 10);
+      if (Number.isInteger(n) && n > 0) resolve(n);
+      else reject(new Error(`${opts.name}: supervisor reported no pid (${JSON.stringify(text)})`));
+    });
+  });
+  // Nobody may be waiting for it; a rejection must not become an unhandled one.
+  pid.catch(() => {});
   const exited = new Promise<number | null>((resolve) => {
     child.on("exit", (code) => {
       alive = false;
@@ -84,6 +114,7 @@ export function spawnSupervised(command: string, args: string[], opts: SpawnOpti
   child.stdin?.on("error", () => {});
   child.unref();
   (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  (child.stdout as unknown as { unref?: () => void } | null)?.unref?.();
 
   return {
     name: opts.name,
@@ -98,6 +129,18 @@ export function spawnSupervised(command: string, args: string[], opts: SpawnOpti
       child.ref();
       child.stdin?.end();
       return exited;
+    },
+    pid: () => pid,
+    signal: async (sig) => {
+      const target = await pid;
+      if (!alive) return false;
+      try {
+        process.kill(target, sig);
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ESRCH") return false;
+        throw err;
+      }
     },
     logTail: (lines = 20) => {
       try {
@@ -162,6 +205,20 @@ export async function waitFor(
       );
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
+  }
+}
+
+/**
+ * The scheduler state letter of a process from /proc/<pid>/stat (R running, S sleeping, T stopped, Z zombie
+ * …), or undefined when there is no such process. Linux only, like the rest of this harness.
+ */
+export function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // "pid (comm) S ...": comm may contain spaces and parentheses, so split after the last ')'.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+  } catch {
+    return undefined;
   }
 }
 
