@@ -20,6 +20,8 @@ async function namespaces(c: Cluster, signal = AbortSignal.timeout(10_000)): Pro
   return list.items.map((n) => n.metadata!.name!).sort();
 }
 
+// Every test has a timeout: a fault injector that fails to release a request must fail the test, not stall it.
+
 /** True if `err` is what fetch/undici throw when the request's signal aborted. */
 function isAbort(err: unknown): boolean {
   return err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError");
@@ -34,74 +36,82 @@ void describe("control-plane faults", () => {
     await c?.stop();
   });
 
-  void it("kills the API server and restarts it on the same port; clients made before work again", async (t) => {
-    await createNamespace(c, "before-kill");
-    assert.ok((await namespaces(c)).includes("before-kill"));
-    await assert.rejects(c.cp.startApiServer(), /already running/);
+  void it(
+    "kills the API server and restarts it on the same port; clients made before work again",
+    { timeout: 120_000 },
+    async (t) => {
+      await createNamespace(c, "before-kill");
+      assert.ok((await namespaces(c)).includes("before-kill"));
+      await assert.rejects(c.cp.startApiServer(), /already running/);
 
-    for (let round = 1; round <= 2; round++) {
-      await c.cp.killApiServer();
-      assert.equal(c.cp.apiServerRunning(), false);
-      // Nothing listens there now: refused at once, not a timeout.
-      const down = Date.now();
-      await assert.rejects(namespaces(c, AbortSignal.timeout(5_000)), (err) => !isAbort(err));
-      assert.ok(Date.now() - down < 4_000, "a request to a killed API server is refused, not hung");
+      for (let round = 1; round <= 2; round++) {
+        await c.cp.killApiServer();
+        assert.equal(c.cp.apiServerRunning(), false);
+        // Nothing listens there now: refused at once, not a timeout.
+        const down = Date.now();
+        await assert.rejects(namespaces(c, AbortSignal.timeout(5_000)), (err) => !isAbort(err));
+        assert.ok(Date.now() - down < 4_000, "a request to a killed API server is refused, not hung");
 
-      const started = Date.now();
-      await c.cp.startApiServer();
-      t.diagnostic(`round ${round}: restart to /readyz 200 took ${Date.now() - started} ms`);
-      assert.equal(c.cp.apiServerRunning(), true);
+        const started = Date.now();
+        await c.cp.startApiServer();
+        t.diagnostic(`round ${round}: restart to /readyz 200 took ${Date.now() - started} ms`);
+        assert.equal(c.cp.apiServerRunning(), true);
 
-      // Same client object, same kubeconfig: same port, same certificate, same token, etcd data intact.
-      const names = await namespaces(c);
-      assert.ok(names.includes("before-kill"), `namespaces after restart: ${names.join(", ")}`);
-      await createNamespace(c, `after-restart-${round}`);
-      assert.ok((await namespaces(c)).includes(`after-restart-${round}`));
-    }
-    assert.equal(readFileSync(path.join(c.cp.dir, "certs", "apiserver.crt"), "utf8"), c.cp.caData);
-  });
+        // Same client object, same kubeconfig: same port, same certificate, same token, etcd data intact.
+        const names = await namespaces(c);
+        assert.ok(names.includes("before-kill"), `namespaces after restart: ${names.join(", ")}`);
+        await createNamespace(c, `after-restart-${round}`);
+        assert.ok((await namespaces(c)).includes(`after-restart-${round}`));
+      }
+      assert.equal(readFileSync(path.join(c.cp.dir, "certs", "apiserver.crt"), "utf8"), c.cp.caData);
+    },
+  );
 
-  void it("freezes etcd: reads and writes hang until thawed, then complete", async (t) => {
-    await c.cp.freezeEtcd();
-    let thawed = false;
-    try {
-      const t0 = Date.now();
-      await assert.rejects(
-        c.core.readNamespace({ name: "default" }, abortable(AbortSignal.timeout(2_000))),
-        isAbort,
-      );
-      const waited = Date.now() - t0;
-      assert.ok(waited >= 1_900, `the read gave up after ${waited} ms, not on its own 2 s signal`);
-      await assert.rejects(
-        c.core.createNamespace(
-          { body: { metadata: { name: "while-frozen" } } },
-          abortable(AbortSignal.timeout(1_000)),
-        ),
-        isAbort,
-      );
+  void it(
+    "freezes etcd: reads and writes hang until thawed, then complete",
+    { timeout: 60_000 },
+    async (t) => {
+      await c.cp.freezeEtcd();
+      let thawed = false;
+      try {
+        const t0 = Date.now();
+        await assert.rejects(
+          c.core.readNamespace({ name: "default" }, abortable(AbortSignal.timeout(2_000))),
+          isAbort,
+        );
+        const waited = Date.now() - t0;
+        assert.ok(waited >= 1_900, `the read gave up after ${waited} ms, not on its own 2 s signal`);
+        await assert.rejects(
+          c.core.createNamespace(
+            { body: { metadata: { name: "while-frozen" } } },
+            abortable(AbortSignal.timeout(1_000)),
+          ),
+          isAbort,
+        );
 
-      // A request sent while frozen and left waiting completes once etcd runs again.
-      const pending = c.core.readNamespace({ name: "before-kill" }, abortable(AbortSignal.timeout(30_000)));
-      let settled = false;
-      void pending.then(
-        () => (settled = true),
-        () => (settled = true),
-      );
-      await new Promise((r) => setTimeout(r, 1_000));
-      assert.equal(settled, false, "a read answered while etcd was frozen");
+        // A request sent while frozen and left waiting completes once etcd runs again.
+        const pending = c.core.readNamespace({ name: "before-kill" }, abortable(AbortSignal.timeout(30_000)));
+        let settled = false;
+        void pending.then(
+          () => (settled = true),
+          () => (settled = true),
+        );
+        await new Promise((r) => setTimeout(r, 1_000));
+        assert.equal(settled, false, "a read answered while etcd was frozen");
 
-      const thawAt = Date.now();
-      await c.cp.thawEtcd();
-      thawed = true;
-      const ns = await pending;
-      assert.equal(ns.metadata?.name, "before-kill");
-      t.diagnostic(`the waiting read completed ${Date.now() - thawAt} ms after thaw`);
-    } finally {
-      if (!thawed) await c.cp.thawEtcd();
-    }
-    await createNamespace(c, "after-thaw");
-    assert.ok((await namespaces(c)).includes("after-thaw"));
-  });
+        const thawAt = Date.now();
+        await c.cp.thawEtcd();
+        thawed = true;
+        const ns = await pending;
+        assert.equal(ns.metadata?.name, "before-kill");
+        t.diagnostic(`the waiting read completed ${Date.now() - thawAt} ms after thaw`);
+      } finally {
+        if (!thawed) await c.cp.thawEtcd();
+      }
+      await createNamespace(c, "after-thaw");
+      assert.ok((await namespaces(c)).includes("after-thaw"));
+    },
+  );
 });
 
 /** POSTs a form query the way src/analysis/prometheus.ts does. */
@@ -125,60 +135,72 @@ void describe("faulty Prometheus", () => {
     await real?.stop();
   });
 
-  void it("lies: a fixed value, NaN, no data or bogus text, in Prometheus' JSON format", async () => {
-    p = await startFaultyPrometheus();
-    p.lie(42);
-    const res = await postQuery(p.url, "up");
-    assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), {
-      status: "success",
-      data: { resultType: "vector", result: [{ metric: {}, value: [1700000000.5, "42"] }] },
-    });
-    p.lie(Number.NaN);
-    assert.deepEqual(((await (await postQuery(p.url, "q2")).json()) as any).data.result[0].value, [
-      1700000000.5,
-      "NaN",
-    ]);
-    p.lie(null);
-    assert.deepEqual(((await (await postQuery(p.url, "q3")).json()) as any).data.result, []);
-    p.lie("not-a-number");
-    assert.equal(
-      ((await (await postQuery(p.url, "q4")).json()) as any).data.result[0].value[1],
-      "not-a-number",
-    );
-    assert.deepEqual(p.queries, ["up", "q2", "q3", "q4"]);
-    assert.deepEqual([p.received, p.answered, p.open, p.abandoned], [4, 4, 0, 0]);
-  });
+  void it(
+    "lies: a fixed value, NaN, no data or bogus text, in Prometheus' JSON format",
+    { timeout: 10_000 },
+    async () => {
+      p = await startFaultyPrometheus();
+      p.lie(42);
+      const res = await postQuery(p.url, "up");
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), {
+        status: "success",
+        data: { resultType: "vector", result: [{ metric: {}, value: [1700000000.5, "42"] }] },
+      });
+      p.lie(Number.NaN);
+      assert.deepEqual(((await (await postQuery(p.url, "q2")).json()) as any).data.result[0].value, [
+        1700000000.5,
+        "NaN",
+      ]);
+      p.lie(null);
+      assert.deepEqual(((await (await postQuery(p.url, "q3")).json()) as any).data.result, []);
+      p.lie("not-a-number");
+      assert.equal(
+        ((await (await postQuery(p.url, "q4")).json()) as any).data.result[0].value[1],
+        "not-a-number",
+      );
+      assert.deepEqual(p.queries, ["up", "q2", "q3", "q4"]);
+      assert.deepEqual([p.received, p.answered, p.open, p.abandoned], [4, 4, 0, 0]);
+    },
+  );
 
-  void it("hangs: the request stays open until the client gives up, and counts as abandoned", async () => {
-    p.hang();
-    const ac = new AbortController();
-    const req = postQuery(p.url, "hung", ac.signal);
-    await eventually("one open request", () => p.open === 1, 5_000, 10);
-    await new Promise((r) => setTimeout(r, 500));
-    assert.equal(p.open, 1, "still open after 500 ms");
-    assert.equal(p.answered, 4);
-    ac.abort();
-    await assert.rejects(req, isAbort);
-    await eventually("the hung request closed", () => p.open === 0, 5_000, 10);
-    assert.equal(p.abandoned, 1);
-    assert.equal(p.received, 5);
-  });
+  void it(
+    "hangs: the request stays open until the client gives up, and counts as abandoned",
+    { timeout: 10_000 },
+    async () => {
+      const [received, answered, abandoned] = [p.received, p.answered, p.abandoned];
+      p.hang();
+      const ac = new AbortController();
+      const req = postQuery(p.url, "hung", ac.signal);
+      await eventually("one open request", () => p.open === 1, 5_000, 10);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(p.open, 1, "still open after 500 ms");
+      assert.equal(p.answered, answered);
+      ac.abort();
+      await assert.rejects(req, isAbort);
+      await eventually("the hung request closed", () => p.open === 0, 5_000, 10);
+      assert.deepEqual([p.received, p.answered, p.abandoned], [received + 1, answered, abandoned + 1]);
+    },
+  );
 
-  void it("is slow: answers after the delay with the last lie, open in the meantime", async () => {
-    p.lie(7);
-    p.slow(600);
-    const t0 = Date.now();
-    const req = postQuery(p.url, "slow");
-    await eventually("one open request", () => p.open === 1, 5_000, 10);
-    const res = await req;
-    const body = (await res.json()) as any;
-    assert.ok(Date.now() - t0 >= 590, `answered after ${Date.now() - t0} ms`);
-    assert.equal(body.data.result[0].value[1], "7");
-    await eventually("closed", () => p.open === 0, 5_000, 10);
-  });
+  void it(
+    "is slow: answers after the delay with the last lie, open in the meantime",
+    { timeout: 10_000 },
+    async () => {
+      p.lie(7);
+      p.slow(600);
+      const t0 = Date.now();
+      const req = postQuery(p.url, "slow");
+      await eventually("one open request", () => p.open === 1, 5_000, 10);
+      const res = await req;
+      const body = (await res.json()) as any;
+      assert.ok(Date.now() - t0 >= 590, `answered after ${Date.now() - t0} ms`);
+      assert.equal(body.data.result[0].value[1], "7");
+      await eventually("closed", () => p.open === 0, 5_000, 10);
+    },
+  );
 
-  void it("proxies /api/v1/query to a real Prometheus, errors included", async () => {
+  void it("proxies /api/v1/query to a real Prometheus, errors included", { timeout: 10_000 }, async () => {
     p.proxy(real.url);
     const res = await postQuery(p.url, "vector(6) * 7");
     assert.equal(res.status, 200);
@@ -200,26 +222,30 @@ void describe("faulty Prometheus", () => {
     assert.equal(late.data.result[0].value[1], "1");
   });
 
-  void it("is what the daemon's Prometheus client sees: a value, and a timeout that abandons the request", async () => {
-    const client = new PrometheusClient({ url: p.url, timeoutMs: 400 });
-    try {
-      p.lie(0.25);
-      assert.deepEqual(await client.query("rate(x[1m])"), { kind: "value", value: 0.25 });
-      p.lie(null);
-      assert.deepEqual(await client.query("rate(x[1m])"), { kind: "noData" });
-      const abandoned = p.abandoned;
-      p.hang();
-      const outcome = await client.query("rate(x[1m])");
-      assert.equal(outcome.kind, "error");
-      assert.equal(outcome.kind === "error" && outcome.error.code, "timeout");
-      await eventually("the timed-out query closed", () => p.open === 0, 5_000, 10);
-      assert.equal(p.abandoned, abandoned + 1);
-    } finally {
-      client.close();
-    }
-  });
+  void it(
+    "is what the daemon's Prometheus client sees: a value, and a timeout that abandons the request",
+    { timeout: 10_000 },
+    async () => {
+      const client = new PrometheusClient({ url: p.url, timeoutMs: 400 });
+      try {
+        p.lie(0.25);
+        assert.deepEqual(await client.query("rate(x[1m])"), { kind: "value", value: 0.25 });
+        p.lie(null);
+        assert.deepEqual(await client.query("rate(x[1m])"), { kind: "noData" });
+        const abandoned = p.abandoned;
+        p.hang();
+        const outcome = await client.query("rate(x[1m])");
+        assert.equal(outcome.kind, "error");
+        assert.equal(outcome.kind === "error" && outcome.error.code, "timeout");
+        await eventually("the timed-out query closed", () => p.open === 0, 5_000, 10);
+        assert.equal(p.abandoned, abandoned + 1);
+      } finally {
+        client.close();
+      }
+    },
+  );
 
-  void it("close() ends hung connections, so a test never waits on them", async () => {
+  void it("close() ends hung connections, so a test never waits on them", { timeout: 10_000 }, async () => {
     p.hang();
     const req = postQuery(p.url, "hung-at-close");
     // Handled from now on: it rejects while close() is awaited.
