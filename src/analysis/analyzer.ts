@@ -95,7 +95,7 @@ function shorten(text: string): string {
   return text.length > MAX_ERROR_CHARS ? `${text.slice(0, MAX_ERROR_CHARS)}…` : text;
 }
 
-/** Judges one outcome against bounds (inclusive). Exported for `rolloutd simulate`. */
+/** Judges one outcome against bounds (inclusive). */
 export function judge(
   name: string,
   outcome: QueryOutcome,
@@ -351,7 +351,7 @@ export interface AnalysisGateFactory {
 export interface AnalysisGateFactoryOptions {
   minWindowSeconds?: number;
   clientOptions?: PrometheusClientOptions;
-  /** Replaces PrometheusClient (tests, `rolloutd simulate`). */
+  /** Replaces PrometheusClient (tests). */
   createSource?: (spec: PrometheusSpec) => MetricSource & { close?: () => void };
 }
 

@@ -25,15 +25,6 @@ export interface PrometheusClientOptions {
   now?: () => number;
 }
 
-/** One series of a range query. Values are numbers as Prometheus wrote them: NaN and ±Infinity included. */
-export interface RangeSeries {
-  labels: Record<string, string>;
-  /** `t` in milliseconds since the epoch. */
-  points: { t: number; v: number }[];
-}
-
-export type RangeOutcome = { kind: "series"; series: RangeSeries[] } | { kind: "error"; error: MetricError };
-
 const DEFAULT_SECRET_CACHE_MS = 5_000;
 const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 /** How much of a foreign body (HTML from a proxy, …) is quoted in an error message. */
@@ -133,7 +124,7 @@ function readEnvelope(status: number, statusText: string, body: string): Envelop
   return { ok: true, data: parsed.data };
 }
 
-/** Classifies an instant-query response. Exported for tests and for `rolloutd replay`-style tooling. */
+/** Classifies an instant-query response. Exported for tests. */
 export function classifyQueryResponse(status: number, statusText: string, body: string): QueryOutcome {
   const envelope = readEnvelope(status, statusText, body);
   if (!envelope.ok) return { kind: "error", error: envelope.error };
@@ -160,36 +151,6 @@ export function classifyQueryResponse(status: number, statusText: string, body: 
   }
   const only: unknown = result[0];
   return sampleOutcome(isRecord(only) ? only.value : undefined);
-}
-
-/** Classifies a range-query response. */
-export function classifyRangeResponse(status: number, statusText: string, body: string): RangeOutcome {
-  const envelope = readEnvelope(status, statusText, body);
-  if (!envelope.ok) return { kind: "error", error: envelope.error };
-  const { resultType, result } = envelope.data;
-  if (resultType !== "matrix" || !Array.isArray(result)) {
-    return fail("badResponse", `range query resultType ${JSON.stringify(resultType)}, expected matrix`);
-  }
-  const series: RangeSeries[] = [];
-  for (const s of result) {
-    if (!isRecord(s) || !Array.isArray(s.values)) return fail("badResponse", "matrix series without values");
-    const labels: Record<string, string> = {};
-    if (isRecord(s.metric)) for (const [k, v] of Object.entries(s.metric)) labels[k] = String(v);
-    const points: { t: number; v: number }[] = [];
-    for (const p of s.values as unknown[]) {
-      const v = Array.isArray(p) ? parseSampleValue(p[1]) : undefined;
-      const t = Array.isArray(p) && typeof p[0] === "number" ? p[0] : undefined;
-      if (v === undefined || t === undefined) {
-        return fail(
-          "badResponse",
-          `matrix point is not [time, "value"]: ${excerpt(JSON.stringify(p) ?? "")}`,
-        );
-      }
-      points.push({ t: Math.round(t * 1000), v });
-    }
-    series.push({ labels, points });
-  }
-  return { kind: "series", series };
 }
 
 interface RawResponse {
@@ -251,19 +212,6 @@ export class PrometheusClient implements MetricSource {
     const res = await this.#post("api/v1/query", form, signal);
     if ("error" in res) return { kind: "error", error: res.error };
     return classifyQueryResponse(res.status, res.statusText, res.body);
-  }
-
-  /** Range query, for replay/backtesting. `stepSeconds` may be fractional. */
-  async queryRange(promql: string, start: Date, end: Date, stepSeconds: number): Promise<RangeOutcome> {
-    const form = new URLSearchParams({
-      query: promql,
-      start: unixSeconds(start),
-      end: unixSeconds(end),
-      step: String(stepSeconds),
-    });
-    const res = await this.#post("api/v1/query_range", form);
-    if ("error" in res) return { kind: "error", error: res.error };
-    return classifyRangeResponse(res.status, res.statusText, res.body);
   }
 
   /** Closes idle keep-alive connections. The client stays usable (a new agent is made on the next call). */

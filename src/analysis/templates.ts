@@ -23,20 +23,26 @@
  * quantiles with `>= 0` (NaN compares false), so an idle canary yields no data, which the engine treats as
  * inconclusive (onNoData), not as a breach. Every built-in template aggregates to exactly one series.
  */
+import {
+  PLACEHOLDER_RE,
+  TEMPLATE_NAMES,
+  TEMPLATE_VARIABLES,
+  TemplateError,
+  isTemplateVariable,
+  queryVariables,
+  type TemplateErrorCode,
+  type TemplateName,
+  type TemplateVariable,
+} from "../policy/query.ts";
 import type { AnalysisSpec } from "../policy/types.ts";
+
+// The policy language (names, variables, placeholder syntax) is the policy's; the queries behind it are ours.
+export { TEMPLATE_NAMES, TEMPLATE_VARIABLES, TemplateError, queryVariables };
+export type { TemplateErrorCode, TemplateName, TemplateVariable };
+export type TemplateVars = Partial<Record<TemplateVariable, string>>;
 
 export type Provider = AnalysisSpec["provider"];
 export const PROVIDERS: readonly Provider[] = ["envoy", "istio", "app"];
-
-export const TEMPLATE_NAMES = [
-  "request-success-rate",
-  "error-rate",
-  "latency-p99",
-  "latency-p95",
-  "latency-p50",
-  "request-rate",
-] as const;
-export type TemplateName = (typeof TEMPLATE_NAMES)[number];
 
 export type TemplateUnit = "ratio" | "ms" | "req/s";
 /** Unit of each template's value, identical for every provider. */
@@ -48,33 +54,6 @@ export const TEMPLATE_UNITS: Readonly<Record<TemplateName, TemplateUnit>> = {
   "latency-p50": "ms",
   "request-rate": "req/s",
 };
-
-export const TEMPLATE_VARIABLES = [
-  "canary",
-  "stable",
-  "namespace",
-  "window",
-  "route",
-  "canaryDeployment",
-  "stableDeployment",
-] as const;
-export type TemplateVariable = (typeof TEMPLATE_VARIABLES)[number];
-export type TemplateVars = Partial<Record<TemplateVariable, string>>;
-
-export type TemplateErrorCode =
-  "unknownTemplate" | "unknownVariable" | "missingVariable" | "invalidValue" | "malformedPlaceholder";
-
-export class TemplateError extends Error {
-  override readonly name = "TemplateError";
-  readonly code: TemplateErrorCode;
-  readonly variable: string | undefined;
-
-  constructor(code: TemplateErrorCode, message: string, variable?: string) {
-    super(message);
-    this.code = code;
-    this.variable = variable;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Templates
@@ -229,11 +208,6 @@ const DNS_LABEL = "[a-z0-9](?:[-a-z0-9]*[a-z0-9])?";
 const SUBDOMAIN_RE = new RegExp(`^${DNS_LABEL}(?:\\.${DNS_LABEL})*$`);
 const LABEL_RE = new RegExp(`^${DNS_LABEL}$`);
 const WINDOW_RE = /^[1-9][0-9]{0,8}s$/;
-const PLACEHOLDER_RE = /\{\{\s*([^{}]*?)\s*\}\}/g;
-
-function isTemplateVariable(name: string): name is TemplateVariable {
-  return (TEMPLATE_VARIABLES as readonly string[]).includes(name);
-}
 
 function quoteForMessage(value: string): string {
   const shown = value.length > 80 ? `${value.slice(0, 80)}…` : value;
@@ -264,34 +238,6 @@ export function validateVariable(variable: TemplateVariable, value: string): voi
       variable,
     );
   }
-}
-
-/**
- * The variables a query text uses, in order of first use. Throws TemplateError `unknownVariable` or
- * `malformedPlaceholder` — so a policy validator can reject `{{canry}}` before any value is known.
- */
-export function queryVariables(text: string): TemplateVariable[] {
-  const used: TemplateVariable[] = [];
-  for (const match of text.matchAll(PLACEHOLDER_RE)) {
-    const name = match[1] ?? "";
-    if (!isTemplateVariable(name)) {
-      throw new TemplateError(
-        "unknownVariable",
-        `unknown template variable {{${name}}}; known: ${TEMPLATE_VARIABLES.map((v) => `{{${v}}}`).join(" ")}`,
-        name,
-      );
-    }
-    if (!used.includes(name)) used.push(name);
-  }
-  const rest = text.replace(PLACEHOLDER_RE, "");
-  const stray = rest.includes("{{") ? "{{" : rest.includes("}}") ? "}}" : undefined;
-  if (stray !== undefined) {
-    throw new TemplateError(
-      "malformedPlaceholder",
-      `unmatched "${stray}" in query: placeholders are {{name}}`,
-    );
-  }
-  return used;
 }
 
 /** What to render: a built-in template of a provider, or a raw query written in the policy. */

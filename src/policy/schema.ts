@@ -17,7 +17,7 @@ import {
   TEMPLATE_VARIABLES,
   TemplateError,
   type TemplateVariable,
-} from "../analysis/templates.ts";
+} from "./query.ts";
 import { parseDuration, type DurationOptions } from "./duration.ts";
 import type { AnalysisSpec, CheckSpec, RolloutPolicy, TargetKind } from "./types.ts";
 import { cronExpressionError, isValidTimeZone } from "./window.ts";
@@ -32,13 +32,13 @@ export const TARGET_KINDS = [
   "GRPCRoute",
 ] as const satisfies readonly TargetKind[];
 
-/** Names `template:` may use by default: the built-in templates of src/analysis/templates.ts. */
+/** Names `template:` may use by default: the built-in templates (rendered by src/analysis/templates.ts). */
 export const DEFAULT_TEMPLATE_NAMES: readonly string[] = TEMPLATE_NAMES;
 
 /**
  * Variables a raw `query:` / `requestsQuery:` may use, as `{{name}}` (spaces
- * inside the braces allowed). Owned by src/analysis/templates.ts, which
- * substitutes them; re-exported here because the policy format promises them.
+ * inside the braces allowed). Defined in ./query.ts with the placeholder
+ * parser; src/analysis/templates.ts substitutes them.
  */
 export { TEMPLATE_VARIABLES, type TemplateVariable };
 

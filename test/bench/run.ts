@@ -45,6 +45,7 @@ import {
   type Sample,
 } from "./metrics.ts";
 import { RouteWatch } from "./watch.ts";
+import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
 import { ANNOTATIONS } from "../../src/contract.ts";
 
 const HELP = `usage: npm run bench -- [options]
@@ -56,6 +57,8 @@ const HELP = `usage: npm run bench -- [options]
   --interval D          step interval in phase B (default 2s)
   --lateness-seconds S  phase B measurement window (default 30)
   --rollbacks R         rollouts rolled back in phase C (default 100; 0 skips C)
+  --hang                phase A with every rollout's analysis query hanging (a Prometheus that accepts and
+                        never answers, query timeout 5m): the abort must not wait for any of them
   --idle K              idle (Steady) policies for phase D (default 0: skipped)
   --idle-deployments    also create both Deployments of each idle policy (default: routes only)
   --workers W           passed to rolloutd run --workers (default: the daemon's default)
@@ -76,6 +79,7 @@ const { values: opt } = parseArgs({
     interval: { type: "string", default: "2s" },
     "lateness-seconds": { type: "string", default: "30" },
     rollbacks: { type: "string", default: "100" },
+    hang: { type: "boolean", default: false },
     idle: { type: "string", default: "0" },
     "idle-deployments": { type: "boolean", default: false },
     workers: { type: "string" },
@@ -361,15 +365,37 @@ async function phaseA(
   watch: RouteWatch,
 ): Promise<DaemonProcess> {
   say();
-  say(`## A. abort annotation → weights at 100 % stable, with ${N} active rollouts`);
+  say(
+    `## A. abort annotation → weights at 100 % stable, with ${N} active rollouts` +
+      (opt.hang ? ", every one of them with its analysis query hanging" : ""),
+  );
   const rs = rolloutsFor("bench-a", N);
+  let hanging: FaultyPrometheus | undefined;
+  if (opt.hang) {
+    hanging = await startFaultyPrometheus();
+    hanging.hang();
+  }
   let t = performance.now();
   const objects = await createRollouts(c, rs);
   const createdIn = (performance.now() - t) / 1000;
   say(
     `setup: ${objects} objects (namespaces, 2 Deployments + status each, HTTPRoutes) in ${createdIn.toFixed(1)} s, ${CONCURRENCY} requests in flight`,
   );
-  writePolicies(dir, "a", rs, ["  steps: [10, 20, 50, 100]", "  interval: 10m"]);
+  writePolicies(
+    dir,
+    "a",
+    rs,
+    hanging
+      ? [
+          "  steps: [10, 20, 50, 100]",
+          "  interval: 1s",
+          "  analysis:",
+          `    prometheus: { url: "${hanging.url}", timeout: 5m }`,
+          "    checks:",
+          "      - { name: errors, query: 'vector(0)', max: 1 }",
+        ]
+      : ["  steps: [10, 20, 50, 100]", "  interval: 10m"],
+  );
   t = performance.now();
   const daemon = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir: dir, extraArgs, entry });
   const ready = secs(t);
@@ -389,6 +415,14 @@ async function phaseA(
     `shipped ${N} canaries in ${shipped}; all at step 1 (10 %, accepted by the gateway) ${secs(t)} after the first ship`,
   );
   await sleep(3000);
+  if (hanging) {
+    const h = hanging;
+    await until(`${N} analyses in flight`, () => h.open >= N, 120_000);
+    const inFlight = value(await scrape(daemon.port), "rolloutd_analysis_in_flight");
+    say(
+      `analysis queries hanging at the fake Prometheus: ${h.open}; the daemon's rolloutd_analysis_in_flight: ${inFlight ?? "?"}`,
+    );
+  }
   const mem = await memory(daemon);
   say(
     `RSS with ${N} active rollouts (Progressing, idle until their 10m deadline): ${mb(mem.rss)} (heap used ${mb(mem.heap)}); ` +
@@ -433,7 +467,14 @@ async function phaseA(
   say(
     `${aborted}/${ABORTS} recorded Aborted in their state${early ? `; ${early} weight events arrived before the patch response (counted as 0 ms)` : ""}`,
   );
+  if (hanging) {
+    const discarded = value(await scrape(daemon.port), "rolloutd_analysis_discarded_total", {
+      reason: "cancelled",
+    });
+    say(`analyses cancelled by the aborts: ${discarded ?? 0}; queries still hanging: ${hanging.open}`);
+  }
   removePolicies(dir, "a", rs);
+  await hanging?.close();
   await until(
     "phase A policies removed",
     async () => {

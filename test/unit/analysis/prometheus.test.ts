@@ -224,43 +224,6 @@ void describe("PrometheusClient against canned responses", () => {
     await outcome(vector([{}, "1"]), client({ basicAuth: { username: "alice", passwordFile: pw } }));
     assert.equal(seen[0]!.headers.authorization, `Basic ${Buffer.from("alice:s3cret").toString("base64")}`);
   });
-
-  void it("queryRange returns series with parsed values, or an error", async () => {
-    reply = json(200, {
-      status: "success",
-      data: {
-        resultType: "matrix",
-        result: [
-          {
-            metric: { a: "1" },
-            values: [
-              [10, "1"],
-              [11.5, "+Inf"],
-              [13, "NaN"],
-            ],
-          },
-        ],
-      },
-    });
-    seen = [];
-    const r = await client().queryRange("up", new Date(10_000), new Date(13_000), 1.5);
-    assert.equal(r.kind, "series");
-    if (r.kind !== "series") return;
-    assert.deepEqual(r.series[0]!.labels, { a: "1" });
-    assert.deepEqual(r.series[0]!.points.slice(0, 2), [
-      { t: 10_000, v: 1 },
-      { t: 11_500, v: Infinity },
-    ]);
-    assert.ok(Number.isNaN(r.series[0]!.points[2]!.v));
-    assert.equal(seen[0]!.url, "/prom/api/v1/query_range");
-    assert.equal(new URLSearchParams(seen[0]!.body).get("step"), "1.5");
-    reply = json(422, { status: "error", errorType: "execution", error: "too many samples" });
-    const bad = await client().queryRange("up", new Date(0), new Date(1), 1);
-    assert.deepEqual(bad, {
-      kind: "error",
-      error: { code: "prometheus", message: "execution: too many samples (HTTP 422)" },
-    });
-  });
 });
 
 void describe("PrometheusClient over TLS", () => {
