@@ -107,6 +107,16 @@ void describe("PrometheusClient against canned responses", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  void it("a cancelled query ends at once as an error coded cancelled, long before its timeout", async () => {
+    // Never answers: the request stays open until the client gives up.
+    reply = () => {};
+    const controller = new AbortController();
+    const pending = client({ timeoutMs: 60_000 }).query("up", new Date(), controller.signal);
+    setTimeout(() => controller.abort(), 50);
+    const o = await pending;
+    assert.equal(errorOf(o).code, "cancelled");
+  });
+
   void it("POSTs a form with query and time to <url>/api/v1/query", async () => {
     assert.deepEqual(await outcome(vector([{}, "3"])), { kind: "value", value: 3 });
     const s = seen[0]!;
