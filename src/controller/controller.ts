@@ -30,7 +30,7 @@ import {
 import type { RolloutPolicy } from "../policy/types.ts";
 import { policyWindow, type CronWindow } from "../policy/window.ts";
 import { needsAcceptance, type RouterRegistry } from "../routers/index.ts";
-import { RouteError, type RouteView } from "../routers/types.ts";
+import { RouteError, type PairWeight, type RouteView } from "../routers/types.ts";
 import type { Metrics, RolloutSummary } from "../server/metrics.ts";
 import { readControls, rolledOut, templateRevision, type Controls } from "./observe.ts";
 
@@ -304,7 +304,8 @@ export class RolloutController {
           promote: controls.promote,
         },
       };
-      await router.write(view, view.weights, encodeState(fresh));
+      // Adoption writes nothing but the state: the route's weights stay as their owners set them.
+      await router.write(view, undefined, encodeState(fresh));
       this.lastProblem.delete(key);
       this.afterWrite(
         policy,
@@ -342,16 +343,13 @@ export class RolloutController {
     const decision = decide(settings, state, stepped.event);
     if (!decision.changed) return this.requeueFor(policy, state, clock.now());
     const next: RolloutState = { ...decision.state, policy: key };
-    let weights = view.weights;
+    let planned: PairWeight[] | undefined;
     const setW = decision.effects.find((e) => e.type === "setWeights");
     if (setW) {
-      weights = {
-        ...view.weights,
-        ...router.plan(view, { stable: setW.stable, canary: setW.canary }, setW.canaryPercent),
-      };
-      next.applied = { ...weights };
+      planned = router.plan(view, { stable: setW.stable, canary: setW.canary }, setW.canaryPercent);
+      next.applied = byPath(planned);
     }
-    await router.write(view, weights, encodeState(next));
+    await router.write(view, planned, encodeState(next));
     this.lastProblem.delete(key);
     if (stepped.event.type === "ANALYSIS") {
       this.recordAnalysis(key, stepped.event.report);
@@ -393,7 +391,7 @@ export class RolloutController {
     resultAt?: number;
   }> {
     const base = { now, revisions };
-    const atStable = (view.weights[s.canary] ?? 0) === 0;
+    const atStable = view.pair.every((w) => w.backend !== s.canary || w.weight === 0);
 
     if (c.abort) {
       if (s.phase !== "Aborted" || !atStable) {
@@ -439,7 +437,7 @@ export class RolloutController {
       }
       if (c.resume && c.resume !== s.tokens.resume)
         return { event: { type: "RESUME", token: c.resume, ...base } };
-      if (s.pausedBy === "drift" && s.applied && sameWeights(s.applied, view.weights, [s.stable, s.canary])) {
+      if (s.pausedBy === "drift" && s.applied && samePair(s.applied, view.pair)) {
         return { event: { type: "RESUME", ...base } };
       }
       return { note: s.message };
@@ -447,11 +445,11 @@ export class RolloutController {
 
     // Progressing.
     if (c.pause) return { event: { type: "PAUSE", resumeToken: c.resume, ...base } };
-    if (s.applied && !sameWeights(s.applied, view.weights, [s.stable, s.canary])) {
+    if (s.applied && !samePair(s.applied, view.pair)) {
       return {
         event: {
           type: "DRIFT",
-          observed: pick(view.weights, [s.stable, s.canary]),
+          observed: byPath(view.pair),
           resumeToken: c.resume,
           ...base,
         },
@@ -461,7 +459,7 @@ export class RolloutController {
       if (view.accepted) return { event: { type: "ACCEPTED", ...base } };
       const waited = now - (s.weightsWrittenAt ?? now);
       if (waited >= policy.routeReadyTimeoutMs && !s.acceptWarned) {
-        const reason = `weights ${fmtWeights(view.weights)} written ${Math.round(waited / 1000)} s ago are not accepted by every parent: ${view.acceptanceDetail ?? "unknown"}`;
+        const reason = `weights ${fmtWeights(byPath(view.pair))} written ${Math.round(waited / 1000)} s ago are not accepted by every parent: ${view.acceptanceDetail ?? "unknown"}`;
         return { event: { type: "NOT_ACCEPTED", reason, ...base } };
       }
       return {
@@ -569,12 +567,14 @@ export class RolloutController {
   }
 }
 
-function pick(w: Record<string, number>, keys: string[]): Record<string, number> {
-  return Object.fromEntries(keys.map((k) => [k, w[k] ?? 0]));
+/** Weight by JSON Pointer: how `applied` records what was written. */
+function byPath(pair: readonly PairWeight[]): Record<string, number> {
+  return Object.fromEntries(pair.map((w) => [w.path, w.weight]));
 }
 
-function sameWeights(a: Record<string, number>, b: Record<string, number>, keys: string[]): boolean {
-  return keys.every((k) => (a[k] ?? 0) === (b[k] ?? 0));
+/** The pair's fields are exactly as last written. */
+function samePair(applied: Record<string, number>, pair: readonly PairWeight[]): boolean {
+  return pair.length === Object.keys(applied).length && pair.every((w) => applied[w.path] === w.weight);
 }
 
 function fmtWeights(w: Record<string, number>): string {

@@ -1,14 +1,19 @@
 /**
  * The traffic-router seam: one interface, one implementation per route
- * family. A router finds the weight fields of the two named backends in a
+ * family. A router finds every weight field of the two named backends in a
  * route object (following references where the route itself has no
- * weights), reports them with the persisted rollout state found beside them,
- * and writes new weights and state together in one request guarded by the
- * object's resourceVersion — so weights and state never disagree, and a
- * stale write fails with 409 instead of clobbering someone's edit.
+ * weights), reports them as read with the persisted rollout state found
+ * beside them, plans new values for a canary share, and writes the state and
+ * the planned weights together in one request guarded by the object's
+ * resourceVersion — so weights and state never disagree, and a stale write
+ * fails with 409 instead of clobbering someone's edit.
+ *
+ * The weight contract (issue 8): a write changes nothing but the pair's
+ * weight fields and rolloutd's state annotation; each location (a Gateway API
+ * rule, an App Mesh weightedTargets list) moves within its own pair total, in
+ * the route's own units, so every other backend keeps its share.
  */
 import type { KindName, ObjectRef, KObject } from "../kube/kinds.ts";
-import type { WeightLocation } from "./locations.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
 
 /** Reads objects from the watch caches. */
@@ -24,16 +29,21 @@ export interface ObjectWriter {
   jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<KObject>;
 }
 
+/** One weight field of the stable or the canary backend. */
+export interface PairWeight {
+  /** JSON Pointer of the weight field; it may be absent in the object (Gateway API then means 1). */
+  path: string;
+  backend: string;
+  weight: number;
+}
+
 export interface RouteView {
   /** The object the policy names: control annotations are read here, Events attached here. */
   target: KObject & { apiVersion: string; kind: string };
   /** The object whose weights change; the state annotation lives here. */
   weightsRef: ObjectRef;
-  resourceVersion: string;
-  /** Current raw weights of the two backends, by backend name. */
-  weights: Record<string, number>;
-  /** Raw units the pair shares (100 minus the other targets on App Mesh). */
-  pairTotal: number;
+  /** Every weight field of the two backends, at every location, as read (Gateway API's default 1 filled in). */
+  pair: PairWeight[];
   /** The persisted state annotation, if any. */
   stateAnnotation?: string;
   /** Gateway API: every parent accepted the current generation. Routers without parents always report true. */
@@ -41,9 +51,8 @@ export interface RouteView {
   acceptanceDetail?: string;
   /** Every object read to build this view; a change to any of them re-runs the policy. */
   dependsOn: ObjectRef[];
-  /** The weights object as read, and where the two backends' weights are in it. */
+  /** The weights object as read, for the guarded patch. */
   object: KObject;
-  locations: WeightLocation[];
 }
 
 /** The route (or something it points to) is missing or has no place for the named backends. */
@@ -60,15 +69,16 @@ export class RouteError extends Error {
 }
 
 export interface TrafficRouter {
+  /** Throws RouteError when the route (or a link to it) is missing or holds no location with both backends. */
   read(policy: RolloutPolicy, roles: { stable: string; canary: string }): RouteView;
-  /** Writes raw weights (by backend name) and the state annotation in one request. */
-  write(view: RouteView, weights: Record<string, number>, stateAnnotation: string): Promise<void>;
-  /** Raw weights for a canary share, respecting the route kind's rules. */
-  plan(
-    view: RouteView,
-    roles: { stable: string; canary: string },
-    canaryPercent: number,
-  ): Record<string, number>;
+  /** Pure: the pair's weight at every location for a canary share, each location moved within its own pair total. */
+  plan(view: RouteView, roles: { stable: string; canary: string }, canaryPercent: number): PairWeight[];
+  /**
+   * One request guarded by resourceVersion: the state annotation, plus the
+   * given pair weights when present (adoption passes none). Only fields whose
+   * value differs from the view are written.
+   */
+  write(view: RouteView, weights: PairWeight[] | undefined, stateAnnotation: string): Promise<void>;
 }
 
 export const STATE_ANNOTATION = "rolloutd.dev/state";
