@@ -162,6 +162,23 @@ const promqlSchema = z
     if (error !== undefined) ctx.addIssue({ code: "custom", message: error });
   });
 
+/**
+ * A backend as the route names it: `checkout-v1`, or `{ name: checkout-v1,
+ * namespace: payments }` for a Service (Gateway API) or virtual node /
+ * virtual service (App Mesh) in another namespace than the route's. Only
+ * references naming exactly that namespace are then the backend; without a
+ * namespace, only references to the route's own namespace are.
+ */
+function backendSchema() {
+  return z.union([
+    nameSchema("subdomain"),
+    z.strictObject({ name: nameSchema("subdomain"), namespace: nameSchema("label").optional() }),
+  ]);
+}
+
+type BackendInput = string | { name: string; namespace?: string | undefined };
+const backendName = (b: BackendInput): string => (typeof b === "string" ? b : b.name);
+
 function weightSchema() {
   return z.number().int().min(1).max(100);
 }
@@ -303,8 +320,8 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
   const spec = z
     .strictObject({
       target,
-      stable: nameSchema("subdomain"),
-      canary: nameSchema("subdomain"),
+      stable: backendSchema(),
+      canary: backendSchema(),
       trigger: trigger.optional(),
       steps: steps.optional(),
       stepWeight: weightSchema().optional(),
@@ -355,37 +372,43 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
           message: `maxWeight (${s.maxWeight}) must be at least stepWeight (${s.stepWeight})`,
         });
       }
-      if (s.canary === s.stable) {
+      const stable = backendName(s.stable);
+      const canary = backendName(s.canary);
+      if (canary === stable) {
         ctx.addIssue({
           code: "custom",
           path: ["canary"],
-          message: `must differ from spec.stable (both are ${JSON.stringify(s.stable)})`,
+          message:
+            typeof s.stable === "string" && typeof s.canary === "string"
+              ? `must differ from spec.stable (both are ${JSON.stringify(stable)})`
+              : `must have another name than spec.stable (both are ${JSON.stringify(stable)}): ` +
+                "rolloutd tells the two backends apart by name",
         });
         return;
       }
-      const backends = [s.stable, s.canary];
+      const backends = [stable, canary];
       for (const key of Object.keys(s.trigger?.deployments ?? {})) {
         if (!backends.includes(key)) {
           ctx.addIssue({
             code: "custom",
             path: ["trigger", "deployments", key],
-            message: `${JSON.stringify(key)} is not a backend of this policy (stable: ${s.stable}, canary: ${s.canary})`,
+            message: `${JSON.stringify(key)} is not a backend of this policy (stable: ${stable}, canary: ${canary})`,
           });
         }
       }
-      if (s.trigger?.deployment !== undefined && s.trigger.deployments?.[s.canary] !== undefined) {
+      if (s.trigger?.deployment !== undefined && s.trigger.deployments?.[canary] !== undefined) {
         ctx.addIssue({
           code: "custom",
           path: ["trigger", "deployment"],
-          message: `conflicts with trigger.deployments.${s.canary}: set the canary's Deployment once`,
+          message: `conflicts with trigger.deployments.${canary}: set the canary's Deployment once`,
         });
       }
       const d = deploymentsOf(s);
-      if (d[s.stable] === d[s.canary]) {
+      if (d[stable] === d[canary]) {
         ctx.addIssue({
           code: "custom",
           path: ["trigger"],
-          message: `stable and canary must be different Deployments (both are ${JSON.stringify(d[s.stable])})`,
+          message: `stable and canary must be different Deployments (both are ${JSON.stringify(d[stable])})`,
         });
       }
     });
@@ -404,13 +427,17 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         name: doc.metadata.name,
         namespace: doc.metadata.namespace,
         target: { kind: s.target.kind, name: s.target.name },
-        stable: s.stable,
-        canary: s.canary,
+        stable: backendName(s.stable),
+        canary: backendName(s.canary),
         deployments: deploymentsOf(s),
         steps: s.steps ?? expandStepWeight(s.stepWeight ?? 100, s.maxWeight ?? 100),
         intervalMs: s.interval,
         routeReadyTimeoutMs: s.routeReadyTimeout,
       };
+      const namespaces: Record<string, string> = {};
+      for (const b of [s.stable, s.canary])
+        if (typeof b !== "string" && b.namespace !== undefined) namespaces[b.name] = b.namespace;
+      if (Object.keys(namespaces).length) policy.backendNamespaces = namespaces;
       if (s.window !== undefined) policy.window = s.window;
       if (s.windowTimeZone !== undefined) policy.windowTimeZone = s.windowTimeZone;
       if (s.analysis !== undefined) policy.analysis = normalizeAnalysis(s.analysis);
@@ -426,14 +453,16 @@ export function expandStepWeight(stepWeight: number, maxWeight = 100): number[] 
 }
 
 function deploymentsOf(s: {
-  stable: string;
-  canary: string;
+  stable: BackendInput;
+  canary: BackendInput;
   trigger?: { deployment?: string; deployments?: Record<string, string> } | undefined;
 }): Record<string, string> {
   const given = s.trigger?.deployments ?? {};
+  const stable = backendName(s.stable);
+  const canary = backendName(s.canary);
   return {
-    [s.stable]: given[s.stable] ?? s.stable,
-    [s.canary]: s.trigger?.deployment ?? given[s.canary] ?? s.canary,
+    [stable]: given[stable] ?? stable,
+    [canary]: s.trigger?.deployment ?? given[canary] ?? canary,
   };
 }
 
@@ -600,6 +629,15 @@ function toPolicyIssues(iss: z.core.$ZodIssue, data: unknown): PolicyIssue[] {
         ];
       }
       return [{ path, at: "value", message: `must be ${word} ${bound} (got ${got})` }];
+    }
+    case "invalid_union": {
+      // A name or a mapping (spec.stable / spec.canary): report the branch that matches the value's type.
+      const branch = iss.errors.find(
+        (errs) => !errs.some((e) => e.code === "invalid_type" && e.path.length === 0),
+      );
+      if (branch)
+        return branch.flatMap((e) => toPolicyIssues({ ...e, path: [...iss.path, ...e.path] }, data));
+      return [{ path, at: "value", message: `expected a name or a mapping {name, namespace}, got ${got}` }];
     }
     case "invalid_value": {
       const values = iss.values.map((v) => (typeof v === "string" ? v : String(v)));

@@ -60,6 +60,12 @@ export interface RolloutPolicy {
   /** Backend names as they appear in the route (initial roles; they swap on promotion). */
   stable: string;
   canary: string;
+  /**
+   * Backend name → the namespace the route's reference to it must name, for
+   * backends the policy names in another namespace (`stable: { name, namespace }`).
+   * Absent: the namespace of the object holding the references (the route's).
+   */
+  backendNamespaces?: Record<string, string>;
   /** Backend name → Deployment whose pod template revision triggers a rollout of that backend. */
   deployments: Record<string, string>;
   /** Canary weight in percent at each step, strictly increasing, 1..100. */

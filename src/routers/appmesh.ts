@@ -1,68 +1,93 @@
 /**
  * App Mesh (appmesh.k8s.aws/v1beta2), in the two shapes users have:
  *
- * - the weighted GatewayRoute of the user's design document:
- *   spec.{http,http2,grpc}Route.action.weightedTargets[].targetRef.virtualServiceRef.name + weight;
+ * - the weighted GatewayRoute of the user's design document (NOT in AWS's
+ *   CRD, which requires action.target and prunes weightedTargets):
+ *   spec.{http,http2,grpc}Route.action.weightedTargets[].targetRef.virtualServiceRef + weight;
  * - App Mesh as AWS ships it: a GatewayRoute has one target and no weights, so
  *   we follow action.target.virtualService.virtualServiceRef → the
  *   VirtualService's spec.provider.virtualRouter.virtualRouterRef → the
  *   VirtualRouter, whose spec.routes[].{http,http2,grpc,tcp}Route.action.weightedTargets[]
  *   (virtualNodeRef, weight) carry the weights. A policy may also name the
- *   VirtualRouter directly.
+ *   VirtualRouter directly. An ARN instead of a ref (virtualServiceARN,
+ *   virtualRouterARN) names an object outside the cluster: rolloutd cannot
+ *   follow it and says so.
  *
- * Weights are integers 0..100 and a list may sum to at most 100.
+ * Weights are relative integers 0..100 with no rule on a list's sum (others'
+ * lists may sum past 100); each list's pair moves within its own total
+ * (weights.ts). A target is one of the pair only when its ref names that
+ * object in that namespace (the policy's explicit namespace for the backend,
+ * else the weights object's; a ref without namespace is in the referencing
+ * object's). Targets named by ARN are never the pair.
  */
 import { KINDS, apiVersionOf, type ObjectRef, type KObject } from "../kube/kinds.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
-import { asArray, asNumber, asRecord, type WeightLocation } from "./locations.ts";
+import { asArray, asNumber, asRecord, asString } from "./locations.ts";
 import { PatchRouter } from "./patchrouter.ts";
 import { ANNOTATIONS } from "../contract.ts";
-import { RouteError, type RouteView } from "./types.ts";
-import { appMeshPairTotal, WeightError } from "./weights.ts";
+import { RouteError, type PairWeight, type RouteView } from "./types.ts";
+import { APP_MESH_MAX_WEIGHT } from "./weights.ts";
 
 const GATEWAY_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute"] as const;
 const VIRTUAL_ROUTER_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute", "tcpRoute"] as const;
 
-interface Found {
-  locations: WeightLocation[];
-  pairTotal: number;
+type Roles = { stable: string; canary: string };
+
+interface Lists {
+  /** The object holding the lists, for messages. */
+  what: string;
+  /** Namespace a ref without one means. */
+  namespace: string;
+  lists: Array<{ path: string; items: unknown[] }>;
+  /** The ref of one item ({name, namespace}), or undefined when it has none (an ARN). */
+  refOf: (item: Record<string, unknown>) => Record<string, unknown> | undefined;
+  deps: ObjectRef[];
 }
 
-/** Finds, in each weightedTargets list holding both backends, their weight fields. */
-function findInLists(
-  lists: Array<{ path: string; items: unknown[] }>,
-  nameOf: (item: Record<string, unknown>) => string | undefined,
-  roles: { stable: string; canary: string },
-  where: { what: string; deps: ObjectRef[] },
-): Found | undefined {
-  const locations: WeightLocation[] = [];
-  let pairTotal = Infinity;
-  for (const list of lists) {
-    const names = list.items.map((it) => nameOf(asRecord(it) ?? {}));
-    if (!names.includes(roles.stable) || !names.includes(roles.canary)) continue;
-    const others: number[] = [];
+/** Every weight field of the pair, in each weightedTargets list holding both backends. */
+function pairIn(src: Lists, policy: RolloutPolicy, roles: Roles): PairWeight[] {
+  const nsOf = (backend: string) => policy.backendNamespaces?.[backend] ?? src.namespace;
+  const pair: PairWeight[] = [];
+  for (const list of src.lists) {
+    const found: Record<string, number[]> = { [roles.stable]: [], [roles.canary]: [] };
     list.items.forEach((raw, i) => {
-      const it = asRecord(raw) ?? {};
-      const name = names[i];
-      const weight = asNumber(it.weight, 0);
-      if (name === roles.stable || name === roles.canary) {
-        locations.push({ backend: name, path: `${list.path}/${i}/weight`, current: weight });
-      } else others.push(weight);
+      const ref = src.refOf(asRecord(raw) ?? {});
+      const name = asString(ref?.name);
+      if (!name || !(name in found)) return;
+      if ((asString(ref?.namespace) || src.namespace) !== nsOf(name)) return;
+      found[name]!.push(i);
     });
-    try {
-      pairTotal = Math.min(pairTotal, appMeshPairTotal(others));
-    } catch (err) {
-      // A route with no room for the pair is a configuration problem to report, like a missing backend.
-      if (err instanceof WeightError)
-        throw new RouteError(`${where.what} ${list.path}: ${err.message}`, undefined, where.deps);
-      throw err;
+    const s = found[roles.stable]!;
+    const c = found[roles.canary]!;
+    if (s.length > 1 || c.length > 1) {
+      throw new RouteError(
+        `${src.what} ${list.path} names ${s.length > 1 ? roles.stable : roles.canary} in more than one weighted target; ` +
+          "rolloutd cannot tell which one to step",
+        undefined,
+        src.deps,
+      );
+    }
+    if (s.length !== 1 || c.length !== 1) continue;
+    // In the order of the list, as read.
+    for (const [backend, i] of [[roles.stable, s[0]!] as const, [roles.canary, c[0]!] as const].sort(
+      (a, b) => a[1] - b[1],
+    )) {
+      pair.push({
+        backend,
+        path: `${list.path}/${i}/weight`,
+        weight: asNumber(asRecord(list.items[i])?.weight, 0),
+      });
     }
   }
-  return locations.length ? { locations, pairTotal } : undefined;
+  return pair;
 }
 
 export class AppMeshRouter extends PatchRouter {
-  read(policy: RolloutPolicy, roles: { stable: string; canary: string }): RouteView {
+  protected readonly maxWeight = APP_MESH_MAX_WEIGHT;
+  /** Upstream requires the field; an entry without one carries no traffic. */
+  protected readonly defaultWeight = 0;
+
+  read(policy: RolloutPolicy, roles: Roles): RouteView {
     const ns = policy.namespace;
     const targetRef: ObjectRef = {
       kind: policy.target.kind === "VirtualRouter" ? "VirtualRouter" : "GatewayRoute",
@@ -72,16 +97,16 @@ export class AppMeshRouter extends PatchRouter {
     const target = this.reader.get(targetRef.kind, ns, targetRef.name);
     if (!target)
       throw new RouteError(`${targetRef.kind} ${ns}/${targetRef.name} not found`, targetRef, [targetRef]);
-    if (targetRef.kind === "VirtualRouter") return this.fromVirtualRouter(target, target, [targetRef], roles);
+    if (targetRef.kind === "VirtualRouter")
+      return this.fromVirtualRouter(policy, target, target, [targetRef], roles);
 
+    const what = `GatewayRoute ${ns}/${targetRef.name}`;
     const spec = asRecord(target.spec) ?? {};
     const routeKinds = GATEWAY_ROUTE_KINDS.filter((k) => asRecord(spec[k]));
     if (routeKinds.length === 0) {
-      throw new RouteError(
-        `GatewayRoute ${ns}/${targetRef.name} has none of spec.httpRoute, spec.http2Route, spec.grpcRoute`,
-        undefined,
-        [targetRef],
-      );
+      throw new RouteError(`${what} has none of spec.httpRoute, spec.http2Route, spec.grpcRoute`, undefined, [
+        targetRef,
+      ]);
     }
     // The weighted form of the design document: weights live on the GatewayRoute itself.
     const weightedLists = routeKinds
@@ -92,76 +117,90 @@ export class AppMeshRouter extends PatchRouter {
         items: asArray(action?.weightedTargets),
       }));
     if (weightedLists.length) {
-      const found = findInLists(
-        weightedLists,
-        (it) => asRecord(asRecord(it.targetRef)?.virtualServiceRef)?.name as string | undefined,
+      const pair = pairIn(
+        {
+          what,
+          namespace: target.metadata?.namespace ?? ns,
+          lists: weightedLists,
+          refOf: (it) => asRecord(asRecord(it.targetRef)?.virtualServiceRef),
+          deps: [targetRef],
+        },
+        policy,
         roles,
-        { what: `GatewayRoute ${ns}/${targetRef.name}`, deps: [targetRef] },
       );
-      if (!found) {
+      if (!pair.length) {
         throw new RouteError(
-          `GatewayRoute ${ns}/${targetRef.name} has no weightedTargets list with both virtual services ${roles.stable} and ${roles.canary}`,
+          `${what} has no weightedTargets list with both virtual services ${roles.stable} and ${roles.canary}`,
           undefined,
           [targetRef],
         );
       }
-      return this.view(target, target, targetRef, found, [targetRef]);
+      return this.view(target, target, targetRef, pair, [targetRef]);
     }
 
     // As AWS ships it: follow the single target to the VirtualRouter.
     const action = asRecord(asRecord(spec[routeKinds[0]!])?.action);
-    const vsRef = asRecord(asRecord(asRecord(action?.target)?.virtualService)?.virtualServiceRef);
+    const virtualService = asRecord(asRecord(action?.target)?.virtualService);
+    const vsRef = asRecord(virtualService?.virtualServiceRef);
     if (!vsRef?.name) {
+      const arn = asString(virtualService?.virtualServiceARN);
       throw new RouteError(
-        `GatewayRoute ${ns}/${targetRef.name}: spec.${routeKinds[0]}.action has neither weightedTargets nor target.virtualService.virtualServiceRef`,
+        arn
+          ? `${what}: spec.${routeKinds[0]}.action.target names its VirtualService by ARN (${arn}); ` +
+              "rolloutd cannot follow an ARN, only a virtualServiceRef to a VirtualService in this cluster"
+          : `${what}: spec.${routeKinds[0]}.action has neither weightedTargets nor target.virtualService.virtualServiceRef`,
         undefined,
         [targetRef],
       );
     }
     const vsKey: ObjectRef = {
       kind: "VirtualService",
-      namespace: (vsRef.namespace as string) || ns,
+      namespace: asString(vsRef.namespace) || ns,
       name: vsRef.name as string,
     };
     const vs = this.reader.get("VirtualService", vsKey.namespace, vsKey.name);
     const deps = [targetRef, vsKey];
-    if (!vs)
-      throw new RouteError(
-        `VirtualService ${vsKey.namespace}/${vsKey.name} (target of GatewayRoute ${ns}/${targetRef.name}) not found`,
-        vsKey,
-        deps,
-      );
+    const vsWhat = `VirtualService ${vsKey.namespace}/${vsKey.name}`;
+    if (!vs) throw new RouteError(`${vsWhat} (target of ${what}) not found`, vsKey, deps);
     const provider = asRecord(asRecord(vs.spec)?.provider);
-    const vrRefRaw = asRecord(asRecord(provider?.virtualRouter)?.virtualRouterRef);
+    const router = asRecord(provider?.virtualRouter);
+    const vrRefRaw = asRecord(router?.virtualRouterRef);
     if (!vrRefRaw?.name) {
+      const arn = asString(router?.virtualRouterARN);
       throw new RouteError(
-        `VirtualService ${vsKey.namespace}/${vsKey.name} is not backed by a VirtualRouter (spec.provider.virtualRouter.virtualRouterRef); ` +
-          "weights need a VirtualRouter with weightedTargets",
+        arn
+          ? `${vsWhat} names its VirtualRouter by ARN (spec.provider.virtualRouter.virtualRouterARN: ${arn}); ` +
+              "rolloutd cannot follow an ARN to a router outside this cluster. Use a virtualRouterRef, or " +
+              "name a VirtualRouter of this cluster in the policy (target.kind: VirtualRouter)"
+          : `${vsWhat} is not backed by a VirtualRouter (spec.provider.virtualRouter.virtualRouterRef)` +
+              (provider?.virtualNode ? " but by a single virtual node" : "") +
+              "; weights need a VirtualRouter with weightedTargets",
         undefined,
         deps,
       );
     }
     const vrKey: ObjectRef = {
       kind: "VirtualRouter",
-      namespace: (vrRefRaw.namespace as string) || vsKey.namespace,
+      namespace: asString(vrRefRaw.namespace) || vsKey.namespace,
       name: vrRefRaw.name as string,
     };
     deps.push(vrKey);
     const vr = this.reader.get("VirtualRouter", vrKey.namespace, vrKey.name);
     if (!vr)
       throw new RouteError(
-        `VirtualRouter ${vrKey.namespace}/${vrKey.name} (provider of VirtualService ${vsKey.namespace}/${vsKey.name}) not found`,
+        `VirtualRouter ${vrKey.namespace}/${vrKey.name} (provider of ${vsWhat}) not found`,
         vrKey,
         deps,
       );
-    return this.fromVirtualRouter(target, vr, deps, roles);
+    return this.fromVirtualRouter(policy, target, vr, deps, roles);
   }
 
   private fromVirtualRouter(
+    policy: RolloutPolicy,
     target: KObject,
     vr: KObject,
     deps: ObjectRef[],
-    roles: { stable: string; canary: string },
+    roles: Roles,
   ): RouteView {
     const vrRef: ObjectRef = {
       kind: "VirtualRouter",
@@ -180,25 +219,27 @@ export class AppMeshRouter extends PatchRouter {
           });
       }
     });
-    const found = findInLists(lists, (it) => asRecord(it.virtualNodeRef)?.name as string | undefined, roles, {
-      what: `VirtualRouter ${vrRef.namespace}/${vrRef.name}`,
-      deps,
-    });
-    if (!found) {
+    const what = `VirtualRouter ${vrRef.namespace}/${vrRef.name}`;
+    const pair = pairIn(
+      { what, namespace: vrRef.namespace, lists, refOf: (it) => asRecord(it.virtualNodeRef), deps },
+      policy,
+      roles,
+    );
+    if (!pair.length) {
       throw new RouteError(
-        `VirtualRouter ${vrRef.namespace}/${vrRef.name} has no route whose weightedTargets include both virtual nodes ${roles.stable} and ${roles.canary}`,
+        `${what} has no route whose weightedTargets include both virtual nodes ${roles.stable} and ${roles.canary}`,
         undefined,
         deps,
       );
     }
-    return this.view(target, vr, vrRef, found, deps);
+    return this.view(target, vr, vrRef, pair, deps);
   }
 
   private view(
     target: KObject,
     weightsObj: KObject,
     weightsRef: ObjectRef,
-    found: Found,
+    pair: PairWeight[],
     deps: ObjectRef[],
   ): RouteView {
     return {
@@ -208,8 +249,7 @@ export class AppMeshRouter extends PatchRouter {
         kind: target.kind ?? "GatewayRoute",
       },
       weightsRef,
-      pair: found.locations.map((l) => ({ path: l.path, backend: l.backend, weight: l.current })),
-      pairTotal: found.pairTotal,
+      pair,
       stateAnnotation: weightsObj.metadata?.annotations?.[ANNOTATIONS.state],
       accepted: true,
       dependsOn: deps,

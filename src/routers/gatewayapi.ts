@@ -1,17 +1,21 @@
 /**
  * Gateway API v1 HTTPRoute and GRPCRoute: spec.rules[].backendRefs[].weight
  * of the two named backends, in every rule that routes to both. Weights are
- * proportional int32s (default 1, 0 = no traffic). A written step counts as
- * applied only when every parent in spec.parentRefs reports Accepted and
- * ResolvedRefs True for the route's current generation.
+ * proportional int32s 0..1,000,000 (default 1, 0 = no traffic); each rule's
+ * pair moves within its own total (weights.ts). A backendRef is one of the
+ * pair only when it is a core Service (group "" or absent, kind Service or
+ * absent) of that name in that namespace (the policy's explicit namespace for
+ * the backend, else the route's; a ref without namespace is in the route's).
+ * A written step counts as applied only when every parent in spec.parentRefs
+ * reports Accepted and ResolvedRefs True for the route's current generation.
  */
 import type { ObjectRef, KObject } from "../kube/kinds.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
-import { asArray, asNumber, asRecord, type WeightLocation } from "./locations.ts";
+import { asArray, asNumber, asRecord, asString } from "./locations.ts";
 import { PatchRouter } from "./patchrouter.ts";
 import { ANNOTATIONS } from "../contract.ts";
-import { RouteError, type RouteView } from "./types.ts";
-import { GATEWAY_API_PAIR_TOTAL } from "./weights.ts";
+import { RouteError, type PairWeight, type RouteView } from "./types.ts";
+import { GATEWAY_API_MAX_WEIGHT } from "./weights.ts";
 
 interface ParentRef {
   group?: string;
@@ -30,9 +34,9 @@ interface Condition {
   message?: string;
 }
 
+/** Group "" (core) or absent, kind Service or absent: the only backends a policy can name. */
 const isServiceRef = (ref: Record<string, unknown>) =>
-  (ref.group === undefined || ref.group === "" || ref.group === "core") &&
-  (ref.kind === undefined || ref.kind === "Service");
+  (ref.group === undefined || ref.group === "") && (ref.kind === undefined || ref.kind === "Service");
 
 function sameParent(a: ParentRef, b: ParentRef, routeNamespace: string): boolean {
   return (
@@ -81,31 +85,56 @@ export function acceptance(route: KObject): { accepted: boolean; detail?: string
 }
 
 export class GatewayApiRouter extends PatchRouter {
+  protected readonly maxWeight = GATEWAY_API_MAX_WEIGHT;
+  protected readonly defaultWeight = 1;
+
   read(policy: RolloutPolicy, roles: { stable: string; canary: string }): RouteView {
     const kind = policy.target.kind === "GRPCRoute" ? "GRPCRoute" : "HTTPRoute";
     const ref: ObjectRef = { kind, namespace: policy.namespace, name: policy.target.name };
     const route = this.reader.get(kind, ref.namespace, ref.name);
     if (!route) throw new RouteError(`${kind} ${ref.namespace}/${ref.name} not found`, ref, [ref]);
+    const what = `${kind} ${ref.namespace}/${ref.name}`;
+    const routeNs = route.metadata?.namespace ?? ref.namespace;
+    const nsOf = (backend: string) => policy.backendNamespaces?.[backend] ?? routeNs;
+    const label = (backend: string) =>
+      nsOf(backend) === routeNs ? `Service ${backend}` : `Service ${nsOf(backend)}/${backend}`;
 
-    const locations: WeightLocation[] = [];
+    const pair: PairWeight[] = [];
     asArray(asRecord(route.spec)?.rules).forEach((rawRule, r) => {
       const refs = asArray(asRecord(rawRule)?.backendRefs).map((b) => asRecord(b) ?? {});
-      const names = refs.map((b) => (isServiceRef(b) ? (b.name as string | undefined) : undefined));
-      if (!names.includes(roles.stable) || !names.includes(roles.canary)) return;
+      const found: Record<string, number[]> = { [roles.stable]: [], [roles.canary]: [] };
       refs.forEach((b, i) => {
-        const name = names[i];
-        if (name === roles.stable || name === roles.canary) {
-          locations.push({
-            backend: name,
-            path: `/spec/rules/${r}/backendRefs/${i}/weight`,
-            current: asNumber(b.weight, 1),
-          });
-        }
+        const name = asString(b.name);
+        if (!name || !isServiceRef(b) || !(name in found)) return;
+        if ((asString(b.namespace) ?? routeNs) !== nsOf(name)) return;
+        found[name]!.push(i);
       });
+      const s = found[roles.stable]!;
+      const c = found[roles.canary]!;
+      if (s.length > 1 || c.length > 1) {
+        const twice = s.length > 1 ? roles.stable : roles.canary;
+        throw new RouteError(
+          `${what}: spec.rules[${r}] names ${label(twice)} in more than one backendRef; ` +
+            "rolloutd cannot tell which one to step",
+          undefined,
+          [ref],
+        );
+      }
+      if (s.length !== 1 || c.length !== 1) return;
+      // In the order of the backendRefs, as read.
+      for (const [backend, i] of [[roles.stable, s[0]!] as const, [roles.canary, c[0]!] as const].sort(
+        (a, b) => a[1] - b[1],
+      )) {
+        pair.push({
+          backend,
+          path: `/spec/rules/${r}/backendRefs/${i}/weight`,
+          weight: asNumber(refs[i]!.weight, 1),
+        });
+      }
     });
-    if (!locations.length) {
+    if (!pair.length) {
       throw new RouteError(
-        `${kind} ${ref.namespace}/${ref.name} has no rule whose backendRefs include both services ${roles.stable} and ${roles.canary}`,
+        `${what} has no rule whose backendRefs include both ${label(roles.stable)} and ${label(roles.canary)}`,
         undefined,
         [ref],
       );
@@ -118,11 +147,10 @@ export class GatewayApiRouter extends PatchRouter {
         kind: route.kind ?? kind,
       },
       weightsRef: ref,
-      pair: locations.map((l) => ({ path: l.path, backend: l.backend, weight: l.current })),
-      pairTotal: GATEWAY_API_PAIR_TOTAL,
+      pair,
       stateAnnotation: route.metadata?.annotations?.[ANNOTATIONS.state],
       accepted: acc.accepted,
-      acceptanceDetail: acc.detail,
+      ...(acc.detail !== undefined ? { acceptanceDetail: acc.detail } : {}),
       dependsOn: [ref],
       object: route,
     };

@@ -2,32 +2,49 @@
  * Shared by the routers: where in an object the two backends' weights are,
  * and the JSON Patch that changes only those fields plus our state annotation.
  */
-import { ANNOTATIONS, annotationPath, type AppliedWeight } from "../contract.ts";
-import type { JsonPatchOp } from "../kube/access.ts";
 import type { KObject } from "../kube/kinds.ts";
+import { ANNOTATIONS, annotationPath } from "../contract.ts";
+import type { JsonPatchOp } from "../kube/access.ts";
+import type { PairWeight } from "./types.ts";
 
-export interface WeightLocation {
-  backend: string;
-  /** JSON Pointer of the weight field (it may not exist yet: Gateway API defaults it to 1). */
-  path: string;
-  current: number;
+/** The list a weight field belongs to: "/spec/rules/2/backendRefs/1/weight" → "/spec/rules/2/backendRefs". */
+export function locationOf(weightPath: string): string {
+  return weightPath.split("/").slice(0, -2).join("/");
+}
+
+/** The value at an RFC 6901 JSON Pointer, or undefined. */
+export function pointerGet(obj: unknown, pointer: string): unknown {
+  let cur: unknown = obj;
+  for (const raw of pointer.split("/").slice(1)) {
+    const key = raw.replace(/~1/g, "/").replace(/~0/g, "~");
+    if (Array.isArray(cur)) cur = cur[Number(key)];
+    else if (cur && typeof cur === "object") cur = (cur as Record<string, unknown>)[key];
+    else return undefined;
+  }
+  return cur;
 }
 
 /**
- * The patch: a resourceVersion precondition, the weight fields, the state
- * annotation. `add` on an existing member replaces it, so it also covers a
- * Gateway API backendRef that relied on the default weight.
+ * The patch: a resourceVersion precondition, the weight fields that change,
+ * the state annotation. `add` on an existing member replaces it, so it also
+ * covers a Gateway API backendRef that relied on the default weight.
  */
 export function weightsPatch(
   obj: KObject,
-  weights: readonly AppliedWeight[] | undefined,
+  asRead: readonly PairWeight[],
+  weights: readonly PairWeight[] | undefined,
   stateAnnotation: string | undefined,
 ): JsonPatchOp[] {
   const ops: JsonPatchOp[] = [
     // Setting resourceVersion in a patch makes the API server treat it as a precondition (409 if stale).
     { op: "replace", path: "/metadata/resourceVersion", value: obj.metadata?.resourceVersion },
   ];
-  for (const w of weights ?? []) ops.push({ op: "add", path: w.path, value: w.weight });
+  const read = new Map(asRead.map((w) => [w.path, w.weight]));
+  for (const w of weights ?? []) {
+    if (!read.has(w.path)) throw new Error(`${w.path} is not a weight field of the pair`);
+    if (read.get(w.path) !== w.weight) ops.push({ op: "add", path: w.path, value: w.weight });
+  }
+  // No state only when the API server refused it: the weights must land all the same.
   if (stateAnnotation === undefined) return ops;
   if (!obj.metadata?.annotations) ops.push({ op: "add", path: "/metadata/annotations", value: {} });
   ops.push({ op: "add", path: annotationPath(ANNOTATIONS.state), value: stateAnnotation });
@@ -41,3 +58,5 @@ export const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
 export const asNumber = (v: unknown, dflt: number): number =>
   typeof v === "number" && Number.isFinite(v) ? v : dflt;
+
+export const asString = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);

@@ -1,17 +1,27 @@
 /**
  * The traffic-router seam: one interface, one implementation per route
- * family. A router finds the weight fields of the two named backends in a
+ * family. A router finds every weight field of the two named backends in a
  * route object (following references where the route itself has no
- * weights), reports them with the persisted rollout state found beside them,
- * and writes new weights and state together in one request guarded by the
- * object's resourceVersion — so weights and state never disagree, and a
- * stale write fails with 409 instead of clobbering someone's edit.
+ * weights), reports them as read with the persisted rollout state found
+ * beside them, plans new values for a canary share, and writes the state and
+ * the planned weights together in one request guarded by the object's
+ * resourceVersion — so weights and state never disagree, and a stale write
+ * fails with 409 instead of clobbering someone's edit.
+ *
+ * The weight contract (issue 8): a write changes nothing but the pair's
+ * weight fields and rolloutd's state annotation; each location (a Gateway API
+ * rule, an App Mesh weightedTargets list) moves within its own pair total, in
+ * the route's own units, so every other backend keeps its share.
  */
 import type { AppliedWeight } from "../contract.ts";
 import type { ObjectRef, KObject } from "../kube/kinds.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
 
-/** One weight field of the pair: where it is, whose it is, what it holds. */
+/**
+ * One weight field of the stable or the canary backend: its JSON Pointer
+ * (the field may be absent in the object: Gateway API then means 1), whose it
+ * is, and its value. The state records the same shape as `applied`.
+ */
 export type PairWeight = AppliedWeight;
 
 export interface RouteView {
@@ -19,10 +29,8 @@ export interface RouteView {
   target: KObject & { apiVersion: string; kind: string };
   /** The object whose weights change; the state annotation lives here. */
   weightsRef: ObjectRef;
-  /** Every weight field of the two backends, at every location, as read. */
+  /** Every weight field of the two backends, at every location, as read (Gateway API's default 1 filled in). */
   pair: PairWeight[];
-  /** Raw units the pair shares (100 minus the other targets on App Mesh). */
-  pairTotal: number;
   /** The persisted state annotation, if any. */
   stateAnnotation?: string;
   /** Gateway API: every parent accepted the current generation. Routers without parents always report true. */
@@ -48,17 +56,18 @@ export class RouteError extends Error {
 }
 
 export interface TrafficRouter {
+  /** Throws RouteError when the route (or a link to it) is missing or holds no location with both backends. */
   read(policy: RolloutPolicy, roles: { stable: string; canary: string }): RouteView;
+  /** Pure: the pair's weight at every location for a canary share, each location moved within its own pair total. */
+  plan(view: RouteView, roles: { stable: string; canary: string }, canaryPercent: number): PairWeight[];
   /**
-   * One request guarded by resourceVersion: the given pair weights (none at
-   * adoption) and the state annotation (none only when the API server has
-   * refused it: the weights must still land).
+   * One request guarded by resourceVersion: the state annotation, plus the
+   * given pair weights when present (adoption passes none). Only fields whose
+   * value differs from the view are written.
    */
   write(
     view: RouteView,
     weights: PairWeight[] | undefined,
     stateAnnotation: string | undefined,
   ): Promise<void>;
-  /** Pure: the pair's weight at every location for a canary share. */
-  plan(view: RouteView, roles: { stable: string; canary: string }, canaryPercent: number): PairWeight[];
 }

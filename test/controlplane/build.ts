@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } fro
 import { homedir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { gatewayApiCrdFiles } from "./crds.ts";
 
 const GO_MODULE_DIR = fileURLToPath(new URL("./go/", import.meta.url));
 
@@ -202,13 +203,19 @@ function goBuild<Name extends string>(
   });
 }
 
-// `npm run controlplane:build` builds ahead of time and prints where the binaries are.
+// `npm run controlplane:build` builds ahead of time and prints where the binaries are; it also
+// fetches the pinned upstream CRDs (crds.ts), so a fresh machine has everything before the tests.
 if (import.meta.url === `file://${process.argv[1]}`) {
-  ensureControlPlaneBinaries().then(
-    (bins) => console.log(JSON.stringify(bins, null, 2)),
-    (err: unknown) => {
-      console.error(err instanceof Error ? err.message : err);
-      process.exit(1);
-    },
-  );
+  Promise.resolve()
+    .then(() => {
+      console.log(`upstream CRDs: ${path.dirname(gatewayApiCrdFiles()[0]!)}`);
+      return ensureControlPlaneBinaries();
+    })
+    .then(
+      (bins) => console.log(JSON.stringify(bins, null, 2)),
+      (err: unknown) => {
+        console.error(err instanceof Error ? err.message : err);
+        process.exit(1);
+      },
+    );
 }

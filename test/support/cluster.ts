@@ -1,5 +1,7 @@
 /**
- * Test support: a real control plane with our traffic CRDs installed, and
+ * Test support: a real control plane with the traffic CRDs installed (Gateway
+ * API from the upstream module pinned in test/controlplane/crds, App Mesh from
+ * test/crds, see the header of each file there), and
  * small helpers to create objects, play the parts no kubelet or controller
  * plays here (Deployment status, Gateway API parent status), and wait for
  * conditions instead of sleeping.
@@ -21,8 +23,20 @@ import {
 import { parseAllDocuments } from "yaml";
 import { KINDS, type KindName, type KObject } from "../../src/kube/kinds.ts";
 import { startControlPlane, type ControlPlane } from "../controlplane/controlplane.ts";
+import { gatewayApiCrdFiles } from "../controlplane/crds.ts";
 
 const CRD_DIR = fileURLToPath(new URL("../crds/", import.meta.url));
+/**
+ * The weighted GatewayRoute of the design document: not in AWS's CRD, so it
+ * lives apart and replaces AWS's GatewayRoute CRD (a kind has one CRD per
+ * cluster) unless a test asks for AWS's own.
+ */
+const WEIGHTED_GATEWAY_ROUTE_CRD = path.join(CRD_DIR, "design-document", "gatewayroutes-weighted.yaml");
+
+export interface CrdOptions {
+  /** Which GatewayRoute CRD: the design document's weighted form (default; it also accepts AWS's form) or AWS's. */
+  gatewayRoute?: "weighted" | "aws";
+}
 
 export interface Cluster {
   cp: ControlPlane;
@@ -33,7 +47,7 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(opts: { crds?: boolean } = {}): Promise<Cluster> {
+export async function startCluster(opts: { crds?: boolean } & CrdOptions = {}): Promise<Cluster> {
   const cp = await startControlPlane({ log: (l) => process.stderr.write(`# ${l}\n`) });
   try {
     const kc = new KubeConfig();
@@ -46,7 +60,7 @@ export async function startCluster(opts: { crds?: boolean } = {}): Promise<Clust
       custom: kc.makeApiClient(CustomObjectsApi),
       stop: () => cp.stop(),
     };
-    if (opts.crds !== false) await installCrds(kc);
+    if (opts.crds !== false) await installCrds(kc, opts);
     return cluster;
   } catch (err) {
     await cp.stop();
@@ -54,22 +68,34 @@ export async function startCluster(opts: { crds?: boolean } = {}): Promise<Clust
   }
 }
 
-export function loadCrds(): V1CustomResourceDefinition[] {
+function crdsIn(file: string): V1CustomResourceDefinition[] {
   const out: V1CustomResourceDefinition[] = [];
-  for (const f of readdirSync(CRD_DIR)
-    .filter((f) => f.endsWith(".yaml"))
-    .sort()) {
-    for (const doc of parseAllDocuments(readFileSync(path.join(CRD_DIR, f), "utf8"))) {
-      const obj = doc.toJS() as V1CustomResourceDefinition | null;
-      if (obj?.kind === "CustomResourceDefinition") out.push(obj);
-    }
+  for (const doc of parseAllDocuments(readFileSync(file, "utf8"))) {
+    const obj = doc.toJS() as V1CustomResourceDefinition | null;
+    if (obj?.kind === "CustomResourceDefinition") out.push(obj);
   }
   return out;
 }
 
-export async function installCrds(kc: KubeConfig): Promise<void> {
+/** Upstream Gateway API CRDs, then ours (App Mesh), with the GatewayRoute CRD chosen by `opts`. */
+export function loadCrds(opts: CrdOptions = {}): V1CustomResourceDefinition[] {
+  const ours = readdirSync(CRD_DIR)
+    .filter((f) => f.endsWith(".yaml"))
+    .sort()
+    .flatMap((f) => crdsIn(path.join(CRD_DIR, f)));
+  const weighted = crdsIn(WEIGHTED_GATEWAY_ROUTE_CRD);
+  const replaced = new Set(weighted.map((c) => c.metadata!.name));
+  return [
+    ...gatewayApiCrdFiles().flatMap(crdsIn),
+    ...(opts.gatewayRoute === "aws"
+      ? ours
+      : [...ours.filter((c) => !replaced.has(c.metadata!.name)), ...weighted]),
+  ];
+}
+
+export async function installCrds(kc: KubeConfig, opts: CrdOptions = {}): Promise<void> {
   const api = kc.makeApiClient(ApiextensionsV1Api);
-  const crds = loadCrds();
+  const crds = loadCrds(opts);
   for (const crd of crds) await api.createCustomResourceDefinition({ body: crd });
   for (const crd of crds) {
     await eventually(`CRD ${crd.metadata!.name} Established`, async () => {
@@ -80,7 +106,7 @@ export async function installCrds(kc: KubeConfig): Promise<void> {
   // Discovery and the watch cache catch up a moment after Established; a list proves it.
   const custom = kc.makeApiClient(CustomObjectsApi);
   for (const crd of crds) {
-    const v = crd.spec.versions[0]!.name;
+    const v = (crd.spec.versions.find((x) => x.storage) ?? crd.spec.versions[0]!).name;
     await eventually(`list ${crd.spec.names.plural}`, async () => {
       await custom.listClusterCustomObject({
         group: crd.spec.group,

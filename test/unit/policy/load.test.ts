@@ -154,6 +154,47 @@ spec:
     ],
   },
   {
+    name: "a backend in another namespace: errors inside the mapping are located",
+    yaml: `${HEADER}spec:
+  target: { kind: HTTPRoute, name: checkout }
+  stable: { name: checkout-v1, namespace: Payments }
+  canary:
+    name: checkout-v2
+    namespace: payments
+    port: 80
+  steps: [5, 10]
+`,
+    expected: [
+      "policies/checkout.yaml:6:43 spec.stable.namespace: invalid name \"Payments\": must be a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)",
+      "policies/checkout.yaml:10:5 spec.canary.port: unknown field",
+    ],
+  },
+  {
+    name: "a backend mapping without a name, and one of the wrong type",
+    yaml: `${HEADER}spec:
+  target: { kind: HTTPRoute, name: checkout }
+  stable: { namespace: payments }
+  canary: 7
+  steps: [5, 10]
+`,
+    expected: [
+      "policies/checkout.yaml:6:3 spec.stable.name: missing required field",
+      "policies/checkout.yaml:7:11 spec.canary: expected a name or a mapping {name, namespace}, got 7",
+    ],
+  },
+  {
+    name: "backends in two namespaces still need two names",
+    yaml: `${HEADER}spec:
+  target: { kind: HTTPRoute, name: checkout }
+  stable: { name: checkout, namespace: a }
+  canary: { name: checkout, namespace: b }
+  steps: [5, 10]
+`,
+    expected: [
+      'policies/checkout.yaml:7:11 spec.canary: must have another name than spec.stable (both are "checkout"): rolloutd tells the two backends apart by name',
+    ],
+  },
+  {
     name: "namespace must be a DNS label",
     yaml: `apiVersion: rolloutd.dev/v1alpha1
 kind: RolloutPolicy
@@ -259,7 +300,7 @@ spec:
   steps: "5,10"
 `,
     expected: [
-      "policies/checkout.yaml:7:3 spec.canary: expected a string, got an empty value",
+      "policies/checkout.yaml:7:3 spec.canary: expected a name or a mapping {name, namespace}, got an empty value",
       'policies/checkout.yaml:8:10 spec.steps: expected a list, got "5,10"',
     ],
   },

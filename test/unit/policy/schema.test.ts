@@ -43,6 +43,19 @@ void test("defaults of a minimal policy", () => {
   });
 });
 
+void test("a backend may name its namespace; the plain string and a mapping without namespace mean the route's", () => {
+  const doc = minimal();
+  doc.spec.stable = { name: "checkout-v1", namespace: "payments" };
+  doc.spec.canary = { name: "checkout-v2" };
+  doc.spec.trigger = { deployments: { "checkout-v1": "co-1" } };
+  const p = ok(validatePolicyDocument(doc));
+  assert.equal(p.stable, "checkout-v1");
+  assert.equal(p.canary, "checkout-v2");
+  assert.deepEqual(p.backendNamespaces, { "checkout-v1": "payments" });
+  assert.deepEqual(p.deployments, { "checkout-v1": "co-1", "checkout-v2": "checkout-v2" });
+  assert.equal(ok(validatePolicyDocument(minimal())).backendNamespaces, undefined);
+});
+
 void test("defaults of an analysis block", () => {
   const doc = minimal();
   doc.spec.analysis = {

@@ -74,11 +74,9 @@ void describe("App Mesh: weighted GatewayRoute", () => {
     },
   });
 
-  void it("reads both lists, the pair budget left by other targets and the state", () => {
+  void it("reads every weight field of the pair in both lists, and the state", () => {
     const reader = new MapReader([gatewayRoute({ [ANNOTATIONS.state]: '{"v":1}', team: "x" })]);
     const view = new AppMeshRouter(reader, new RecordingWriter()).read(policy("GatewayRoute", "gw"), ROLES);
-    assert.deepEqual(byBackend(view.pair), { blue: 80, green: 10 });
-    assert.equal(view.pairTotal, 90);
     assert.equal(view.stateAnnotation, '{"v":1}');
     assert.equal(view.object.metadata?.resourceVersion, "41");
     assert.equal(view.accepted, true);
@@ -97,23 +95,54 @@ void describe("App Mesh: weighted GatewayRoute", () => {
     );
   });
 
-  void it("plans within the budget and patches only the two backends' weights and the state", async () => {
+  void it("plans each list within its own pair total and patches only the pair's weights and the state", async () => {
     const writer = new RecordingWriter();
     const router = new AppMeshRouter(new MapReader([gatewayRoute({ other: "kept" })]), writer);
     const view = router.read(policy("GatewayRoute", "gw"), ROLES);
     const weights = router.plan(view, ROLES, 25);
-    assert.deepEqual(byBackend(weights), { blue: 67, green: 23 });
+    // httpRoute: the pair holds 90 beside "other" at 10 and keeps 90 (22.5 rounds to the stable);
+    // grpcRoute: the pair is alone at 100.
+    assert.deepEqual(
+      weights.map((w) => [w.backend, w.path, w.weight]),
+      [
+        ["blue", "/spec/httpRoute/action/weightedTargets/0/weight", 68],
+        ["green", "/spec/httpRoute/action/weightedTargets/2/weight", 22],
+        ["green", "/spec/grpcRoute/action/weightedTargets/0/weight", 25],
+        ["blue", "/spec/grpcRoute/action/weightedTargets/1/weight", 75],
+      ],
+    );
     await router.write(view, weights, "STATE");
     assert.equal(writer.calls.length, 1);
     assert.deepEqual(writer.calls[0]!.ref, { kind: "GatewayRoute", namespace: "shop", name: "gw" });
     assert.deepEqual(writer.calls[0]!.ops, [
       { op: "replace", path: "/metadata/resourceVersion", value: "41" },
-      { op: "add", path: "/spec/httpRoute/action/weightedTargets/0/weight", value: 67 },
-      { op: "add", path: "/spec/httpRoute/action/weightedTargets/2/weight", value: 23 },
-      { op: "add", path: "/spec/grpcRoute/action/weightedTargets/0/weight", value: 23 },
-      { op: "add", path: "/spec/grpcRoute/action/weightedTargets/1/weight", value: 67 },
+      { op: "add", path: "/spec/httpRoute/action/weightedTargets/0/weight", value: 68 },
+      { op: "add", path: "/spec/httpRoute/action/weightedTargets/2/weight", value: 22 },
+      { op: "add", path: "/spec/grpcRoute/action/weightedTargets/0/weight", value: 25 },
+      { op: "add", path: "/spec/grpcRoute/action/weightedTargets/1/weight", value: 75 },
       { op: "add", path: STATE_PATH, value: "STATE" },
     ]);
+  });
+
+  void it("adoption (no weights) writes the state alone; unchanged fields are not written", async () => {
+    const writer = new RecordingWriter();
+    const router = new AppMeshRouter(new MapReader([gatewayRoute({ other: "kept" })]), writer);
+    const view = router.read(policy("GatewayRoute", "gw"), ROLES);
+    await router.write(view, undefined, "ADOPTED");
+    await router.write(view, view.pair, "SAME");
+    assert.deepEqual(
+      writer.calls.map((c) => c.ops),
+      [
+        [
+          { op: "replace", path: "/metadata/resourceVersion", value: "41" },
+          { op: "add", path: STATE_PATH, value: "ADOPTED" },
+        ],
+        [
+          { op: "replace", path: "/metadata/resourceVersion", value: "41" },
+          { op: "add", path: STATE_PATH, value: "SAME" },
+        ],
+      ],
+    );
   });
 
   void it("adds /metadata/annotations only when the object has none", async () => {
@@ -129,8 +158,8 @@ void describe("App Mesh: weighted GatewayRoute", () => {
     assert.deepEqual(ops[0], { op: "replace", path: "/metadata/resourceVersion", value: "41" });
     assert.deepEqual(
       ops.filter((o) => o.path.endsWith("/weight")).map((o) => (o as { value: unknown }).value),
-      [0, 90, 90, 0],
-      "after promotion green is the stable and takes the whole budget",
+      [0, 90, 100, 0],
+      "after promotion green is the stable and takes the whole pair total of each list",
     );
   });
 
@@ -153,29 +182,32 @@ void describe("App Mesh: weighted GatewayRoute", () => {
     );
   });
 
-  void it("fails when the other targets leave nothing for the pair", () => {
+  void it("a list where the pair has no weight stays 0/0; others' sums past 100 are theirs", () => {
     const gr: KObject = {
       kind: "GatewayRoute",
       metadata: meta("shop", "gw"),
       spec: {
         httpRoute: {
-          action: { weightedTargets: [vsTarget("blue", 0), vsTarget("green", 0), vsTarget("other", 100)] },
+          action: {
+            weightedTargets: [vsTarget("blue", 0), vsTarget("green", 0), vsTarget("other", 100)],
+          },
+        },
+        http2Route: {
+          action: {
+            weightedTargets: [vsTarget("blue", 60), vsTarget("green", 40), vsTarget("other", 100)],
+          },
         },
       },
     };
-    assert.throws(
-      () =>
-        new AppMeshRouter(new MapReader([gr]), new RecordingWriter()).read(
-          policy("GatewayRoute", "gw"),
-          ROLES,
-        ),
-      (err: unknown) =>
-        err instanceof RouteError &&
-        err.missing === undefined &&
-        /GatewayRoute shop\/gw \/spec\/httpRoute\/action\/weightedTargets: the other weighted targets already use 100 of 100/.test(
-          err.message,
-        ),
-    );
+    const router = new AppMeshRouter(new MapReader([gr]), new RecordingWriter());
+    const view = router.read(policy("GatewayRoute", "gw"), ROLES);
+    for (const p of [0, 5, 50, 100]) {
+      assert.deepEqual(
+        router.plan(view, ROLES, p).map((w) => w.weight),
+        [0, 0, 100 - p, p],
+        `${p} %`,
+      );
+    }
   });
 
   void it("fails when the GatewayRoute has no route spec or no target", () => {
@@ -268,8 +300,6 @@ void describe("App Mesh: GatewayRoute → VirtualService → VirtualRouter", () 
     assert.equal(view.target.metadata?.name, "gw", "controls and Events stay on the GatewayRoute");
     assert.equal(view.stateAnnotation, "on-the-router", "state lives beside the weights");
     assert.equal(view.object.metadata?.resourceVersion, "777");
-    assert.equal(view.pairTotal, 90);
-    assert.deepEqual(byBackend(view.pair), { blue: 95, green: 5 });
     assert.deepEqual(
       view.pair.map((l) => l.path),
       [
@@ -291,12 +321,12 @@ void describe("App Mesh: GatewayRoute → VirtualService → VirtualRouter", () 
     assert.deepEqual(writer.calls[0]!.ref, VR);
     assert.deepEqual(writer.calls[0]!.ops, [
       { op: "replace", path: "/metadata/resourceVersion", value: "777" },
-      { op: "add", path: "/spec/routes/0/httpRoute/action/weightedTargets/0/weight", value: 45 },
-      { op: "add", path: "/spec/routes/0/httpRoute/action/weightedTargets/1/weight", value: 45 },
+      // Each route from its own split: 95/5 (alone) → 50/50; 80/10 beside legacy 10 → 45/45; the tcp
+      // route is already at 50/50 and is not written.
+      { op: "add", path: "/spec/routes/0/httpRoute/action/weightedTargets/0/weight", value: 50 },
+      { op: "add", path: "/spec/routes/0/httpRoute/action/weightedTargets/1/weight", value: 50 },
       { op: "add", path: "/spec/routes/2/grpcRoute/action/weightedTargets/0/weight", value: 45 },
       { op: "add", path: "/spec/routes/2/grpcRoute/action/weightedTargets/1/weight", value: 45 },
-      { op: "add", path: "/spec/routes/3/tcpRoute/action/weightedTargets/0/weight", value: 45 },
-      { op: "add", path: "/spec/routes/3/tcpRoute/action/weightedTargets/1/weight", value: 45 },
       { op: "add", path: STATE_PATH, value: "S" },
     ]);
   });
@@ -382,8 +412,13 @@ void describe("App Mesh: VirtualRouter named directly", () => {
     assert.deepEqual(view.weightsRef, ref);
     assert.deepEqual(view.dependsOn, [ref]);
     assert.equal(view.target.kind, "VirtualRouter");
-    assert.deepEqual(byBackend(view.pair), { green: 30, blue: 70 });
-    assert.equal(view.pairTotal, 100);
+    assert.deepEqual(
+      view.pair.map((w) => [w.backend, w.weight]),
+      [
+        ["green", 30],
+        ["blue", 70],
+      ],
+    );
     assert.equal(view.stateAnnotation, undefined);
     await router.write(view, router.plan(view, ROLES, 10), "S");
     assert.deepEqual(writer.calls[0]!.ops, [
@@ -477,29 +512,109 @@ void describe("Gateway API", () => {
         ["blue", "/spec/rules/4/backendRefs/2/weight", 2],
       ],
     );
-    assert.deepEqual(byBackend(view.pair), { blue: 90, green: 10 });
-    assert.equal(view.pairTotal, 100);
     assert.equal(view.accepted, true);
     assert.equal(view.acceptanceDetail, undefined);
     assert.deepEqual(view.weightsRef, { kind: "HTTPRoute", namespace: "shop", name: "web" });
     assert.deepEqual(view.dependsOn, [view.weightsRef]);
   });
 
-  void it("writes every such rule, setting a defaulted weight explicitly", async () => {
+  void it("writes every such rule in its own units, setting a defaulted weight explicitly", async () => {
     const writer = new RecordingWriter();
     const router = new GatewayApiRouter(new MapReader([httpRoute()]), writer);
     const view = router.read(policy("HTTPRoute", "web"), ROLES);
     await router.write(view, router.plan(view, ROLES, 25), "S");
     assert.deepEqual(writer.calls[0]!.ops, [
       { op: "replace", path: "/metadata/resourceVersion", value: "41" },
+      // 90/10 alone in its rule → 75/25.
       { op: "add", path: "/spec/rules/0/backendRefs/0/weight", value: 75 },
       { op: "add", path: "/spec/rules/0/backendRefs/1/weight", value: 25 },
-      { op: "add", path: "/spec/rules/1/backendRefs/0/weight", value: 75 },
-      { op: "add", path: "/spec/rules/1/backendRefs/1/weight", value: 25 },
-      { op: "add", path: "/spec/rules/4/backendRefs/0/weight", value: 25 },
-      { op: "add", path: "/spec/rules/4/backendRefs/2/weight", value: 75 },
+      // 1 (default) / 0, alone: rescaled to the smallest total that splits exactly, 4.
+      { op: "add", path: "/spec/rules/1/backendRefs/0/weight", value: 3 },
+      { op: "add", path: "/spec/rules/1/backendRefs/1/weight", value: 1 },
+      // blue 2 + green 3 beside red 5: the pair keeps 5, so red keeps its half.
+      { op: "add", path: "/spec/rules/4/backendRefs/0/weight", value: 1 },
+      { op: "add", path: "/spec/rules/4/backendRefs/2/weight", value: 4 },
       { op: "add", path: STATE_PATH, value: "S" },
     ]);
+  });
+
+  void it("a backendRef in another namespace is the pair only when the policy names that namespace", () => {
+    const route: KObject = {
+      kind: "HTTPRoute",
+      metadata: meta("shop", "web"),
+      spec: {
+        rules: [
+          {
+            backendRefs: [
+              { name: "blue", namespace: "shop", weight: 7 },
+              { name: "green", weight: 3 },
+            ],
+          },
+          {
+            backendRefs: [
+              { name: "blue", namespace: "other", weight: 60 },
+              { name: "green", namespace: "other", weight: 40 },
+            ],
+          },
+          {
+            backendRefs: [
+              { name: "blue", namespace: "other", weight: 1 },
+              { name: "green", weight: 1 },
+            ],
+          },
+        ],
+      },
+    };
+    const router = new GatewayApiRouter(new MapReader([route]), new RecordingWriter());
+    const paths = (p: RolloutPolicy) => router.read(p, ROLES).pair.map((w) => w.path);
+    assert.deepEqual(paths(policy("HTTPRoute", "web")), [
+      "/spec/rules/0/backendRefs/0/weight",
+      "/spec/rules/0/backendRefs/1/weight",
+    ]);
+    const both = { ...policy("HTTPRoute", "web"), backendNamespaces: { blue: "other", green: "other" } };
+    assert.deepEqual(paths(both), [
+      "/spec/rules/1/backendRefs/0/weight",
+      "/spec/rules/1/backendRefs/1/weight",
+    ]);
+    const one = { ...policy("HTTPRoute", "web"), backendNamespaces: { blue: "other" } };
+    assert.deepEqual(paths(one), [
+      "/spec/rules/2/backendRefs/0/weight",
+      "/spec/rules/2/backendRefs/1/weight",
+    ]);
+    const nowhere = { ...policy("HTTPRoute", "web"), backendNamespaces: { blue: "nowhere" } };
+    assert.throws(
+      () => router.read(nowhere, ROLES),
+      (e: unknown) =>
+        e instanceof RouteError && /both Service nowhere\/blue and Service green/.test(e.message),
+    );
+  });
+
+  void it("a Service named twice in one rule is refused, not guessed", () => {
+    const route: KObject = {
+      kind: "HTTPRoute",
+      metadata: meta("shop", "web"),
+      spec: {
+        rules: [
+          {
+            backendRefs: [
+              { name: "blue", port: 80, weight: 1 },
+              { name: "blue", port: 8080, weight: 1 },
+              { name: "green", port: 80, weight: 0 },
+            ],
+          },
+        ],
+      },
+    };
+    assert.throws(
+      () =>
+        new GatewayApiRouter(new MapReader([route]), new RecordingWriter()).read(
+          policy("HTTPRoute", "web"),
+          ROLES,
+        ),
+      (e: unknown) =>
+        e instanceof RouteError &&
+        /spec.rules\[0\] names Service blue in more than one backendRef/.test(e.message),
+    );
   });
 
   void it("reports acceptance on the view", () => {
@@ -567,7 +682,9 @@ void describe("Gateway API", () => {
           ROLES,
         ),
       (e: unknown) =>
-        e instanceof RouteError && e.missing === undefined && /both services blue and green/.test(e.message),
+        e instanceof RouteError &&
+        e.missing === undefined &&
+        /both Service blue and Service green/.test(e.message),
     );
   });
 });
@@ -690,9 +807,3 @@ void describe("registry", () => {
     assert.equal(annotationPath("a~b/c"), "/metadata/annotations/a~0b~1c");
   });
 });
-
-function byBackend(pair: Array<{ backend: string; weight: number }>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const w of pair) if (!(w.backend in out)) out[w.backend] = w.weight;
-  return out;
-}
