@@ -425,7 +425,7 @@ async function phaseA(
   }
   const mem = await memory(daemon);
   say(
-    `RSS with ${N} active rollouts (Progressing, idle until their 10m deadline): ${mb(mem.rss)} (heap used ${mb(mem.heap)}); ` +
+    `RSS with ${N} active rollouts (Progressing, ${hanging ? "each with its analysis query open" : "idle until their 10m deadline"}): ${mb(mem.rss)} (heap used ${mb(mem.heap)}); ` +
       `open file descriptors ${value(mem.samples, "rolloutd_process_open_fds") ?? "?"}`,
   );
 
