@@ -232,7 +232,7 @@ void describe("rollout engine against a real API server", { concurrency: true },
       "the rewritten policy reloaded",
       (l) =>
         l.msg === "policies reloaded" &&
-        Number(l.time) >= reloadedAfter &&
+        Date.parse(String(l.time)) >= reloadedAfter &&
         JSON.stringify(l.upserted ?? []).includes(`${s.ns}/${s.route}`),
     );
     await s.shipCanary("2");
