@@ -172,6 +172,13 @@ export interface RolloutState {
   updatedAt: number;
 }
 
+/** The state's sentence for people; an abort's reason is stored once, in `abort`, and shown from there. */
+export function describeState(s: RolloutState): string {
+  return s.phase === "Aborted" && s.abort
+    ? `aborted: ${s.abort.reason}; all traffic on ${s.stable}`
+    : s.message;
+}
+
 export class StateDecodeError extends Error {
   override name = "StateDecodeError";
 }

@@ -9,7 +9,7 @@
 import { assign, setup, transition, type SnapshotFrom } from "xstate";
 import type { AnalysisReport } from "../analysis/types.ts";
 import type { ErrorAction, NoDataAction } from "../policy/types.ts";
-import { atRest, type RecordedAnalysis, type RolloutState } from "../contract.ts";
+import { atRest, describeState, type RecordedAnalysis, type RolloutState } from "../contract.ts";
 
 /** Policy-derived settings: not persisted, re-read from the policy every reconcile. */
 export interface Settings {
@@ -667,10 +667,7 @@ export function decide(settings: Settings, state: RolloutState, event: RolloutEv
     } else if (a.type === "announce") {
       const p = a.params as { severity: EventSeverity; reason: string };
       // The abort reason lives once in the state; the Event carries it for `kubectl describe`.
-      const message =
-        p.reason === "Aborted" && after.abort
-          ? `aborted: ${after.abort.reason}; all traffic on ${after.stable}`
-          : after.message;
+      const message = p.reason === "Aborted" ? describeState(after) : after.message;
       effects.push({ type: "record", severity: p.severity, reason: p.reason, message });
     }
   }

@@ -24,7 +24,7 @@ import {
   weightedGatewayRoute,
   type RouteFamily,
 } from "../support/routes.ts";
-import { type RolloutState } from "../../src/contract.ts";
+import { type RolloutState, describeState } from "../../src/contract.ts";
 
 const NS = "demo";
 
@@ -87,7 +87,7 @@ function describe(s: RolloutState, w: Record<string, number>): string {
   const weights = Object.entries(w)
     .map(([k, v]) => `${k}=${v}`)
     .join(" ");
-  return `${s.phase.padEnd(11)} ${weights.padEnd(42)} ${s.message}`;
+  return `${s.phase.padEnd(11)} ${weights.padEnd(42)} ${describeState(s)}`;
 }
 
 export function runSandboxDemo(c: Cluster, say: (line: string) => void, traffic: Traffic | undefined): Demo {
