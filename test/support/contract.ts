@@ -365,12 +365,13 @@ export function applyJsonPatch<T>(doc: T, ops: readonly JsonPatchOp[]): T {
 // ---------------------------------------------------------------------------
 // Driving a router through a sequence
 
-export function policyFor(c: Pick<GeneratedCase, "family" | "pairElsewhere">): RolloutPolicy {
+export function policyFor(c: Pick<GeneratedCase, "family" | "pairElsewhere" | "route">): RolloutPolicy {
+  const name = c.route.metadata!.name!;
   return {
-    key: `${NS}/web`,
-    name: "web",
+    key: `${NS}/${name}`,
+    name,
     namespace: NS,
-    target: { kind: c.family, name: "web" },
+    target: { kind: c.family, name },
     stable: STABLE,
     canary: CANARY,
     ...(c.pairElsewhere ? { backendNamespaces: { [STABLE]: OTHER_NS, [CANARY]: OTHER_NS } } : {}),
