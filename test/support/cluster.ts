@@ -7,6 +7,7 @@
  * conditions instead of sleeping.
  */
 import { readFileSync, readdirSync } from "node:fs";
+import https from "node:https";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -93,10 +94,45 @@ export function loadCrds(opts: CrdOptions = {}): V1CustomResourceDefinition[] {
   ];
 }
 
+/**
+ * POSTs a CRD as parsed from its file. Not through client-node's typed
+ * createCustomResourceDefinition: its serializer maps fields by its model's
+ * attribute names and silently drops `x-kubernetes-validations` (the CEL
+ * rules) from a plain object, so upstream's rules would never be installed.
+ */
+async function postCrd(kc: KubeConfig, crd: V1CustomResourceDefinition): Promise<void> {
+  const server = new URL(kc.getCurrentCluster()!.server);
+  const body = JSON.stringify(crd);
+  const opts: https.RequestOptions = {
+    method: "POST",
+    hostname: server.hostname,
+    port: server.port,
+    path: "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+    headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) },
+  };
+  await kc.applyToHTTPSOptions(opts);
+  await new Promise<void>((resolve, reject) => {
+    const req = https.request(opts, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (text += d));
+      res.on("end", () =>
+        res.statusCode === 201
+          ? resolve()
+          : reject(
+              new Error(`create CRD ${crd.metadata?.name}: HTTP ${res.statusCode}: ${text.slice(0, 2000)}`),
+            ),
+      );
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
 export async function installCrds(kc: KubeConfig, opts: CrdOptions = {}): Promise<void> {
   const api = kc.makeApiClient(ApiextensionsV1Api);
   const crds = loadCrds(opts);
-  for (const crd of crds) await api.createCustomResourceDefinition({ body: crd });
+  for (const crd of crds) await postCrd(kc, crd);
   for (const crd of crds) {
     await eventually(`CRD ${crd.metadata!.name} Established`, async () => {
       const got = await api.readCustomResourceDefinition({ name: crd.metadata!.name! });
