@@ -91,6 +91,6 @@ void describe("weight contract on generated routes, judged by the API server", (
 });
 
 function describeError(err: unknown): string {
-  if (err && typeof err === "object" && "body" in err) return String((err as { body: unknown }).body);
+  if (err && typeof err === "object" && "body" in err) return String(err.body);
   return err instanceof Error ? err.message : String(err);
 }

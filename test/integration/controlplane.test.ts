@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { PatchStrategy, Watch, setHeaderOptions } from "@kubernetes/client-node";
 import { KubeApiError, toKubeError } from "../../src/kube/errors.ts";
+import type { KObject } from "../../src/kube/kinds.ts";
 import {
   createNamespace,
   createObject,
@@ -126,31 +127,90 @@ void describe("local control plane", () => {
     assert.equal(err.status, 422);
     assert.match(err.message, /1000000|less than or equal/);
 
-    const vr = {
-      metadata: { name: "vr", namespace: NS },
+    const vr = (name: string, targets: unknown[]) => ({
+      metadata: { name, namespace: NS },
       spec: {
         listeners: [{ portMapping: { port: 80, protocol: "http" } }],
-        routes: [
-          {
-            name: "r",
-            httpRoute: {
-              match: { prefix: "/" },
-              action: {
-                weightedTargets: [
-                  { virtualNodeRef: { name: "a" }, weight: 90 },
-                  { virtualNodeRef: { name: "b" }, weight: 60 },
-                ],
-              },
-            },
-          },
-        ],
+        routes: [{ name: "r", httpRoute: { match: { prefix: "/" }, action: { weightedTargets: targets } } }],
       },
-    };
-    const err2 = await createObject(c, "VirtualRouter", vr).then(
+    });
+    const create = (obj: KObject) =>
+      createObject(c, "VirtualRouter", obj).then(
+        () => undefined,
+        (e: unknown) => toKubeError(e, "create"),
+      );
+    // Like upstream, no rule on the sum: weights are relative, others may sum past 100.
+    assert.equal(
+      await create(
+        vr("sum-150", [
+          { virtualNodeRef: { name: "a" }, weight: 90 },
+          { virtualNodeRef: { name: "b" }, weight: 60 },
+        ]),
+      ),
+      undefined,
+    );
+    for (const [name, targets] of [
+      ["weight-101", [{ virtualNodeRef: { name: "a" }, weight: 101 }]],
+      ["no-weight", [{ virtualNodeRef: { name: "a" } }]],
+      ["ref-and-arn", [{ virtualNodeRef: { name: "a" }, virtualNodeARN: "arn:aws:appmesh:x", weight: 1 }]],
+      ["neither", [{ weight: 1 }]],
+      ["eleven", Array.from({ length: 11 }, (_, i) => ({ virtualNodeRef: { name: `n${i}` }, weight: 1 }))],
+    ] as const) {
+      const err2 = await create(vr(name, [...targets]));
+      assert.ok(err2 instanceof KubeApiError, name);
+      assert.equal(err2.status, 422, name);
+    }
+  });
+});
+
+void describe("App Mesh CRDs as AWS ships them", () => {
+  let c: Cluster;
+  before(async () => {
+    c = await startCluster({ gatewayRoute: "aws" });
+    await createNamespace(c, NS);
+  });
+  after(async () => {
+    await c?.stop();
+  });
+  const create = (kind: "GatewayRoute" | "VirtualService", obj: KObject) =>
+    createObject(c, kind, obj).then(
       () => undefined,
       (e: unknown) => toKubeError(e, "create"),
     );
-    assert.ok(err2 instanceof KubeApiError);
-    assert.equal(err2.status, 422);
+
+  void it("a GatewayRoute needs action.target; the design document's weightedTargets is not AWS's", async () => {
+    const weighted = {
+      metadata: { name: "weighted", namespace: NS },
+      spec: {
+        httpRoute: {
+          match: { prefix: "/" },
+          action: { weightedTargets: [{ targetRef: { virtualServiceRef: { name: "a" } }, weight: 100 }] },
+        },
+      },
+    };
+    const err = await create("GatewayRoute", weighted);
+    assert.ok(err instanceof KubeApiError);
+    assert.equal(err.status, 422);
+    assert.match(err.message, /target/);
+  });
+
+  void it("a VirtualService names its router by ref or by ARN, exactly one", async () => {
+    const vs = (name: string, virtualRouter: unknown) => ({
+      metadata: { name, namespace: NS },
+      spec: { provider: { virtualRouter } },
+    });
+    assert.equal(
+      await create(
+        "VirtualService",
+        vs("by-arn", { virtualRouterARN: "arn:aws:appmesh:eu-west-1:1:mesh/m/virtualRouter/r" }),
+      ),
+      undefined,
+    );
+    const both = await create(
+      "VirtualService",
+      vs("both", { virtualRouterRef: { name: "r" }, virtualRouterARN: "arn:aws:appmesh:x" }),
+    );
+    assert.ok(both instanceof KubeApiError);
+    assert.equal(both.status, 422);
   });
 });
