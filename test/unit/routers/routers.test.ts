@@ -616,9 +616,9 @@ void describe("Gateway API", () => {
       // 90/10 alone in its rule → 75/25.
       { op: "add", path: "/spec/rules/0/backendRefs/0/weight", value: 75 },
       { op: "add", path: "/spec/rules/0/backendRefs/1/weight", value: 25 },
-      // 1 (default) / 0, alone: rescaled to the smallest total that splits exactly, 4.
-      { op: "add", path: "/spec/rules/1/backendRefs/0/weight", value: 3 },
-      { op: "add", path: "/spec/rules/1/backendRefs/1/weight", value: 1 },
+      // 1 (default) / 0, alone: 25 % of 1 is no whole unit, so the pair is rescaled to 100.
+      { op: "add", path: "/spec/rules/1/backendRefs/0/weight", value: 75 },
+      { op: "add", path: "/spec/rules/1/backendRefs/1/weight", value: 25 },
       // blue 2 + green 3 beside red 5: the pair keeps 5, so red keeps its half.
       { op: "add", path: "/spec/rules/4/backendRefs/0/weight", value: 1 },
       { op: "add", path: "/spec/rules/4/backendRefs/2/weight", value: 4 },
