@@ -8,6 +8,7 @@ import { stringify } from "yaml";
 import { toKubeError } from "../kube/errors.ts";
 import type { KObject } from "../kube/kinds.ts";
 import { decodeState, type RolloutState } from "../machine/state.ts";
+import { asRecord, pointerGet } from "../routers/locations.ts";
 import { STATE_ANNOTATION } from "../routers/types.ts";
 import { kindInfo, kubeFrom, ROUTE_KINDS, type GlobalOptions } from "./target.ts";
 
@@ -15,6 +16,28 @@ export interface StatusRow {
   namespace: string;
   route: string;
   state: RolloutState;
+  /** The weights last written, by backend (one value per rule/route holding the pair), as stored on the route. */
+  weights?: Record<string, number[]>;
+}
+
+/**
+ * The state records what it wrote by JSON Pointer (one field per backend per
+ * location); the backend each field belongs to is the entry it sits in.
+ */
+export function appliedByBackend(obj: KObject, applied: Record<string, number>): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const [path, weight] of Object.entries(applied)) {
+    const entry = asRecord(pointerGet(obj, path.split("/").slice(0, -1).join("/")));
+    const candidates = [
+      entry?.name,
+      asRecord(entry?.virtualNodeRef)?.name,
+      asRecord(asRecord(entry?.targetRef)?.virtualServiceRef)?.name,
+    ];
+    // Older states were keyed by backend name.
+    const name = candidates.find((c) => typeof c === "string") ?? (path.startsWith("/") ? "?" : path);
+    (out[name] ??= []).push(weight);
+  }
+  return out;
 }
 
 export function ago(ms: number): string {
@@ -56,14 +79,14 @@ export function table(rows: StatusRow[], now: number, allNamespaces: boolean): s
     "LAST ANALYSIS",
     "AGE",
   ];
-  const body = rows.map(({ namespace, route, state: s }) => [
+  const body = rows.map(({ namespace, route, state: s, weights }) => [
     ...(allNamespaces ? [namespace] : []),
     s.policy?.split("/")[1] ?? "-",
     route,
     s.phase === "Paused" && s.pausedBy ? `Paused(${s.pausedBy})` : s.phase,
     s.stepIndex >= 0 ? `${s.stepIndex + 1} (${s.canaryWeight}%)` : "-",
-    s.applied
-      ? `${s.stable}=${s.applied[s.stable] ?? 0} ${s.canary}=${s.applied[s.canary] ?? 0}`
+    weights
+      ? [s.stable, s.canary].map((b) => `${b}=${(weights[b] ?? [0]).join(",")}`).join(" ")
       : `${s.stable} (stable)`,
     checks(s),
     ago(now - s.since),
@@ -105,10 +128,12 @@ export async function collectStatus(o: GlobalOptions & { allNamespaces?: boolean
       const raw = obj.metadata?.annotations?.[STATE_ANNOTATION];
       if (!raw) continue;
       try {
+        const state = decodeState(raw);
         rows.push({
           namespace: obj.metadata!.namespace!,
           route: `${kind.toLowerCase()}/${obj.metadata!.name}`,
-          state: decodeState(raw),
+          state,
+          ...(state.applied ? { weights: appliedByBackend(obj, state.applied) } : {}),
         });
       } catch {
         // not ours to show
