@@ -15,9 +15,10 @@
  *   would take share from the others, or, with no others, make a rule that
  *   sends nothing start sending.
  * - O = 0: no other share can change, so the pair's total may be rescaled:
- *   it stays T when p % of T is a whole number, else it becomes the smallest
- *   total above T (at most MAX) that splits exactly (two default weights 1+1
- *   at 5 % become 19/1).
+ *   it stays T when p % of T is a whole number; else it becomes 100 when T is
+ *   at most 100 (every whole percent splits 100 exactly, and reads as
+ *   percent: two default weights 1+1 at 5 % become 95/5), or else the
+ *   smallest total above T, at most MAX, that splits exactly.
  * - O > 0: the pair keeps T exactly. The canary gets p % of T rounded to the
  *   nearest unit (a tie goes to the stable); a step above 0 % never rounds
  *   to no canary traffic, one below 100 % never to all of it, when T ≥ 2 can
@@ -68,9 +69,10 @@ export function planLocation(
   if (total <= 0) return { ...current };
 
   if (others <= 0 && Number.isInteger(canaryPercent)) {
-    // Rescaling is free: the smallest total ≥ T (≤ MAX, a multiple of 100) that splits exactly.
+    // Rescaling is free: T if it splits exactly, else 100, else the smallest total above T that does
+    // (MAX is a multiple of 100, so one always exists within it).
     const unit = 100 / gcd(canaryPercent, 100);
-    let scaled = Math.ceil(total / unit) * unit;
+    let scaled = total % unit === 0 ? total : total <= 100 ? 100 : Math.ceil(total / unit) * unit;
     if (scaled > maxWeight) scaled = Math.floor(maxWeight / unit) * unit;
     const canary = (scaled * canaryPercent) / 100;
     return { stable: scaled - canary, canary };

@@ -20,13 +20,19 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { ANNOTATIONS } from "../../src/contract.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
 import { eventually, mergePatch, startCluster, type Cluster } from "../support/cluster.ts";
 import { firstLineAt, mapLimit, seededRandom, shuffle, sleep } from "../support/chaos.ts";
-import { canaryShare, invalidWeights, WeightsRecorder, type Observation } from "../support/recorder.ts";
+import {
+  appliedMismatches,
+  canaryShare,
+  invalidWeights,
+  WeightsRecorder,
+  type Observation,
+} from "../support/recorder.ts";
 import { FAMILIES, FakeGatewayStatus, stateOf, type RouteFamily } from "../support/routes.ts";
 import { Scenario } from "../support/scenario.ts";
-import { ANNOTATIONS } from "../../src/contract.ts";
 
 const STEPS = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
 const PER_FAMILY = 6;
@@ -254,11 +260,8 @@ void describe("restart safety under SIGKILL", () => {
           // Weights and the persisted state are written together: no version may show them apart.
           const applied = o.state?.applied;
           if (applied) {
-            for (const { backend: b, weight: w } of applied)
-              if (o.weights[b] !== w)
-                problems.push(
-                  `${who} rv ${o.resourceVersion}: state.applied ${JSON.stringify(applied)} but weights ${JSON.stringify(o.weights)}`,
-                );
+            for (const m of appliedMismatches(fam, o.object, applied))
+              problems.push(`${who} rv ${o.resourceVersion}: state.applied and weights disagree at ${m}`);
           }
         }
         const shares = rec.history().map((w) => canaryShare(w, s.stable, s.canary));
@@ -314,12 +317,9 @@ void describe("restart safety under SIGKILL", () => {
             problems.push(`${who}: promoted but the old stable still has ${final.weights[s.stable]}`);
         }
         // At the end, the persisted state and the route agree.
-        const applied = Object.fromEntries((st.applied ?? []).map((w) => [w.backend, w.weight]));
-        for (const b of [s.stable, s.canary])
-          if (applied[b] !== final.weights[b])
-            problems.push(
-              `${who}: final state.applied ${JSON.stringify(applied)} ≠ weights ${JSON.stringify(final.weights)}`,
-            );
+        if (!st.applied) problems.push(`${who}: no state.applied at the end`);
+        for (const m of appliedMismatches(fam, final.object, st.applied ?? []))
+          problems.push(`${who}: final state.applied and weights disagree at ${m}`);
       });
 
       const aborted = rollouts.filter((r) => r.abort);

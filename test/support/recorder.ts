@@ -10,9 +10,10 @@
  */
 import { Watch } from "@kubernetes/client-node";
 import { KINDS, type KObject } from "../../src/kube/kinds.ts";
+import type { AppliedWeight, RolloutState } from "../../src/contract.ts";
+import { pointerGet } from "../../src/routers/locations.ts";
 import type { Cluster } from "./cluster.ts";
 import { stateOf, type RouteFamily } from "./routes.ts";
-import { type RolloutState } from "../../src/contract.ts";
 
 export interface Observation {
   /** Date.now() when the watch delivered it. */
@@ -20,6 +21,8 @@ export interface Observation {
   resourceVersion: string;
   weights: Record<string, number>;
   state: RolloutState | undefined;
+  /** The object as delivered, for checks by JSON Pointer (state.applied). */
+  object: KObject;
 }
 
 export class WeightsRecorder {
@@ -89,6 +92,7 @@ export class WeightsRecorder {
       resourceVersion: rv,
       weights: this.fam.weights(obj),
       state: stateOf(obj),
+      object: obj,
     };
     this.observations.push(o);
     for (const l of this.listeners) l(o);
@@ -134,7 +138,8 @@ export function invalidWeights(fam: RouteFamily, w: Record<string, number>): str
   const values = Object.values(w);
   if (values.length === 0) return "no weights";
   if (fam.weightsKind === "GatewayRoute" || fam.weightsKind === "VirtualRouter") {
-    // App Mesh: integers 0..100, and the whole weightedTargets list sums to at most 100.
+    // App Mesh: integers 0..100. Upstream has no sum rule, but these fixtures' lists sum to 100 and
+    // rolloutd keeps each list's total, so a sum past 100 here means it did not.
     if (!values.every((v) => Number.isInteger(v) && v >= 0 && v <= 100))
       return `App Mesh weight outside integers 0..100: ${JSON.stringify(w)}`;
     const sum = values.reduce((a, b) => a + b, 0);
@@ -153,4 +158,21 @@ export function canaryShare(w: Record<string, number>, stable: string, canary: s
   const s = w[stable] ?? 0;
   const c = w[canary] ?? 0;
   return s + c === 0 ? 0 : Math.round((c / (s + c)) * 100);
+}
+
+/**
+ * Where state.applied (weight by JSON Pointer) and the object disagree, as
+ * "path: applied x, object y"; empty when they agree. An absent Gateway API
+ * weight means 1.
+ */
+export function appliedMismatches(
+  fam: RouteFamily,
+  obj: KObject,
+  applied: readonly AppliedWeight[],
+): string[] {
+  const dflt = fam.weightsKind === "HTTPRoute" || fam.weightsKind === "GRPCRoute" ? 1 : undefined;
+  return applied.flatMap(({ path, weight: w }) => {
+    const got = pointerGet(obj, path) ?? dflt;
+    return got === w ? [] : [`${path}: applied ${w}, object ${JSON.stringify(got)}`];
+  });
 }

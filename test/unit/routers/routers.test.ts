@@ -377,6 +377,89 @@ void describe("App Mesh: GatewayRoute → VirtualService → VirtualRouter", () 
     );
   });
 
+  void it("an ARN instead of a ref is reported as something rolloutd cannot follow", () => {
+    const byArn = new MapReader([
+      gw,
+      vs({ virtualRouter: { virtualRouterARN: "arn:aws:appmesh:eu-west-1:1:mesh/m/virtualRouter/r" } }),
+      vr,
+    ]);
+    assert.throws(
+      () => new AppMeshRouter(byArn, new RecordingWriter()).read(policy("GatewayRoute", "gw", "edge"), ROLES),
+      (e: unknown) =>
+        e instanceof RouteError &&
+        e.missing === undefined &&
+        /names its VirtualRouter by ARN \(spec.provider.virtualRouter.virtualRouterARN: arn:aws:appmesh:eu-west-1:1:mesh\/m\/virtualRouter\/r\); rolloutd cannot follow an ARN/.test(
+          e.message,
+        ),
+    );
+    const gwByArn: KObject = {
+      ...gw,
+      spec: {
+        httpRoute: { action: { target: { virtualService: { virtualServiceARN: "arn:aws:appmesh:x" } } } },
+      },
+    };
+    assert.throws(
+      () =>
+        new AppMeshRouter(new MapReader([gwByArn]), new RecordingWriter()).read(
+          policy("GatewayRoute", "gw", "edge"),
+          ROLES,
+        ),
+      (e: unknown) =>
+        e instanceof RouteError && /names its VirtualService by ARN \(arn:aws:appmesh:x\)/.test(e.message),
+    );
+  });
+
+  void it("targets by ARN or in another namespace are not the pair unless the policy names that namespace", () => {
+    const mixed: KObject = {
+      kind: "VirtualRouter",
+      metadata: meta("shop", "shop-vr"),
+      spec: {
+        routes: [
+          {
+            httpRoute: {
+              action: {
+                weightedTargets: [
+                  { virtualNodeARN: "arn:aws:appmesh:x/virtualNode/blue", weight: 50 },
+                  { virtualNodeRef: { name: "blue", namespace: "other" }, weight: 30 },
+                  { virtualNodeRef: { name: "green", namespace: "other" }, weight: 20 },
+                ],
+              },
+            },
+          },
+          {
+            httpRoute: {
+              action: {
+                weightedTargets: [
+                  { virtualNodeRef: { name: "blue", namespace: "shop" }, weight: 1 },
+                  { virtualNodeRef: { name: "green" }, weight: 1 },
+                ],
+              },
+            },
+          },
+        ],
+      },
+    };
+    const router = new AppMeshRouter(new MapReader([mixed]), new RecordingWriter());
+    assert.deepEqual(
+      router.read(policy("VirtualRouter", "shop-vr"), ROLES).pair.map((w) => w.path),
+      [
+        "/spec/routes/1/httpRoute/action/weightedTargets/0/weight",
+        "/spec/routes/1/httpRoute/action/weightedTargets/1/weight",
+      ],
+    );
+    const elsewhere = {
+      ...policy("VirtualRouter", "shop-vr"),
+      backendNamespaces: { blue: "other", green: "other" },
+    };
+    assert.deepEqual(
+      router.read(elsewhere, ROLES).pair.map((w) => [w.backend, w.path]),
+      [
+        ["blue", "/spec/routes/0/httpRoute/action/weightedTargets/1/weight"],
+        ["green", "/spec/routes/0/httpRoute/action/weightedTargets/2/weight"],
+      ],
+    );
+  });
+
   void it("a router without a route holding both nodes is an error", () => {
     const lonely: KObject = {
       kind: "VirtualRouter",
@@ -528,9 +611,9 @@ void describe("Gateway API", () => {
       // 90/10 alone in its rule → 75/25.
       { op: "add", path: "/spec/rules/0/backendRefs/0/weight", value: 75 },
       { op: "add", path: "/spec/rules/0/backendRefs/1/weight", value: 25 },
-      // 1 (default) / 0, alone: rescaled to the smallest total that splits exactly, 4.
-      { op: "add", path: "/spec/rules/1/backendRefs/0/weight", value: 3 },
-      { op: "add", path: "/spec/rules/1/backendRefs/1/weight", value: 1 },
+      // 1 (default) / 0, alone: 25 % of 1 is no whole unit, so the pair is rescaled to 100.
+      { op: "add", path: "/spec/rules/1/backendRefs/0/weight", value: 75 },
+      { op: "add", path: "/spec/rules/1/backendRefs/1/weight", value: 25 },
       // blue 2 + green 3 beside red 5: the pair keeps 5, so red keeps its half.
       { op: "add", path: "/spec/rules/4/backendRefs/0/weight", value: 1 },
       { op: "add", path: "/spec/rules/4/backendRefs/2/weight", value: 4 },

@@ -1,0 +1,34 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { table } from "../../../src/cli/status.ts";
+import type { AppliedWeight } from "../../../src/contract.ts";
+import { initialState } from "../../../src/machine/state.ts";
+
+void describe("rolloutd status: weights by backend from state.applied", () => {
+  // Two rules hold the pair, in opposite orders; the state names each field's backend.
+  const applied: AppliedWeight[] = [
+    { path: "/spec/rules/0/backendRefs/0/weight", backend: "web-v1", weight: 90 },
+    { path: "/spec/rules/0/backendRefs/1/weight", backend: "web-v2", weight: 10 },
+    { path: "/spec/rules/1/backendRefs/0/weight", backend: "web-v2", weight: 1 },
+    { path: "/spec/rules/1/backendRefs/1/weight", backend: "web-v1", weight: 9 },
+  ];
+
+  void it("the table shows one value per location for each backend, stable first", () => {
+    const state = {
+      ...initialState({ stable: "web-v1", canary: "web-v2", baseline: {}, now: 0 }),
+      policy: "shop/web",
+      applied,
+    };
+    const out = table([{ namespace: "shop", route: "httproute/web", state }], 0, false);
+    assert.match(out.split("\n")[1]!, /web-v1=90,9 web-v2=10,1/);
+  });
+
+  void it("with nothing written yet it names the stable", () => {
+    const state = {
+      ...initialState({ stable: "web-v1", canary: "web-v2", baseline: {}, now: 0 }),
+      policy: "shop/web",
+    };
+    const out = table([{ namespace: "shop", route: "httproute/web", state }], 0, false);
+    assert.match(out.split("\n")[1]!, /web-v1 \(stable\)/);
+  });
+});
