@@ -18,7 +18,8 @@
  * three is not a regression). Otherwise: any fail → fail; else any error → error; else any noData/NaN →
  * inconclusive; else pass.
  */
-import type { AnalysisSpec, PrometheusSpec, RolloutPolicy } from "../policy/types.ts";
+import type { AnalysisSpec, CheckSpec, PrometheusSpec, RolloutPolicy } from "../policy/types.ts";
+import { judgeRelative, judgeSamples } from "./compare.ts";
 import { PrometheusClient, type PrometheusClientOptions } from "./prometheus.ts";
 import {
   TEMPLATE_UNITS,
@@ -40,6 +41,7 @@ import type {
   CheckVerdict,
   MetricSource,
   QueryOutcome,
+  RangeOutcome,
 } from "./types.ts";
 
 export const DEFAULT_MIN_WINDOW_SECONDS = 10;
@@ -70,6 +72,8 @@ interface CheckPlan {
   unit: TemplateUnit | undefined;
   min: number | undefined;
   max: number | undefined;
+  /** compare: stable — judged against the stable backend by compare.ts instead of min/max. */
+  compare?: CheckSpec;
 }
 
 function formatNumber(v: number): string {
@@ -213,7 +217,14 @@ export class PrometheusGate implements AnalysisGate {
         throw new TemplateError("unknownTemplate", `check ${check.name} has neither template nor query`);
       }
       this.#assertAvailable(text, `check ${check.name}`);
-      return { name: check.name, text, unit, min: check.min, max: check.max };
+      return {
+        name: check.name,
+        text,
+        unit,
+        min: check.min,
+        max: check.max,
+        ...(check.compare !== undefined ? { compare: check } : {}),
+      };
     });
     if (spec.minRequests > 0) {
       this.#requestsText = spec.requestsQuery ?? requestsTemplateText(spec.provider);
@@ -231,6 +242,10 @@ export class PrometheusGate implements AnalysisGate {
         );
       }
     }
+  }
+
+  #compared(plan: CheckPlan, req: AnalysisRequest, vars: TemplateVars): Promise<CheckResult> {
+    return compareCheck(this.#source, plan, plan.compare ?? { name: plan.name }, req, vars);
   }
 
   #vars(req: AnalysisRequest, windowSeconds: number): TemplateVars {
@@ -270,9 +285,16 @@ export class PrometheusGate implements AnalysisGate {
 
     const minRequests = this.#spec.minRequests;
     const requestsText = this.#requestsText;
-    const [checkRuns, requestsRun] = await Promise.all([
-      Promise.all(this.#checks.map(async (plan) => ({ plan, ...(await run(plan.name, plan.text)) }))),
+    const [checkRuns, requestsRun, comparedRuns] = await Promise.all([
+      Promise.all(
+        this.#checks
+          .filter((plan) => plan.compare === undefined)
+          .map(async (plan) => ({ plan, ...(await run(plan.name, plan.text)) })),
+      ),
       requestsText !== undefined ? run("requests", requestsText) : Promise.resolve(undefined),
+      Promise.all(
+        this.#checks.filter((plan) => plan.compare !== undefined).map((p) => this.#compared(p, req, vars)),
+      ),
     ]);
 
     const checks: CheckResult[] = checkRuns.map(({ plan, query, outcome }) => {
@@ -287,6 +309,13 @@ export class PrometheusGate implements AnalysisGate {
         reason,
       };
     });
+
+    if (comparedRuns.length > 0) {
+      // Back into the policy's order.
+      const order = this.#checks.map((p) => p.name);
+      checks.push(...comparedRuns);
+      checks.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+    }
 
     const parts = checks.map((c) => c.reason);
     let requests: AnalysisReport["requests"];
@@ -321,6 +350,116 @@ export class PrometheusGate implements AnalysisGate {
       windowSeconds,
     };
   }
+}
+
+/** A query rendered with validated variables, or the error outcome that stands for it (never sent). */
+function rendered(
+  name: string,
+  text: string,
+  vars: TemplateVars,
+): { query: string } | { query: string; error: QueryOutcome } {
+  try {
+    return { query: renderQuery({ query: text }, vars) };
+  } catch (err) {
+    if (!(err instanceof TemplateError)) throw err;
+    return {
+      query: text,
+      error: {
+        kind: "error",
+        error: { code: "badResponse", message: `${name}: query not sent: ${err.message}` },
+      },
+    };
+  }
+}
+
+/** The template variables for the stable's rendering of a canary query: the two roles swapped. */
+function swapped(vars: TemplateVars): TemplateVars {
+  const out: TemplateVars = { ...vars, canary: vars.stable, stable: vars.canary };
+  if (vars.stableDeployment !== undefined) out.canaryDeployment = vars.stableDeployment;
+  if (vars.canaryDeployment !== undefined) out.stableDeployment = vars.canaryDeployment;
+  return out;
+}
+
+async function askRange(
+  source: MetricSource,
+  query: string,
+  range: { start: Date; end: Date; stepSeconds: number },
+  signal: AbortSignal | undefined,
+): Promise<RangeOutcome> {
+  if (source.queryRange === undefined) {
+    return {
+      kind: "error",
+      error: { code: "badResponse", message: "this metric source has no range queries" },
+    };
+  }
+  try {
+    return await source.queryRange(query, range, signal);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    return { kind: "error", error: { code: "unreachable", message: `metric source failed: ${message}` } };
+  }
+}
+
+/**
+ * One compare: stable check (see compare.ts): relative bounds from instant queries at `req.now` over the
+ * analysis window, or the Mann-Whitney judge over per-interval samples since the step started. Never throws.
+ */
+async function compareCheck(
+  source: MetricSource,
+  plan: CheckPlan,
+  spec: CheckSpec,
+  req: AnalysisRequest,
+  vars: TemplateVars,
+): Promise<CheckResult> {
+  const judgeSpec = spec.judge;
+  if (judgeSpec === undefined) {
+    const at = new Date(req.now);
+    const [c, s] = await Promise.all(
+      [vars, swapped(vars)].map(async (v) => {
+        const r = rendered(plan.name, plan.text, v);
+        return {
+          query: r.query,
+          outcome: "error" in r ? r.error : await ask(source, r.query, at, req.signal),
+        };
+      }),
+    );
+    const v = judgeRelative(plan.name, c!.outcome, s!.outcome, spec, plan.unit);
+    return {
+      name: plan.name,
+      query: c!.query,
+      outcome: c!.outcome,
+      ...(v.min !== undefined ? { min: v.min } : {}),
+      ...(v.max !== undefined ? { max: v.max } : {}),
+      verdict: v.verdict,
+      reason: v.reason,
+      baseline: s!.outcome,
+      baselineQuery: s!.query,
+    };
+  }
+  const stepSeconds = Math.max(1, Math.round(judgeSpec.sampleIntervalMs / 1000));
+  const sampleVars: TemplateVars = { ...vars, window: `${stepSeconds}s` };
+  // The first sample's window starts at the step start: no sample reaches into the previous step.
+  const start = req.stepStartedAt + stepSeconds * 1000;
+  const [c, s] = await Promise.all(
+    [sampleVars, swapped(sampleVars)].map(async (v) => {
+      const r = rendered(plan.name, plan.text, v);
+      if ("error" in r) return { query: r.query, outcome: r.error as RangeOutcome };
+      if (start > req.now) return { query: r.query, outcome: { kind: "series", points: [] } as RangeOutcome };
+      const range = { start: new Date(start), end: new Date(req.now), stepSeconds };
+      return { query: r.query, outcome: await askRange(source, r.query, range, req.signal) };
+    }),
+  );
+  const j = judgeSamples(plan.name, c!.outcome, s!.outcome, judgeSpec, plan.unit);
+  return {
+    name: plan.name,
+    query: c!.query,
+    outcome: j.outcome,
+    verdict: j.verdict,
+    reason: j.reason,
+    baseline: j.baseline,
+    baselineQuery: s!.query,
+    ...(j.evidence !== undefined ? { judge: j.evidence } : {}),
+  };
 }
 
 /** The gate of a policy without analysis: every step passes when its interval is over. */

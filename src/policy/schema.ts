@@ -261,6 +261,7 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       query: promqlSchema.optional(),
       min: z.number().optional(),
       max: z.number().optional(),
+      ...compareFields(),
     })
     .superRefine((c, ctx) => {
       if (c.template !== undefined && c.query !== undefined) {
@@ -268,7 +269,9 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       } else if (c.template === undefined && c.query === undefined) {
         ctx.addIssue({ code: "custom", path: [], message: "set either template or query" });
       }
-      if (c.min === undefined && c.max === undefined) {
+      if (c.compare !== undefined || c.maxIncrease !== undefined || c.maxDecrease !== undefined || c.judge) {
+        for (const issue of compareIssues(c)) ctx.addIssue({ code: "custom", ...issue });
+      } else if (c.min === undefined && c.max === undefined) {
         ctx.addIssue({
           code: "custom",
           path: [],
@@ -445,6 +448,97 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
     });
 }
 
+// ---------------------------------------------------------------------------
+// Canary versus stable (compare: stable)
+
+/**
+ * ```yaml
+ * - name: p99-vs-stable
+ *   template: latency-p99
+ *   compare: stable                              # same query, rendered for the stable, same window
+ *   maxIncrease: { ratio: 0.2, absolute: 10 }    # canary ≤ stable + 20 % AND ≤ stable + 10 (units of the query)
+ * - name: p99-judged
+ *   template: latency-p99
+ *   compare: stable
+ *   judge: mann-whitney                          # or { kind: mann-whitney, confidence: 0.98, tolerance: 0.25,
+ *                                                #      sampleInterval: 10s, direction: increase }
+ * ```
+ */
+function compareFields() {
+  const bound = z
+    .strictObject({ ratio: z.number().min(0).optional(), absolute: z.number().min(0).optional() })
+    .superRefine((b, ctx) => {
+      if (b.ratio === undefined && b.absolute === undefined) {
+        ctx.addIssue({ code: "custom", message: "set ratio, absolute or both" });
+      }
+    });
+  const judgeObject = z.strictObject({
+    kind: z.literal("mann-whitney"),
+    confidence: z.number().gt(0.5).lt(1).default(0.98),
+    tolerance: z.number().min(0).default(0.25),
+    sampleInterval: durationSchema({ min: 1_000, max: 3_600_000 }).prefault("10s"),
+    direction: z.enum(["increase", "decrease", "either"]).default("increase"),
+  });
+  return {
+    compare: z.literal("stable").optional(),
+    maxIncrease: bound.optional(),
+    maxDecrease: bound.optional(),
+    judge: z
+      .union([
+        z.literal("mann-whitney").transform(() => judgeObject.parse({ kind: "mann-whitney" })),
+        judgeObject,
+      ])
+      .optional(),
+  };
+}
+
+function compareIssues(c: {
+  compare?: "stable" | undefined;
+  min?: number | undefined;
+  max?: number | undefined;
+  query?: string | undefined;
+  maxIncrease?: unknown;
+  maxDecrease?: unknown;
+  judge?: unknown;
+}): { path: PathSegment[]; message: string }[] {
+  const issues: { path: PathSegment[]; message: string }[] = [];
+  for (const field of ["maxIncrease", "maxDecrease", "judge"] as const) {
+    if (c[field] !== undefined && c.compare === undefined) {
+      issues.push({
+        path: [field],
+        message: `${field} compares with the stable backend: add compare: stable`,
+      });
+    }
+  }
+  if (c.compare === undefined) return issues;
+  if (c.maxIncrease === undefined && c.maxDecrease === undefined && c.judge === undefined) {
+    issues.push({ path: ["compare"], message: "compare: stable needs maxIncrease, maxDecrease or judge" });
+  }
+  for (const field of ["min", "max"] as const) {
+    if (c[field] !== undefined) {
+      issues.push({
+        path: [field],
+        message: `${field} is an absolute bound; a compare: stable check has relative ones (write a second check for ${field})`,
+      });
+    }
+  }
+  if (c.query !== undefined) {
+    let vars: readonly string[];
+    try {
+      vars = queryVariables(c.query);
+    } catch {
+      vars = ["canary"]; // reported by the query's own validation
+    }
+    if (!vars.includes("canary") && !vars.includes("canaryDeployment")) {
+      issues.push({
+        path: ["query"],
+        message: "a compare: stable query must select the canary with {{canary}} or {{canaryDeployment}}",
+      });
+    }
+  }
+  return issues;
+}
+
 /** [w, 2w, …] up to and including maxWeight. */
 export function expandStepWeight(stepWeight: number, maxWeight = 100): number[] {
   const steps: number[] = [];
@@ -481,6 +575,18 @@ type ParsedAnalysis = Omit<AnalysisSpec, "prometheus" | "checks"> & {
     query?: string | undefined;
     min?: number | undefined;
     max?: number | undefined;
+    compare?: "stable" | undefined;
+    maxIncrease?: { ratio?: number | undefined; absolute?: number | undefined } | undefined;
+    maxDecrease?: { ratio?: number | undefined; absolute?: number | undefined } | undefined;
+    judge?:
+      | {
+          kind: "mann-whitney";
+          confidence: number;
+          tolerance: number;
+          sampleInterval: number;
+          direction: "increase" | "decrease" | "either";
+        }
+      | undefined;
   }[];
   requestsQuery?: string | undefined;
 };
@@ -491,13 +597,25 @@ function normalizeAnalysis(a: ParsedAnalysis): AnalysisSpec {
     prometheus: { ...dropUndefined(prom), timeoutMs: timeout },
     provider: a.provider,
     minRequests: a.minRequests,
-    checks: a.checks.map((c): CheckSpec => dropUndefined(c)),
+    checks: a.checks.map(normalizeCheck),
     failureLimit: a.failureLimit,
     onNoData: a.onNoData,
     noDataLimit: a.noDataLimit,
     onError: { action: a.onError.action, limit: a.onError.limit },
   };
   if (a.requestsQuery !== undefined) out.requestsQuery = a.requestsQuery;
+  return out;
+}
+
+function normalizeCheck(c: ParsedAnalysis["checks"][number]): CheckSpec {
+  const { maxIncrease, maxDecrease, judge, ...rest } = c;
+  const out: CheckSpec = dropUndefined(rest);
+  if (maxIncrease !== undefined) out.maxIncrease = dropUndefined(maxIncrease);
+  if (maxDecrease !== undefined) out.maxDecrease = dropUndefined(maxDecrease);
+  if (judge !== undefined) {
+    const { sampleInterval, ...j } = judge;
+    out.judge = { ...j, sampleIntervalMs: sampleInterval };
+  }
   return out;
 }
 

@@ -26,6 +26,35 @@ export interface CheckSpec {
   query?: string;
   min?: number;
   max?: number;
+  /**
+   * Canary versus stable: the same query is also rendered for the stable backend (`{{canary}}` := the
+   * stable's name, and the reverse) and evaluated in the same window. Then min/max are not set, and at least
+   * one of maxIncrease, maxDecrease, judge is.
+   */
+  compare?: "stable";
+  /** Canary at most `ratio` (0.2 = 20 %) AND at most `absolute` units above the stable; either may be omitted. */
+  maxIncrease?: RelativeBound;
+  /** Canary at most `ratio` AND at most `absolute` units below the stable. */
+  maxDecrease?: RelativeBound;
+  /** A statistical judgment of per-interval samples of canary and stable over the step's window. */
+  judge?: MannWhitneySpec;
+}
+
+export interface RelativeBound {
+  ratio?: number;
+  absolute?: number;
+}
+
+export interface MannWhitneySpec {
+  kind: "mann-whitney";
+  /** 0.98: a difference counts when the one-sided (two-sided for `either`) p-value is below 0.02. */
+  confidence: number;
+  /** 0.25: a significant difference fails only when the Hodges–Lehmann shift exceeds 25 % of the stable's median. */
+  tolerance: number;
+  /** Length of each sample's window and the spacing of the samples (the range query's step). */
+  sampleIntervalMs: number;
+  /** Which change is a regression: higher values (latency, errors), lower (success rate), or either. */
+  direction: "increase" | "decrease" | "either";
 }
 
 export interface AnalysisSpec {
