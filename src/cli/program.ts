@@ -3,6 +3,8 @@ import { runCommand } from "./run.ts";
 import { controlCommand, type ControlVerb } from "./control.ts";
 import { statusCommand } from "./status.ts";
 import { validateCommand } from "./validate.ts";
+import { simulateCommand } from "./simulate.ts";
+import { replayCommand } from "./replay.ts";
 import { VERSION } from "../version.ts";
 
 const port = (v: string) => {
@@ -80,6 +82,51 @@ export function buildProgram(): Command {
     .action(async (dir: string) => {
       process.exitCode = await validateCommand(dir, process.stdout);
     });
+
+  program
+    .command("simulate")
+    .description(
+      "run a policy's analysis step by step against scripted metrics, offline; exit 0 promoted, 1 rolled back, 2 undecided, 3 invalid input",
+    )
+    .argument("<policy>", "policy file")
+    .argument("<metrics>", "scripted metrics file (see the README: steps → checks → values)")
+    .option("--svg <file>", "also draw each check against its bound per step, decisions marked")
+    .option("--policy <name>", "the policy to use when the file holds several")
+    .action(async (policy: string, metrics: string, o: { svg?: string; policy?: string }) => {
+      process.exitCode = await simulateCommand(policy, metrics, o, process.stdout, process.stderr);
+    });
+
+  program
+    .command("replay")
+    .description(
+      "run a policy's analysis against Prometheus history as if a rollout started at --from; same table, picture and exit codes as simulate",
+    )
+    .argument("<policy>", "policy file")
+    .requiredOption("--from <time>", "when the replayed rollout starts: ISO 8601 or Unix seconds")
+    .requiredOption("--to <time>", "no analysis after this time")
+    .option("--prometheus <url>", "Prometheus to ask (default: the policy's analysis.prometheus.url)")
+    .option("--svg <file>", "also draw each check against its bound per step, decisions marked")
+    .option("--policy <name>", "the policy to use when the file holds several")
+    .option(
+      "--analysis-min-window <seconds>",
+      "smallest analysis window, as the daemon's option (default 10)",
+      wholeSeconds,
+    )
+    .action(
+      async (
+        policy: string,
+        o: {
+          from: string;
+          to: string;
+          prometheus?: string;
+          svg?: string;
+          policy?: string;
+          analysisMinWindow?: number;
+        },
+      ) => {
+        process.exitCode = await replayCommand(policy, o, process.stdout, process.stderr);
+      },
+    );
 
   const kubeOptions = (c: Command) =>
     c

@@ -1,0 +1,87 @@
+/**
+ * `rolloutd replay <policy.yaml> --from <time> --to <time> [--prometheus URL] [--svg out.svg]`: runs a
+ * policy's analysis against Prometheus history, as if a rollout had started at `--from`: the first step's
+ * weight takes effect then, each analysis is evaluated at the deadline the daemon would have (step start +
+ * interval, again after a hold or retry) over the window the daemon would use (since the step started, at
+ * least --analysis-min-window), and the real lifecycle machine decides. It stops at promotion, rollback, or
+ * when the next deadline falls after `--to`. Same table, picture and exit codes as simulate.
+ *
+ * Replay knows the metrics, not the weights the route had then: it answers "what would this policy have
+ * decided on that traffic", for a past incident or a past rollout's time range.
+ */
+import { DEFAULT_MIN_WINDOW_SECONDS, PrometheusGate } from "../analysis/analyzer.ts";
+import { PrometheusClient } from "../analysis/prometheus.ts";
+import { TemplateError } from "../analysis/templates.ts";
+import { rehearse } from "../replay/driver.ts";
+import { isoTime } from "../replay/table.ts";
+import { EXIT_INVALID, finish, InputError, readPolicy, type Out } from "./rehearsal.ts";
+
+export interface ReplayOptions {
+  from: string;
+  to: string;
+  prometheus?: string;
+  svg?: string;
+  policy?: string;
+  analysisMinWindow?: number;
+}
+
+/** ISO 8601 (2026-01-15T09:30:00Z) or Unix seconds. */
+export function parseTime(text: string, what: string): number {
+  const t = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : Date.parse(text);
+  if (!Number.isFinite(t)) {
+    throw new InputError(
+      `${what} ${JSON.stringify(text)}: expected an ISO 8601 time (2026-01-15T09:30:00Z) or Unix seconds`,
+    );
+  }
+  return t;
+}
+
+export async function replayCommand(
+  policyFile: string,
+  o: ReplayOptions,
+  out: Out,
+  err: Out = out,
+): Promise<number> {
+  let client: PrometheusClient | undefined;
+  try {
+    const from = parseTime(o.from, "--from");
+    const to = parseTime(o.to, "--to");
+    if (to <= from) throw new InputError("--to must be after --from");
+    const policy = await readPolicy(policyFile, o.policy);
+    const spec = policy.analysis;
+    if (spec === undefined) throw new InputError(`${policy.key} has no analysis: nothing to replay`);
+    let url = spec.prometheus.url;
+    if (o.prometheus !== undefined) {
+      try {
+        url = new URL(o.prometheus).toString();
+      } catch {
+        throw new InputError(`--prometheus ${JSON.stringify(o.prometheus)} is not a URL`);
+      }
+    }
+    client = new PrometheusClient({ ...spec.prometheus, url });
+    const gate = new PrometheusGate({
+      spec,
+      source: client,
+      deployments: policy.deployments,
+      route: policy.target.name,
+      minWindowSeconds: o.analysisMinWindow ?? DEFAULT_MIN_WINDOW_SECONDS,
+    });
+    const timeline = await rehearse({ policy, gate, start: from, end: to });
+    return await finish(
+      timeline,
+      policy,
+      isoTime,
+      out,
+      o.svg,
+      `replay ${policy.key} (steps ${policy.steps.join(", ")}%, interval ${policy.intervalMs / 1000}s) from ${isoTime(from)} to ${isoTime(to)} on ${client.url}`,
+    );
+  } catch (e) {
+    if (e instanceof InputError || e instanceof TemplateError) {
+      err.write(`${e.message}\n`);
+      return EXIT_INVALID;
+    }
+    throw e;
+  } finally {
+    client?.close();
+  }
+}
