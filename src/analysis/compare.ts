@@ -152,8 +152,15 @@ export interface JudgedSamples extends ComparedVerdict {
   evidence?: JudgeEvidence;
 }
 
+/**
+ * Finite samples, rounded to 10 significant digits: PromQL arithmetic leaves float noise
+ * (497.49999999999994 beside 497.5 for the same bucket), which would otherwise rank equal values apart.
+ */
 function finite(points: Array<[number, number]>): { values: number[]; dropped: number } {
-  const values = points.map((p) => p[1]).filter((v) => Number.isFinite(v));
+  const values = points
+    .map((p) => p[1])
+    .filter((v) => Number.isFinite(v))
+    .map((v) => Number(v.toPrecision(10)));
   return { values, dropped: points.length - values.length };
 }
 
