@@ -20,6 +20,7 @@ import { KubeApiError } from "../kube/errors.ts";
 import type { KindName, KObject, ObjectRef } from "../kube/kinds.ts";
 import type { ReconcileResult } from "../kube/workqueue.ts";
 import { derive, stepKey, type Facts } from "../machine/derive.ts";
+import { DEFAULT_HOLD_LIMIT } from "../policy/types.ts";
 import { decide, type Effect, type Settings } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
@@ -70,6 +71,7 @@ export function settingsOf(p: RolloutPolicy): Settings {
     noDataLimit: p.analysis?.noDataLimit ?? 3,
     onError: p.analysis?.onError ?? { action: "hold", limit: 5 },
     needsAcceptance: needsAcceptance(p.target.kind),
+    holdAction: (p.holdLimit ?? DEFAULT_HOLD_LIMIT).action,
   };
 }
 
@@ -179,10 +181,12 @@ export class Reconciler {
           }
         : {}),
       analysis: this.d.jobs.slot(key),
+      ...this.earlySchedule(record, state),
     };
     const derived = derive(state, facts, now, {
       intervalMs: policy.intervalMs,
       routeReadyTimeoutMs: policy.routeReadyTimeoutMs,
+      holdAfterMs: (policy.holdLimit ?? DEFAULT_HOLD_LIMIT).afterMs,
     });
 
     if (derived.kind === "wait") {
@@ -196,9 +200,19 @@ export class Reconciler {
     }
 
     const event = derived.event;
+    // A result is used once, whatever the machine makes of it.
+    const resultAt =
+      event.type === "ANALYSIS" && facts.analysis.kind === "done"
+        ? this.d.jobs.take(key, facts.analysis.step)
+        : undefined;
+    if (event.type === "ANALYSIS" && event.early && record.early) {
+      record.early.at = now + (policy.analysis?.cadenceMs ?? 0);
+    }
     const decision = decide(settingsOf(policy), state, event);
-    if (!decision.changed) return requeueFor(state, now);
-    const resultAt = event.type === "ANALYSIS" ? this.d.jobs.take(key, stepKey(state)) : undefined;
+    if (!decision.changed) {
+      if (event.type === "ANALYSIS") this.d.reporter.analysis(key, event.report);
+      return this.d.clock.now() < (state.analysisDueAt ?? 0) ? { requeueAfterMs: 0 } : requeueFor(state, now);
+    }
     const next: RolloutState = { ...decision.state, policy: key };
     let pair: PairWeight[] | undefined;
     const setW = decision.effects.find((e) => e.type === "setWeights");
@@ -223,6 +237,22 @@ export class Reconciler {
     reporter.decided(record, view.target, next, decision.effects, log);
     if (written === "weightsOnly") return { requeueAfterMs: REJECTED_RETRY_MS };
     return requeueFor(next, this.d.clock.now());
+  }
+
+  /**
+   * When the next in-step evaluation of the current step is due. The cadence
+   * lives in memory only: persisting it would cost a write per evaluation,
+   * and after a restart evaluating at once is what we want anyway.
+   */
+  private earlySchedule(record: PolicyRecord, s: RolloutState): Pick<Facts, "nextEarlyAt"> {
+    const cadence = record.policy.analysis?.cadenceMs ?? 0;
+    const step = currentStep(s);
+    if (!cadence || step === undefined || s.stepStartedAt === undefined) {
+      record.early = undefined;
+      return {};
+    }
+    if (record.early?.step !== step) record.early = { step, at: s.stepStartedAt + cadence };
+    return { nextEarlyAt: record.early.at };
   }
 
   /** Kinds this policy read whose watch is re-establishing. */
@@ -279,8 +309,8 @@ export class Reconciler {
   ): void {
     const policy = record.policy;
     const gate = this.d.gates.gateFor(policy);
-    // How late this analysis starts against its deadline: the "no missed step deadlines" measure.
-    this.d.metrics.deadlineLateness.observe(Math.max(0, now - dueAt) / 1000);
+    // How late a step's analysis starts against its deadline: the "no missed step deadlines" measure.
+    if (step === stepKey(s)) this.d.metrics.deadlineLateness.observe(Math.max(0, now - dueAt) / 1000);
     const stepStartedAt = s.stepStartedAt ?? now;
     this.d.jobs.start(policy.key, step, async (signal) => {
       const started = performance.now();
