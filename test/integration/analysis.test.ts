@@ -81,20 +81,33 @@ class Rig {
     return this.s;
   }
 
-  writePolicy(promUrl: string, opts: { steps?: number[]; onErrorLimit?: number } = {}): void {
+  writePolicy(
+    promUrl: string,
+    opts: {
+      steps?: number[];
+      onErrorLimit?: number;
+      interval?: string;
+      p99MaxMs?: number;
+      /** More lines of spec (before analysis), and of the analysis block. */
+      spec?: string[];
+      analysis?: string[];
+    } = {},
+  ): void {
     this.s.writePolicy({
       steps: opts.steps ?? STEPS,
-      interval: INTERVAL,
+      interval: opts.interval ?? INTERVAL,
       extra: [
+        ...(opts.spec ?? []),
         "  analysis:",
         `    prometheus: { url: "${promUrl}", timeout: 2s }`,
         "    provider: app",
         `    minRequests: ${MIN_REQUESTS}`,
         "    checks:",
-        `      - { name: p99-latency, template: latency-p99, max: ${P99_MAX_MS} }`,
+        `      - { name: p99-latency, template: latency-p99, max: ${opts.p99MaxMs ?? P99_MAX_MS} }`,
         `      - { name: error-rate, template: error-rate, max: ${ERROR_RATE_MAX} }`,
         "    failureLimit: 1",
         `    onError: { action: hold, limit: ${opts.onErrorLimit ?? 5} }`,
+        ...(opts.analysis ?? []),
       ].join("\n"),
     });
   }
@@ -165,13 +178,23 @@ void describe(
       slowVr: new Rig(appMeshVirtualRouter, "vr-slow"),
       errors: new Rig(httpRoute, "http-errors"),
       idle: new Rig(httpRoute, "http-idle"),
+      beyond: new Rig(httpRoute, "http-beyond"),
+      silent: new Rig(httpRoute, "http-silent"),
+      inStep: new Rig(httpRoute, "http-instep"),
     };
     /** Scenario e: its own Prometheus, started in the test. */
     const promLimit = new Rig(httpRoute, "http-prom-limit");
     const promBack = new Rig(httpRoute, "http-prom-back");
     const all = [...Object.values(rigs), promLimit, promBack];
     /** Policies whose rollback is the expected outcome: their breach-to-rollback latency is reported. */
-    const rollbackPolicies = [rigs.slowHttp, rigs.slowVr, rigs.errors, promLimit].map((r) => `${r.ns}/web`);
+    const rollbackPolicies = [
+      rigs.slowHttp,
+      rigs.slowVr,
+      rigs.errors,
+      promLimit,
+      rigs.beyond,
+      rigs.inStep,
+    ].map((r) => `${r.ns}/web`);
 
     before(async () => {
       policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-analysis-policies-"));
@@ -405,6 +428,74 @@ void describe(
       r.close();
     });
 
+    void it("f: a canary slower than the histogram's top bucket is rolled back, never promoted on the top bucket's bound (http)", async () => {
+      // Every canary request takes 3 s; the backends' top finite bucket is 2.5 s; the bound 2.6 s lies above it.
+      // histogram_quantile answers 2500 ms, which would pass; the daemon must call it "at least 2500 ms".
+      const r = rigs.beyond;
+      const s = await r.given(c, policiesDir);
+      r.canary.setBehaviour({ latencyMs: 3000 });
+      r.writePolicy(prom.url, { p99MaxMs: 2600 });
+      await s.until("adopted", (st) => st.phase === "Steady");
+      await s.shipCanary("2");
+      const rolled = await s.until("rolled back", (st) => st.phase === "RolledBack", ROLLOUT_TIMEOUT_MS);
+      const p99 = check(rolled, "p99-latency");
+      assert.deepEqual([p99.value, p99.atLeast, p99.verdict], [2500, true, "fail"]);
+      const ev = await s.eventWith("RolledBack");
+      assert.match(ev.message ?? "", /p99-latency ≥ 2500 ms, beyond the histogram's top finite bucket/);
+      assert.ok(!(await s.events()).some((e) => e.reason === "Promoted" || e.reason === "StepAdvanced"));
+      r.close();
+    });
+
+    void it("g: zero traffic does not hold forever: holdLimit rolls back, with one folded Event for the holds (http)", async () => {
+      const r = rigs.silent;
+      const s = await r.given(c, policiesDir, { paused: true });
+      r.writePolicy(prom.url, { spec: ["  holdLimit: { after: 8s, action: rollback }"] });
+      await s.until("adopted", (st) => st.phase === "Steady");
+      await s.shipCanary("2");
+      const held = await s.until(
+        "holding",
+        (st) => st.phase === "Progressing" && st.heldSince !== undefined,
+        ROLLOUT_TIMEOUT_MS,
+      );
+      const rolled = await s.until(
+        "rolled back at holdLimit",
+        (st, w) => st.phase === "RolledBack" && w[s.canary] === 0,
+        ROLLOUT_TIMEOUT_MS,
+      );
+      assert.match(
+        rolled.message,
+        /held at step 1 \(25%\) for \d+ s: no data or too few requests; holdLimit reached: rolled back to web-v1/,
+      );
+      assert.ok(rolled.since - held.heldSince! >= 8_000, "not before the limit");
+      const holds = (await s.events()).filter((e) => e.reason === "AnalysisNotPassed");
+      assert.equal(
+        holds.length,
+        1,
+        `one folded Event: ${JSON.stringify(holds.map((e) => [e.message, e.count]))}`,
+      );
+      assert.ok((holds[0]!.count ?? 0) >= 1);
+      assert.equal(r.gateway.sentTo(r.canary) + r.gateway.sentTo(r.stable), 0, "there really was no traffic");
+      r.close();
+    });
+
+    void it("h: a breach during a long step is rolled back before the step's interval ends (in-step detection, http)", async () => {
+      const r = rigs.inStep;
+      const s = await r.given(c, policiesDir);
+      r.canary.setBehaviour({ latencyMs: SLOW_MS });
+      // A one-hour interval: only an in-step evaluation (every 3 s) can see the breach in this test's time.
+      r.writePolicy(prom.url, { interval: "1h", analysis: ["    cadence: 3s"] });
+      await s.until("adopted", (st) => st.phase === "Steady");
+      await s.shipCanary("2");
+      const rolled = await s.until("rolled back", (st) => st.phase === "RolledBack", ROLLOUT_TIMEOUT_MS);
+      assert.match(rolled.message, /breach during the step \(1\/1 consecutive\)/);
+      assert.equal(check(rolled, "p99-latency").verdict, "fail");
+      assert.ok(
+        rolled.lastAnalysis!.stepIndex === 0,
+        "rolled back at the first step, long before its deadline",
+      );
+      r.close();
+    });
+
     void it("e: Prometheus stopped mid-rollout holds (error), rolls back at onError.limit; restarted, it lets another rollout finish (http)", async (t) => {
       const limit = 3;
       const ownProm = await startPrometheus({
@@ -456,7 +547,9 @@ void describe(
         assert.equal(rolled.lastAnalysis?.verdict, "error");
         assert.match(rolled.message, new RegExp(`metrics unavailable for ${limit} consecutive analyses`));
         // The holds raised one Event with a stable message, folded: its count says how many.
-        const holds = (await sLimit.events()).filter((e) => e.reason === "AnalysisNotPassed");
+        const holds = (await sLimit.events()).filter(
+          (e) => e.reason === "AnalysisNotPassed" && /metrics unavailable/.test(e.message ?? ""),
+        );
         assert.equal(holds.length, 1, JSON.stringify(holds.map((e) => e.message)));
         assert.match(holds[0]!.message ?? "", /^holding at step \d+ \(\d+%\): metrics unavailable;/);
         assert.equal(holds[0]!.count, limit - 1, "one Event counted once per hold");
