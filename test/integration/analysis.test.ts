@@ -13,137 +13,22 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
-import { startPrometheus, type PrometheusHandle, type ScrapeTarget } from "../controlplane/prometheus.ts";
-import { startBackend, type TestBackend } from "../support/backend.ts";
-import { eventually, startCluster, type Cluster } from "../support/cluster.ts";
+import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
+import { startCluster, type Cluster } from "../support/cluster.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { LoadGenerator, TestGateway, type GatewayRouteKind } from "../support/gateway.ts";
 import { appMeshVirtualRouter, FakeGatewayStatus, httpRoute, type RouteFamily } from "../support/routes.ts";
-import { Scenario } from "../support/scenario.ts";
+import { Rig, RIG_DEFAULTS } from "../support/rig.ts";
 import { type RecordedCheck, type RolloutState } from "../../src/contract.ts";
 
-/** Analysis interval and the daemon's minimum window: three 1 s scrapes. */
+/** Analysis interval and the daemon's minimum window: three 1 s scrapes (RIG_DEFAULTS.interval). */
 const INTERVAL_S = 3;
-const INTERVAL = `${INTERVAL_S}s`;
-const STEPS = [25, 50, 100];
-const RPS = 25;
-const MIN_REQUESTS = 10;
-const P99_MAX_MS = 300;
-const ERROR_RATE_MAX = 0.05;
+const STEPS = RIG_DEFAULTS.steps;
+const P99_MAX_MS = RIG_DEFAULTS.p99MaxMs;
 const SLOW_MS = 600;
 /** Long enough for adoption, acceptance, every step and a few held analyses on a loaded machine. */
 const ROLLOUT_TIMEOUT_MS = 90_000;
 
 const short = (fam: RouteFamily) => (fam === httpRoute ? "http" : "vr");
-
-/** One scenario's data plane: its two backends, the gateway that splits load by the route's weights, the load. */
-class Rig {
-  stable!: TestBackend;
-  canary!: TestBackend;
-  gateway!: TestGateway;
-  load!: LoadGenerator;
-  s!: Scenario;
-
-  constructor(
-    readonly fam: RouteFamily,
-    readonly ns: string,
-  ) {}
-
-  async startBackends(): Promise<this> {
-    // Names as the Scenario's route names them (web-v1 stable, web-v2 canary).
-    [this.stable, this.canary] = await Promise.all([
-      startBackend("web-v1", this.ns),
-      startBackend("web-v2", this.ns),
-    ]);
-    return this;
-  }
-
-  targets(): ScrapeTarget[] {
-    return [this.stable, this.canary].map((b) => ({ job: "backends", url: b.metricsUrl }));
-  }
-
-  /** Given: namespace, Deployments, route at 100 % stable, the gateway following it and load flowing. */
-  async given(c: Cluster, policiesDir: string, opts: { paused?: boolean } = {}): Promise<Scenario> {
-    this.s = new Scenario(c, this.fam, this.ns, policiesDir);
-    await this.s.given();
-    this.gateway = new TestGateway(c.kc, {
-      kind: this.fam.weightsKind as GatewayRouteKind,
-      namespace: this.ns,
-      name: this.fam.weightsObjectName(this.s.route),
-      stable: this.stable,
-      canary: this.canary,
-    });
-    await this.gateway.start();
-    await eventually(`${this.ns}: gateway sees the route`, () => this.gateway.weights());
-    this.load = new LoadGenerator(this.gateway, { rps: RPS, maxRequests: 6_000, maxDurationMs: 170_000 });
-    if (opts.paused === true) this.load.pause();
-    this.load.start();
-    return this.s;
-  }
-
-  writePolicy(
-    promUrl: string,
-    opts: {
-      steps?: number[];
-      onErrorLimit?: number;
-      interval?: string;
-      p99MaxMs?: number;
-      /** More lines of spec (before analysis), and of the analysis block. */
-      spec?: string[];
-      analysis?: string[];
-    } = {},
-  ): void {
-    this.s.writePolicy({
-      steps: opts.steps ?? STEPS,
-      interval: opts.interval ?? INTERVAL,
-      extra: [
-        ...(opts.spec ?? []),
-        "  analysis:",
-        `    prometheus: { url: "${promUrl}", timeout: 2s }`,
-        "    provider: app",
-        `    minRequests: ${MIN_REQUESTS}`,
-        "    checks:",
-        `      - { name: p99-latency, template: latency-p99, max: ${opts.p99MaxMs ?? P99_MAX_MS} }`,
-        `      - { name: error-rate, template: error-rate, max: ${ERROR_RATE_MAX} }`,
-        "    failureLimit: 1",
-        `    onError: { action: hold, limit: ${opts.onErrorLimit ?? 5} }`,
-        ...(opts.analysis ?? []),
-      ].join("\n"),
-    });
-  }
-
-  /** Canary shares (percent) the gateway routed by, in order. */
-  shares(): number[] {
-    return this.gateway.seen.map((w) => Math.round((w.canary / Math.max(1, w.stable + w.canary)) * 100));
-  }
-
-  /** Then: the gateway sends nothing more to `idle` while `busy` keeps getting traffic. */
-  async assertNoTrafficTo(idle: TestBackend, busy: TestBackend): Promise<void> {
-    const idleName = idle === this.canary ? "canary" : "stable";
-    await eventually(`${this.ns}: gateway routes by the final weights`, () => {
-      const w = this.gateway.weights();
-      return w !== undefined && w[idleName] === 0;
-    });
-    const idleBefore = this.gateway.sentTo(idle);
-    const busyBefore = this.gateway.sentTo(busy);
-    await eventually(
-      `${this.ns}: ${RPS} more requests to ${busy.service}`,
-      () => this.gateway.sentTo(busy) >= busyBefore + RPS,
-    );
-    assert.equal(this.gateway.sentTo(idle), idleBefore, `no request reaches ${idle.service} any more`);
-  }
-
-  close(): void {
-    this.load?.stop();
-    this.gateway?.stop();
-    this.s?.close();
-  }
-
-  async stop(): Promise<void> {
-    this.close();
-    await Promise.all([this.stable?.stop(), this.canary?.stop()]);
-  }
-}
 
 const check = (s: RolloutState, name: string): RecordedCheck => {
   const c = s.lastAnalysis?.checks.find((x) => x.name === name);
