@@ -59,6 +59,12 @@ const MISSING_RETRY_MS = 30_000;
 const STALE_RETRY_MS = 2_000;
 /** After a write the API server refused as invalid, look again this late (the route's own edits wake it sooner). */
 const REJECTED_RETRY_MS = 30_000;
+/**
+ * In-step evaluations start only while fewer analyses than this are running,
+ * which bounds the Prometheus load they add; a step's own analysis at its
+ * deadline always runs.
+ */
+const MAX_IN_STEP_IN_FLIGHT = 64;
 /** A compacted state keeps this much of the message. */
 const COMPACT_MESSAGE_CHARS = 300;
 
@@ -195,6 +201,13 @@ export class Reconciler {
       return derived.requeueAfterMs !== undefined ? { requeueAfterMs: derived.requeueAfterMs } : undefined;
     }
     if (derived.kind === "analyze") {
+      const early = derived.step !== stepKey(state);
+      if (early && record.early && this.d.jobs.running >= MAX_IN_STEP_IN_FLIGHT) {
+        // In-step checks are extra evidence, not the step's verdict: under load they are shed, never queued.
+        record.early.at = now + (policy.analysis?.cadenceMs ?? 0);
+        this.d.metrics.analysisDiscarded.inc({ reason: "shed" });
+        return { requeueAfterMs: Math.max(0, record.early.at - now) };
+      }
       this.startAnalysis(record, state, derived.step, derived.dueAt, now, log);
       return;
     }
