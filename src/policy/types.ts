@@ -68,6 +68,11 @@ export interface AnalysisSpec {
   checks: CheckSpec[];
   /** Consecutive failed analyses before rollback. */
   failureLimit: number;
+  /**
+   * How often checks run during a step, ms; 0 or absent: only at the step's
+   * deadline (the schema's default is 10 s). A breach is acted on at once.
+   */
+  cadenceMs?: number;
   onNoData: NoDataAction;
   /** Consecutive inconclusive analyses tolerated before onNoData applies (hold ignores it). */
   noDataLimit: number;
@@ -79,6 +84,14 @@ export interface SourceLocation {
   line: number;
   column: number;
 }
+
+export interface HoldLimit {
+  afterMs: number;
+  action: "rollback" | "pause";
+}
+
+/** Ten minutes, then back to stable: a canary nobody can measure should not keep its traffic. */
+export const DEFAULT_HOLD_LIMIT: HoldLimit = { afterMs: 10 * 60_000, action: "rollback" };
 
 export interface RolloutPolicy {
   /** "namespace/name" — the identity used for queues, metrics and duplicates. */
@@ -106,6 +119,11 @@ export interface RolloutPolicy {
   windowTimeZone?: string;
   /** How long a written weight may wait for the route's parents to accept it before it is reported. */
   routeReadyTimeoutMs: number;
+  /**
+   * Every hold — no data, too few requests, Prometheus errors, parents not
+   * accepting the weights — ends `afterMs` after it began, with `action`.
+   */
+  holdLimit?: HoldLimit;
   analysis?: AnalysisSpec;
   source: SourceLocation;
 }

@@ -40,7 +40,24 @@ void test("defaults of a minimal policy", () => {
     steps: [10, 50],
     intervalMs: 60_000,
     routeReadyTimeoutMs: 120_000,
+    holdLimit: { afterMs: 600_000, action: "rollback" },
   });
+});
+
+void test("holdLimit and the in-step cadence are policy fields; cadence 0 turns in-step checks off", () => {
+  const doc = minimal();
+  doc.spec.holdLimit = { after: "3m", action: "pause" };
+  const analysis: Record<string, unknown> = {
+    prometheus: { url: "http://p:9090" },
+    checks: [{ name: "e", template: "error-rate", max: 0.01 }],
+    cadence: "30s",
+  };
+  doc.spec.analysis = analysis;
+  const p = ok(validatePolicyDocument(doc));
+  assert.deepEqual(p.holdLimit, { afterMs: 180_000, action: "pause" });
+  assert.equal(p.analysis?.cadenceMs, 30_000);
+  analysis.cadence = 0;
+  assert.equal(ok(validatePolicyDocument(doc)).analysis?.cadenceMs, 0);
 });
 
 void test("a backend may name its namespace; the plain string and a mapping without namespace mean the route's", () => {
@@ -68,6 +85,7 @@ void test("defaults of an analysis block", () => {
     minRequests: 0,
     checks: [{ name: "errors", template: "error-rate", max: 0.01 }],
     failureLimit: 1,
+    cadenceMs: 10_000,
     onNoData: "hold",
     noDataLimit: 3,
     onError: { action: "hold", limit: 5 },
@@ -115,6 +133,7 @@ void test("every analysis field is carried over", () => {
     requestsQuery: 'sum(increase(requests{svc="{{ canary }}"}[{{window}}]))',
     checks: [{ name: "q", query: "vector(1)", min: 0, max: 2 }],
     failureLimit: 3,
+    cadenceMs: 10_000,
     onNoData: "fail",
     noDataLimit: 2,
     onError: { action: "pass", limit: 1 },
