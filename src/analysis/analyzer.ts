@@ -463,10 +463,16 @@ async function compareCheck(
     const [c, s] = await Promise.all(
       [vars, swapped(vars)].map(async (v) => {
         const r = rendered(plan.name, plan.text, v);
-        return {
-          query: r.query,
-          outcome: "error" in r ? r.error : await ask(source, r.query, at, req.signal),
-        };
+        if ("error" in r) return { query: r.query, outcome: r.error };
+        // Honest quantiles on both sides: a p99 beyond the top finite bucket is only "at least" that bucket.
+        const g = plan.guard !== undefined ? rendered(plan.name, plan.guard.text, v) : undefined;
+        const [main, guard] = await Promise.all([
+          ask(source, r.query, at, req.signal),
+          g !== undefined && !("error" in g)
+            ? ask(source, g.query, at, req.signal)
+            : Promise.resolve(undefined),
+        ]);
+        return { query: r.query, outcome: honest(main, guard, plan.guard?.q) };
       }),
     );
     const v = judgeRelative(plan.name, c!.outcome, s!.outcome, spec, plan.unit);

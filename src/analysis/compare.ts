@@ -117,9 +117,41 @@ export function judgeRelative(
   if (missing !== undefined) return missing;
   const c = (canary as { value: number }).value;
   const s = (stable as { value: number }).value;
+  // Honest quantiles: `atLeast` values are lower bounds (beyond the histogram's top finite bucket).
+  const cAtLeast = canary.kind === "value" && canary.atLeast === true;
+  const sAtLeast = stable.kind === "value" && stable.atLeast === true;
+  if (cAtLeast && sAtLeast) {
+    return {
+      verdict: "noData",
+      reason: `${name} canary ≥ ${fmt(c, unit)} and stable ≥ ${fmt(s, unit)}: both beyond the histogram's top bucket, nothing to compare`,
+    };
+  }
   const { min, max } = relativeBounds(s, spec);
   const bounds = { ...(min !== undefined ? { min } : {}), ...(max !== undefined ? { max } : {}) };
-  const stableText = `stable ${fmt(s, unit)}`;
+  const stableText = `stable ${sAtLeast ? "≥ " : ""}${fmt(s, unit)}`;
+  if (cAtLeast && max !== undefined) {
+    // As for plain checks, a value known only as "at least" never passes a maximum.
+    return {
+      verdict: "fail",
+      reason: `${name} ≥ ${fmt(c, unit)} (beyond the histogram's top bucket) against ${fmt(max, unit)} (${stableText})`,
+      ...bounds,
+    };
+  }
+  if (sAtLeast && ((max !== undefined && !(c <= max)) || min !== undefined)) {
+    // The stable's true value, hence its bound, is only known from below.
+    return {
+      verdict: "noData",
+      reason: `${name} ${fmt(c, unit)} against ${stableText} (beyond the histogram's top bucket): its bound is unknown`,
+      ...bounds,
+    };
+  }
+  if (cAtLeast && min !== undefined && !(c >= min)) {
+    return {
+      verdict: "noData",
+      reason: `${name} ≥ ${fmt(c, unit)} against ${fmt(min, unit)}: unknown`,
+      ...bounds,
+    };
+  }
   if (max !== undefined && !(c <= max)) {
     const allowed = describeBound(spec.maxIncrease ?? {}, "+", unit);
     return {

@@ -147,6 +147,15 @@ void describe("judgeRelative", () => {
     assert.deepEqual(relativeBounds(0.999, dec), { min: 0.989 });
   });
 
+  void it("honest quantiles: 'at least' never passes a maximum; both beyond the top bucket is inconclusive", () => {
+    const atLeast = (v: number): QueryOutcome => ({ kind: "value", value: v, atLeast: true });
+    assert.equal(judgeRelative("p99", atLeast(2500), value(2400), spec, "ms").verdict, "fail");
+    assert.equal(judgeRelative("p99", atLeast(2500), atLeast(2500), spec, "ms").verdict, "noData");
+    // The stable beyond the top bucket: its bound is unknown above, a canary below the known part passes.
+    assert.equal(judgeRelative("p99", value(100), atLeast(2500), spec, "ms").verdict, "pass");
+    assert.equal(judgeRelative("p99", value(2600), atLeast(2500), spec, "ms").verdict, "noData");
+  });
+
   void it("no data, NaN or an error on either side never passes", () => {
     const noData: QueryOutcome = { kind: "noData" };
     const err: QueryOutcome = { kind: "error", error: { code: "timeout", message: "slow" } };
