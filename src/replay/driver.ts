@@ -1,32 +1,44 @@
 /**
- * Runs a policy's analysis step by step, offline, through the REAL lifecycle: the rollout machine's `decide()`
- * with the settings the controller derives from the policy (`settingsOf`), fed START, ACCEPTED and ANALYSIS
- * events at the deadlines the persisted state names (`analysisDueAt`), exactly as the daemon would feed them.
- * Only the clock and the metric source are not the daemon's: `rolloutd simulate` scripts the metrics,
- * `rolloutd replay` asks Prometheus about the past.
+ * Runs a policy's analysis step by step, offline, through the REAL lifecycle: the daemon's `derive()` (facts →
+ * one event, or "analyse now", or "wait until") and the machine's `decide()` with the settings the controller
+ * derives from the policy (`settingsOf`), on a simulated clock. So the rehearsal keeps the daemon's timing —
+ * the step deadline (`analysisDueAt`), in-step evaluations at the policy's cadence (which may roll back before
+ * the deadline), hold deadlines (`holdLimit`), retries with a fresh window — without a cluster. Only the clock
+ * and the metric source are not the daemon's: `rolloutd simulate` scripts the metrics, `rolloutd replay` asks
+ * Prometheus about the past.
  *
- * Nothing is written anywhere; the result is a timeline of frames (one per analysis) for a table and a picture.
+ * The facts are those of a rollout nobody interferes with: the canary has a new revision at `start` (so the
+ * rollout starts then), no control annotations, the route accepts every weight at once (history cannot tell
+ * when parents accepted), the weights are never changed by another writer. The policy's cron window is not
+ * applied.
+ *
+ * Nothing is written anywhere; the result is a timeline of frames (one per decision-relevant analysis or event)
+ * for a table and a picture.
  */
 import type { AnalysisGate, AnalysisReport } from "../analysis/types.ts";
 import type { RolloutState } from "../contract.ts";
 import { settingsOf } from "../controller/reconcile.ts";
-import { decide, type Decision, type RolloutEvent } from "../machine/machine.ts";
+import { derive, stepKey, type AnalysisSlot, type Facts } from "../machine/derive.ts";
+import { decide, type RolloutEvent } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
-import type { RolloutPolicy } from "../policy/types.ts";
+import { DEFAULT_HOLD_LIMIT, type RolloutPolicy } from "../policy/types.ts";
 
 export type RehearsalOutcome = "promoted" | "rolledBack" | "incomplete";
 
-/** One analysis and what the machine made of it. */
+/** One analysis (or a hold deadline) and what the machine made of it. */
 export interface Frame {
-  /** 0-based analysis number. */
+  /** 0-based frame number. */
   index: number;
   at: number;
   stepIndex: number;
-  /** 0-based analysis within this step. */
+  /** 0-based deadline analysis within this step (in-step evaluations share the number of the next one). */
   attempt: number;
   canaryWeight: number;
   stepStartedAt: number;
-  report: AnalysisReport;
+  /** An in-step evaluation before the step's deadline. */
+  early: boolean;
+  /** Absent for an event without analysis (a hold that outlasted holdLimit). */
+  report?: AnalysisReport;
   /** The Kubernetes Event reason the daemon would record (StepAdvanced, AnalysisNotPassed, RolledBack, Promoted…). */
   reason: string;
   /** The state's message after the decision: why. */
@@ -42,6 +54,8 @@ export interface Timeline {
   /** Why it ended. */
   ending: string;
   final: RolloutState;
+  /** In-step evaluations that changed nothing (passes with no breach counted), not shown as frames. */
+  quietEvaluations: number;
 }
 
 export interface RehearseOptions {
@@ -55,37 +69,35 @@ export interface RehearseOptions {
    * Asked before each analysis; a string stops the rehearsal as incomplete with that reason (simulate: the
    * script has no more data for this step).
    */
-  beforeAnalysis?: (where: { stepIndex: number; attempt: number }) => string | undefined;
-  /** Safety stop. Default 1000 analyses. */
+  beforeAnalysis?: (where: { stepIndex: number; attempt: number; early: boolean }) => string | undefined;
+  /** Safety stop. Default 10,000 analyses. */
   maxAnalyses?: number;
 }
 
 const REVISION = "rehearsal";
 
-function eventBase(now: number): { now: number; revisions: Record<string, string> } {
-  return { now, revisions: {} };
-}
-
-function recordReason(d: Decision): string | undefined {
-  const rec = d.effects.find((e) => e.type === "record");
-  return rec?.type === "record" ? rec.reason : undefined;
-}
-
 export async function rehearse(o: RehearseOptions): Promise<Timeline> {
   const { policy, gate } = o;
   const settings = settingsOf(policy);
-  const max = o.maxAnalyses ?? 1000;
-  let state = initialState({ stable: policy.stable, canary: policy.canary, baseline: {}, now: o.start });
-  const step = (ev: RolloutEvent): Decision => {
-    const d = decide(settings, state, ev);
-    state = d.state;
-    return d;
+  const timing = {
+    intervalMs: policy.intervalMs,
+    routeReadyTimeoutMs: policy.routeReadyTimeoutMs,
+    holdAfterMs: (policy.holdLimit ?? DEFAULT_HOLD_LIMIT).afterMs,
   };
-  step({ type: "START", token: REVISION, revision: REVISION, ...eventBase(o.start) });
+  const cadence = policy.analysis?.cadenceMs ?? 0;
+  const max = o.maxAnalyses ?? 10_000;
+  const revisions = { [policy.canary]: REVISION };
 
+  let now = o.start;
+  let state = initialState({ stable: policy.stable, canary: policy.canary, baseline: {}, now });
+  let slot: AnalysisSlot = { kind: "none" };
+  /** The in-step schedule, kept in memory as the reconciler keeps it. */
+  let early: { step: string; at: number } | undefined;
+  let analyses = 0;
+  let quiet = 0;
+  const attempts = new Map<number, number>();
   const frames: Frame[] = [];
-  let attempt = 0;
-  let lastStep = state.stepIndex;
+
   const done = (outcome: RehearsalOutcome, ending: string): Timeline => ({
     policy: policy.key,
     start: o.start,
@@ -93,59 +105,96 @@ export async function rehearse(o: RehearseOptions): Promise<Timeline> {
     outcome,
     ending,
     final: state,
+    quietEvaluations: quiet,
   });
 
-  while (state.phase === "Progressing") {
-    if (state.stepStartedAt === undefined) {
-      // Gateway API: the daemon waits for the route's parents to accept the weights; history cannot tell
-      // when they did, so they are taken as accepted when written.
-      const d = step({ type: "ACCEPTED", ...eventBase(state.weightsWrittenAt ?? o.start) });
-      if (!d.changed) return done("incomplete", "the machine did not accept the step's weights");
+  for (;;) {
+    if (state.phase === "Promoted") return done("promoted", state.message);
+    if (state.phase === "RolledBack") return done("rolledBack", state.message);
+    if (state.phase === "Paused" || state.phase === "Aborted") {
+      return done("incomplete", `ended in phase ${state.phase}: ${state.message}`);
+    }
+    const step =
+      state.phase === "Progressing" && state.stepStartedAt !== undefined ? stepKey(state) : undefined;
+    if (!cadence || step === undefined) early = undefined;
+    else if (early?.step !== step) early = { step, at: (state.stepStartedAt ?? now) + cadence };
+    const facts: Facts = {
+      controls: { abort: false, pause: false },
+      revisions,
+      readiness: {},
+      pair: [],
+      accepted: true,
+      analysis: slot,
+      ...(early !== undefined ? { nextEarlyAt: early.at } : {}),
+    };
+    const derived = derive(state, facts, now, timing);
+
+    if (derived.kind === "wait") {
+      if (derived.requeueAfterMs === undefined) {
+        return done("incomplete", `nothing more would happen: ${derived.note ?? state.message}`);
+      }
+      now += Math.max(1, derived.requeueAfterMs);
+      if (o.end !== undefined && now > o.end) {
+        return done(
+          "incomplete",
+          `the time range ends at step ${state.stepIndex + 1} (${state.canaryWeight}%) before anything more is decided`,
+        );
+      }
       continue;
     }
-    const at = state.analysisDueAt;
-    if (at === undefined) return done("incomplete", "no analysis deadline in the state");
-    if (o.end !== undefined && at > o.end) {
-      return done(
-        "incomplete",
-        `the time range ends before the next analysis (step ${state.stepIndex + 1}, due ${new Date(at).toISOString()})`,
-      );
+
+    if (derived.kind === "analyze") {
+      if (analyses >= max) return done("incomplete", `stopped after ${max} analyses`);
+      const isEarly = derived.step !== stepKey(state);
+      const attempt = attempts.get(state.stepIndex) ?? 0;
+      const stop = o.beforeAnalysis?.({ stepIndex: state.stepIndex, attempt, early: isEarly });
+      if (stop !== undefined) return done("incomplete", stop);
+      const report = await gate.analyze({
+        policyKey: policy.key,
+        namespace: policy.namespace,
+        stable: state.stable,
+        canary: state.canary,
+        canaryWeight: state.canaryWeight,
+        stepStartedAt: state.stepStartedAt ?? derived.dueAt,
+        now: derived.dueAt,
+      });
+      analyses++;
+      slot = { kind: "done", step: derived.step, report };
+      continue;
     }
-    if (frames.length >= max) return done("incomplete", `stopped after ${max} analyses`);
-    if (state.stepIndex !== lastStep) {
-      lastStep = state.stepIndex;
-      attempt = 0;
-    }
-    const stop = o.beforeAnalysis?.({ stepIndex: state.stepIndex, attempt });
-    if (stop !== undefined) return done("incomplete", stop);
+
+    const event: RolloutEvent = derived.event;
     const before = state;
-    const report = await gate.analyze({
-      policyKey: policy.key,
-      namespace: policy.namespace,
-      stable: before.stable,
-      canary: before.canary,
-      canaryWeight: before.canaryWeight,
-      stepStartedAt: before.stepStartedAt ?? at,
-      now: at,
-    });
-    const d = step({ type: "ANALYSIS", report, ...eventBase(at) });
+    const isEarly = event.type === "ANALYSIS" && event.early === true;
+    if (isEarly && early !== undefined) early.at = now + cadence;
+    const d = decide(settings, state, event);
+    if (event.type === "ANALYSIS") slot = { kind: "none" };
+    if (!d.changed) {
+      if (event.type === "ANALYSIS") {
+        quiet++;
+        continue;
+      }
+      return done("incomplete", `the machine did not take ${event.type} in phase ${state.phase}`);
+    }
+    state = d.state;
+    if (event.type !== "ANALYSIS" && event.type !== "HOLD_EXPIRED") continue;
+    const attempt = attempts.get(before.stepIndex) ?? 0;
+    if (event.type === "ANALYSIS" && !isEarly) attempts.set(before.stepIndex, attempt + 1);
+    const rec = d.effects.find((e) => e.type === "record");
     frames.push({
       index: frames.length,
-      at,
+      at: now,
       stepIndex: before.stepIndex,
       attempt,
       canaryWeight: before.canaryWeight,
-      stepStartedAt: before.stepStartedAt ?? at,
-      report,
-      reason: recordReason(d) ?? (d.changed ? "Decided" : "Ignored"),
+      stepStartedAt: before.stepStartedAt ?? now,
+      early: isEarly,
+      ...(event.type === "ANALYSIS" ? { report: event.report } : {}),
+      reason: rec?.type === "record" ? rec.reason : "Decided",
       message: state.message,
       phase: state.phase,
     });
-    attempt++;
   }
-  if (state.phase === "Promoted") return done("promoted", state.message);
-  if (state.phase === "RolledBack") return done("rolledBack", state.message);
-  return done("incomplete", `ended in phase ${state.phase}: ${state.message}`);
 }
 
 /** Exit codes of simulate and replay: 0 promoted, 1 rolled back, 2 neither within the script or time range. */

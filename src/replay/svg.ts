@@ -61,7 +61,8 @@ function valueOf(o: CheckResult["outcome"] | undefined): number | undefined {
 export function renderSvg(t: Timeline, title?: string, time?: (at: number) => string): string {
   const frames = t.frames;
   const names: string[] = [];
-  for (const f of frames) for (const c of f.report.checks) if (!names.includes(c.name)) names.push(c.name);
+  for (const f of frames)
+    for (const c of f.report?.checks ?? []) if (!names.includes(c.name)) names.push(c.name);
   const height = HEADER + DECISIONS + names.length * (PANEL + GAP) + 20;
   const t0 = t.start;
   const last = Math.max(t0 + 1, ...frames.map((f) => f.at));
@@ -134,7 +135,7 @@ export function renderSvg(t: Timeline, title?: string, time?: (at: number) => st
   names.forEach((name, p) => {
     const top = HEADER + DECISIONS + p * (PANEL + GAP) + 14;
     const bottom = top + PANEL;
-    const rows = frames.map((f) => ({ f, c: f.report.checks.find((c) => c.name === name) }));
+    const rows = frames.map((f) => ({ f, c: f.report?.checks.find((c) => c.name === name) }));
     const finite: number[] = [];
     for (const { c } of rows) {
       for (const v of [valueOf(c?.outcome), valueOf(c?.baseline), c?.min, c?.max]) {
@@ -220,5 +221,5 @@ export function renderSvg(t: Timeline, title?: string, time?: (at: number) => st
 
 /** One line per frame for tables: what the analysis said and what the machine did. */
 export function frameLine(f: Frame): string {
-  return `${f.reason}: ${f.report.summary}`;
+  return `${f.reason}: ${f.report?.summary ?? f.message}`;
 }

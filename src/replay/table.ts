@@ -38,9 +38,9 @@ export function renderTable(t: Timeline, steps: readonly number[], time: (at: nu
       time(f.at),
       `${f.stepIndex + 1}/${steps.length}`,
       `${f.canaryWeight}%`,
-      f.report.verdict,
+      f.report === undefined ? "—" : f.early ? `${f.report.verdict} (in-step)` : f.report.verdict,
       f.reason,
-      f.report.summary,
+      f.report?.summary ?? f.message,
     ]);
   }
   const widths = rows[0]!.slice(0, -1).map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -48,6 +48,9 @@ export function renderTable(t: Timeline, steps: readonly number[], time: (at: nu
     r.map((cell, i) => (i < widths.length ? pad(cell, widths[i]!) : cell)).join("  "),
   );
   lines.push("");
+  if (t.quietEvaluations > 0) {
+    lines.push(`(${t.quietEvaluations} in-step evaluations found no breach and changed nothing; not listed)`);
+  }
   lines.push(`${OUTCOME_TEXT[t.outcome]}: ${t.ending}`);
   return `${lines.join("\n")}\n`;
 }

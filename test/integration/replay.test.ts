@@ -217,7 +217,7 @@ void describe("replay and canary-versus-stable judgment on a recorded history", 
   void it("canary versus stable: only the canary slower → both relative checks fail, rolled back", async () => {
     const t = await replayRelative(phases.regression);
     assert.equal(t.outcome, "rolledBack", t.ending);
-    const checks = t.frames[0]!.report.checks;
+    const checks = t.frames[0]!.report!.checks;
     const [relativeCheck, judged] = checks;
     assert.equal(relativeCheck?.verdict, "fail", relativeCheck?.reason);
     // The stable's p99 in the same window: 20 ms answers interpolated in the (10, 25] ms bucket.
@@ -233,12 +233,12 @@ void describe("replay and canary-versus-stable judgment on a recorded history", 
     const t = await replayRelative(phases.incident);
     assert.notEqual(t.outcome, "rolledBack", t.ending);
     for (const f of t.frames) {
-      for (const c of f.report.checks) {
+      for (const c of f.report?.checks ?? []) {
         assert.ok(c.verdict === "pass" || c.verdict === "noData", `${c.name}: ${c.reason}`);
       }
     }
-    const judged = t.frames[0]!.report.checks[1];
-    console.log(`incident, canary vs stable: ${t.frames.map((f) => f.report.summary).join(" | ")}`);
+    const judged = t.frames[0]!.report!.checks[1];
+    console.log(`incident, canary vs stable: ${t.frames.map((f) => f.report?.summary).join(" | ")}`);
     assert.deepEqual(judged?.baseline, judged?.outcome, "both sides measured the same p99");
     assert.equal(t.outcome, "promoted", t.ending);
   });

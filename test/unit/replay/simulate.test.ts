@@ -19,9 +19,10 @@ function file(name: string, text: string): string {
   return path;
 }
 
-const POLICY = file(
-  "policy.yaml",
-  `apiVersion: rolloutd.dev/v1alpha1
+function policy(name: string, extra: string[] = []): string {
+  return file(
+    name,
+    `apiVersion: rolloutd.dev/v1alpha1
 kind: RolloutPolicy
 metadata: { name: checkout, namespace: shop }
 spec:
@@ -30,16 +31,23 @@ spec:
   canary: checkout-v2
   steps: [10, 50, 100]
   interval: 1m
+  holdLimit: { after: 3m }
   analysis:
     prometheus: { url: "http://prometheus:9090" }
     minRequests: 50
     failureLimit: 2
-    checks:
+${extra.map((l) => `    ${l}\n`).join("")}    checks:
       - { name: p99-latency, template: latency-p99, max: 500 }
       - { name: p99-vs-stable, template: latency-p99, compare: stable, maxIncrease: { ratio: 0.2, absolute: 10 } }
       - { name: p99-judged, template: latency-p99, compare: stable, judge: mann-whitney }
 `,
-);
+  );
+}
+
+/** The default cadence: checks also run every 10 s during a step (in-step detection). */
+const POLICY = policy("policy.yaml");
+/** Checks only at each step's deadline. */
+const DEADLINE_ONLY = policy("deadline-only.yaml", ["cadence: 0"]);
 
 const SAME = "{ canary: [120, 125, 118, 122, 119, 121], stable: [119, 121, 118, 120, 122, 117] }";
 const HEALTHY = `steps:
@@ -86,9 +94,7 @@ void describe("rolloutd simulate", () => {
     assert.equal(picture.match(/stroke="#c0392b" stroke-width="1.5" stroke-dasharray="6,3"/g)?.length, 2);
   });
 
-  void it("a regression only the canary shows rolls back after failureLimit 2 (exit 1), by all three kinds of check", async () => {
-    const out = new Capture();
-    const script = `steps:
+  const REGRESSION = `steps:
   - requests: 400
     checks: { p99-latency: 120, p99-vs-stable: { canary: 121, stable: 118 }, p99-judged: ${SAME} }
   - requests: 900
@@ -97,13 +103,51 @@ void describe("rolloutd simulate", () => {
       p99-vs-stable: [{ canary: 480, stable: 120 }, { canary: 490, stable: 121 }]
       p99-judged: { canary: [470, 480, 475, 490, 485, 481], stable: [119, 121, 118, 120, 122, 117] }
 `;
-    const code = await simulateCommand(POLICY, file("regression.yaml", script), {}, out);
+
+  void it("a regression only the canary shows is rolled back in-step, 20 s into step 2 (exit 1)", async () => {
+    const out = new Capture();
+    const code = await simulateCommand(POLICY, file("regression.yaml", REGRESSION), {}, out);
+    assert.equal(code, 1, out.text);
+    assert.deepEqual(decisions(out.text), ["StepAdvanced", "InStepBreach", "RolledBack"]);
+    // In-step evaluations at the default 10 s cadence: the breach counts at +1m10s and +1m20s (failureLimit 2).
+    assert.deepEqual(
+      out.text
+        .split("\n")
+        .filter((l) => /^\d+\s/.test(l))
+        .map((l) => l.split(/\s{2,}/)[1]),
+      ["+1m", "+1m10s", "+1m20s"],
+    );
+    assert.match(out.text, /fail \(in-step\)/);
+    assert.match(out.text, /p99-latency 480 ≤ 500/); // the absolute bound alone would have promoted
+    assert.match(out.text, /p99-vs-stable 480 > 130 \(stable 120 \+20 % and \+10\)/);
+    assert.match(out.text, /p99-judged canary worse than stable/);
+    assert.match(out.text, /^ROLLED BACK: /m);
+  });
+
+  void it("with cadence 0 the same regression fails two step deadlines (exit 1)", async () => {
+    const out = new Capture();
+    const code = await simulateCommand(DEADLINE_ONLY, file("regression-0.yaml", REGRESSION), {}, out);
     assert.equal(code, 1, out.text);
     assert.deepEqual(decisions(out.text), ["StepAdvanced", "AnalysisNotPassed", "RolledBack"]);
-    assert.match(out.text, /p99-latency 490 ≤ 500/); // the absolute bound alone would have promoted
     assert.match(out.text, /p99-vs-stable 490 > 131 \(stable 121 \+20 % and \+10\)/);
-    assert.match(out.text, /p99-judged canary worse than stable/);
     assert.match(out.text, /^ROLLED BACK: .*analysis failed \(2\/2 consecutive\)/m);
+  });
+
+  void it("a hold ends at the policy's holdLimit (3 min): rolled back with the reason (exit 1)", async () => {
+    const out = new Capture();
+    const idle = `steps:
+  - requests: [0, 0, 0, 0]
+    checks: { p99-latency: nodata, p99-vs-stable: { canary: nodata, stable: 20 }, p99-judged: { canary: [], stable: [20, 21, 22] } }
+`;
+    const code = await simulateCommand(DEADLINE_ONLY, file("idle.yaml", idle), {}, out);
+    assert.equal(code, 1, out.text);
+    assert.deepEqual(decisions(out.text), [
+      "AnalysisNotPassed",
+      "AnalysisNotPassed",
+      "AnalysisNotPassed",
+      "RolledBack",
+    ]);
+    assert.match(out.text, /held at step 1 \(10%\) for 3 min/);
   });
 
   void it("a platform-wide incident (both sides slow) passes the relative checks; only the absolute one fails", async () => {
@@ -113,7 +157,7 @@ void describe("rolloutd simulate", () => {
   - requests: 400
     checks: { p99-latency: 820, p99-vs-stable: { canary: 821, stable: 818 }, p99-judged: ${incident} }
 `;
-    const code = await simulateCommand(POLICY, file("incident.yaml", script), {}, out);
+    const code = await simulateCommand(DEADLINE_ONLY, file("incident.yaml", script), {}, out);
     assert.match(out.text, /p99-vs-stable 821 ≤ 828/);
     assert.match(out.text, /p99-judged canary like stable/);
     assert.match(out.text, /p99-latency 820 > 500/);
