@@ -386,6 +386,9 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
           message: `maxWeight (${s.maxWeight}) must be at least stepWeight (${s.stepWeight})`,
         });
       }
+      for (const issue of judgeSampleIssues(s.interval, s.analysis?.checks ?? [])) {
+        ctx.addIssue({ code: "custom", ...issue });
+      }
       const stable = backendName(s.stable);
       const canary = backendName(s.canary);
       if (canary === stable) {
@@ -548,6 +551,51 @@ function compareIssues(c: {
       });
     }
   }
+  return issues;
+}
+
+/**
+ * The fewest samples per side with which a Mann-Whitney test can reach `confidence` at all: the smallest p-value
+ * of n against n samples is 1/C(2n, n) one-sided (twice that two-sided). Computed here, not imported from
+ * src/analysis/stats.ts: the policy format does not depend on the analysis code.
+ */
+export function judgeMinSamples(confidence: number, direction: "increase" | "decrease" | "either"): number {
+  const alpha = 1 - confidence;
+  let c = 1; // C(2n, n)
+  for (let n = 1; n <= 1000; n++) {
+    c = (c * (2 * n) * (2 * n - 1)) / (n * n);
+    if ((direction === "either" ? 2 : 1) / c < alpha) return n;
+  }
+  return Number.POSITIVE_INFINITY;
+}
+
+/**
+ * A judge whose step interval holds fewer samples than the test needs could never fail nor pass: it would be
+ * inconclusive at every deadline and end every rollout at holdLimit. Refused when the policy is loaded.
+ */
+function judgeSampleIssues(
+  intervalMs: number,
+  checks: readonly {
+    judge?:
+      | { confidence: number; sampleInterval: number; direction: "increase" | "decrease" | "either" }
+      | undefined;
+  }[],
+): { path: PathSegment[]; message: string }[] {
+  const issues: { path: PathSegment[]; message: string }[] = [];
+  checks.forEach((c, i) => {
+    if (c.judge === undefined) return;
+    const samples = Math.floor(intervalMs / c.judge.sampleInterval);
+    const need = judgeMinSamples(c.judge.confidence, c.judge.direction);
+    if (samples < need) {
+      issues.push({
+        path: ["analysis", "checks", i, "judge"],
+        message:
+          `a step's interval (${intervalMs / 1000}s) holds ${samples} samples of ${c.judge.sampleInterval / 1000}s per side; ` +
+          `the Mann-Whitney test needs at least ${need} to reach ${c.judge.confidence * 100} % confidence: ` +
+          "shorten sampleInterval or lengthen interval",
+      });
+    }
+  });
   return issues;
 }
 

@@ -9,7 +9,9 @@ import { PrometheusGate } from "../../../src/analysis/analyzer.ts";
 import { judgeRelative, judgeSamples, relativeBounds } from "../../../src/analysis/compare.ts";
 import { classifyRangeResponse } from "../../../src/analysis/prometheus.ts";
 import type { MetricSource, QueryOutcome, RangeOutcome } from "../../../src/analysis/types.ts";
+import { smallestP } from "../../../src/analysis/stats.ts";
 import { parsePolicyFile } from "../../../src/policy/load.ts";
+import { judgeMinSamples } from "../../../src/policy/schema.ts";
 import type { AnalysisSpec, CheckSpec, MannWhitneySpec } from "../../../src/policy/types.ts";
 
 const value = (v: number): QueryOutcome => ({ kind: "value", value: v });
@@ -112,6 +114,26 @@ void describe("policy: compare: stable checks", () => {
       /checks\[0\]\.judge/,
     ],
   ];
+  void it("refuses a judge whose interval can never hold enough samples (it would only ever hold)", () => {
+    // interval 1m (the default) / sampleInterval 20s = 3 samples; 98 % one-sided needs 4 (1/C(8,4) = 1/70).
+    const r = parsePolicyFile(
+      "p.yaml",
+      policyYaml(
+        "      - { name: a, template: latency-p99, compare: stable, judge: { kind: mann-whitney, sampleInterval: 20s } }",
+      ),
+    );
+    assert.equal(r.policies.length, 0);
+    assert.match(
+      r.errors.map((e) => e.format()).join("\n"),
+      /checks\[0\]\.judge: a step's interval \(60s\) holds 3 samples of 20s per side; the Mann-Whitney test needs at least 4 to reach 98 % confidence/,
+    );
+    assert.equal(judgeMinSamples(0.98, "increase"), 4);
+    assert.equal(judgeMinSamples(0.98, "either"), 5); // 2/70 ≥ 0.02, 2/252 < 0.02
+    assert.equal(judgeMinSamples(0.9, "increase"), 3); // 1/20 < 0.1
+    // Consistent with the test's own smallest p.
+    for (const n of [3, 4, 5]) assert.equal(smallestP(n, n, "greater") < 0.02, n >= 4);
+  });
+
   for (const [what, line, message] of refused) {
     void it(`refuses ${what}`, () => {
       const r = parsePolicyFile("p.yaml", policyYaml(line));
