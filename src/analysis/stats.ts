@@ -100,13 +100,27 @@ export function exactDistribution(m: number, n: number): Float64Array {
   return prev[n]!;
 }
 
+/** Tail sums `sf[u] = P(U ≥ u)` per (m, n), computed once: about 9 ms at 50 × 50, then a lookup. */
+const SF_CACHE = new Map<string, Float64Array>();
+const SF_CACHE_SIZE = 64;
+
+function survival(m: number, n: number): Float64Array {
+  const key = `${m},${n}`;
+  const hit = SF_CACHE.get(key);
+  if (hit !== undefined) return hit;
+  const pmf = exactDistribution(m, n);
+  const sf = new Float64Array(pmf.length + 1);
+  // Summed from the far tail inwards: small terms first.
+  for (let k = pmf.length - 1; k >= 0; k--) sf[k] = sf[k + 1]! + pmf[k]!;
+  if (SF_CACHE.size >= SF_CACHE_SIZE) SF_CACHE.delete(SF_CACHE.keys().next().value ?? key);
+  SF_CACHE.set(key, sf);
+  return sf;
+}
+
 /** P(U ≥ u) under the exact null distribution (u an integer). */
 function exactSf(u: number, m: number, n: number): number {
-  const pmf = exactDistribution(m, n);
-  let p = 0;
-  // Sum from the far tail inwards: small terms first.
-  for (let k = pmf.length - 1; k >= Math.max(0, Math.ceil(u)); k--) p += pmf[k]!;
-  return Math.min(1, p);
+  const sf = survival(m, n);
+  return Math.min(1, sf[Math.max(0, Math.ceil(u))] ?? 0);
 }
 
 /**
