@@ -11,9 +11,11 @@
  *
  * The statistical judge (`judge: mann-whitney`): per-interval samples of canary and stable over the step's
  * window (a range query stepped by `sampleInterval`, each sample's `{{window}}` = `sampleInterval`), compared
- * with the Mann-Whitney U test (stats.ts) in the policy's direction. As in Kayenta, a difference fails only
- * when it is significant (p < 1 − confidence, default 98 % → p < 0.02) AND large: the Hodges–Lehmann shift is
- * more than `tolerance` (default 25 %) of the stable's median. With too few samples for the test ever to reach
+ * with the Mann-Whitney U test (stats.ts) in the policy's direction. A difference fails only when it is
+ * significant (p < 1 − confidence, default 98 % → p < 0.02) AND large: the Hodges–Lehmann shift is more than
+ * `tolerance` (default 25 %) of the stable's median. The defaults are Kayenta's; its classifier tests whether
+ * the shift's confidence interval lies beyond a fraction of the shift's own estimate, here the tolerance is
+ * relative to the stable, which is what a policy author can reason about. With too few samples for the test ever to reach
  * significance the check is inconclusive (noData), never a pass by construction. NaN samples (intervals
  * without requests) and ±Inf are left out and counted in the reason.
  *
