@@ -9,7 +9,7 @@
  * Replay knows the metrics, not the weights the route had then: it answers "what would this policy have
  * decided on that traffic", for a past incident or a past rollout's time range.
  */
-import { DEFAULT_MIN_WINDOW_SECONDS, PrometheusGate } from "../analysis/analyzer.ts";
+import { createAnalysisGateFactory, DEFAULT_MIN_WINDOW_SECONDS } from "../analysis/analyzer.ts";
 import { PrometheusClient } from "../analysis/prometheus.ts";
 import { TemplateError } from "../analysis/templates.ts";
 import { rehearse } from "../replay/driver.ts";
@@ -58,14 +58,13 @@ export async function replayCommand(
         throw new InputError(`--prometheus ${JSON.stringify(o.prometheus)} is not a URL`);
       }
     }
-    client = new PrometheusClient({ ...spec.prometheus, url });
-    const gate = new PrometheusGate({
-      spec,
-      source: client,
-      deployments: policy.deployments,
-      route: policy.target.name,
+    const target = url;
+    // The daemon's own gate factory, with the client pointed at --prometheus when given.
+    const gates = createAnalysisGateFactory({
+      createSource: (p) => (client = new PrometheusClient({ ...p, url: target })),
       minWindowSeconds: o.analysisMinWindow ?? DEFAULT_MIN_WINDOW_SECONDS,
     });
+    const gate = gates.gateFor(policy);
     const timeline = await rehearse({ policy, gate, start: from, end: to });
     return await finish(
       timeline,
@@ -73,7 +72,7 @@ export async function replayCommand(
       isoTime,
       out,
       o.svg,
-      `replay ${policy.key} (steps ${policy.steps.join(", ")}%, interval ${policy.intervalMs / 1000}s) from ${isoTime(from)} to ${isoTime(to)} on ${client.url}`,
+      `replay ${policy.key} (steps ${policy.steps.join(", ")}%, interval ${policy.intervalMs / 1000}s) from ${isoTime(from)} to ${isoTime(to)} on ${client?.url ?? url}`,
     );
   } catch (e) {
     if (e instanceof InputError || e instanceof TemplateError) {

@@ -7,7 +7,7 @@
  */
 import { readFile } from "node:fs/promises";
 
-import { PrometheusGate } from "../analysis/analyzer.ts";
+import { createAnalysisGateFactory } from "../analysis/analyzer.ts";
 import { rehearse } from "../replay/driver.ts";
 import { parseScript, ScriptError, ScriptSource, scriptedSpec } from "../replay/script.ts";
 import { relativeTime } from "../replay/table.ts";
@@ -38,16 +38,10 @@ export async function simulateCommand(
     }
     const script = parseScript(text, policy, metricsFile);
     const source = new ScriptSource(script, policy.canary);
-    const gate =
-      policy.analysis === undefined
-        ? undefined
-        : new PrometheusGate({
-            spec: scriptedSpec(policy.analysis),
-            source,
-            deployments: policy.deployments,
-            route: policy.target.name,
-            minWindowSeconds: 1,
-          });
+    // The daemon's own gate factory: a policy without checks gets the gate that always passes.
+    const gates = createAnalysisGateFactory({ createSource: () => source, minWindowSeconds: 1 });
+    const analysis = policy.analysis !== undefined ? scriptedSpec(policy.analysis) : undefined;
+    const gate = gates.gateFor({ ...policy, ...(analysis !== undefined ? { analysis } : {}) });
     const timeline = await rehearse({
       policy,
       gate: gate ?? {

@@ -205,7 +205,8 @@ export class ScriptSource implements MetricSource {
   at(stepIndex: number, attempt: number): string | undefined {
     const s = this.script.steps[stepIndex];
     if (s === undefined) {
-      return `the script has ${this.script.steps.length} steps; the rollout reached step ${stepIndex + 1}`;
+      const n = this.script.steps.length;
+      return `the script has ${n} ${n === 1 ? "step" : "steps"}; the rollout reached step ${stepIndex + 1}`;
     }
     if (attempt >= s.analyses) {
       return `the script has ${s.analyses} ${s.analyses === 1 ? "analysis" : "analyses"} for step ${stepIndex + 1}; the rollout needed another (still holding or retrying)`;

@@ -165,6 +165,24 @@ void describe("rolloutd simulate", () => {
     assert.match(out.text, /^NO DECISION: the script has 1 analysis for step 1/m);
   });
 
+  void it("a policy without analysis advances on its interval, as the daemon's always-pass gate does (exit 0)", async () => {
+    const bare = file(
+      "bare.yaml",
+      "apiVersion: rolloutd.dev/v1alpha1\nkind: RolloutPolicy\nmetadata: { name: bare }\nspec:\n" +
+        "  target: { kind: VirtualRouter, name: bare }\n  stable: a\n  canary: b\n  steps: [50, 100]\n  interval: 30s\n",
+    );
+    const out = new Capture();
+    const code = await simulateCommand(
+      bare,
+      file("bare-metrics.yaml", "steps:\n  - checks: {}\n  - checks: {}\n"),
+      {},
+      out,
+    );
+    assert.equal(code, 0, out.text);
+    assert.deepEqual(decisions(out.text), ["StepAdvanced", "Promoted"]);
+    assert.match(out.text, /\+30s .*no checks configured/);
+  });
+
   void it("invalid scripts are refused with the place named (exit 3)", async () => {
     const cases: Array<[string, RegExp]> = [
       [
