@@ -476,7 +476,8 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
  *   template: latency-p99
  *   compare: stable
  *   judge: mann-whitney                          # or { kind: mann-whitney, confidence: 0.98, tolerance: 0.25,
- *                                                #      sampleInterval: 10s, direction: increase }
+ *                                                #      sampleInterval: 10s, direction: increase, or
+ *                                                #      decrease for request-success-rate }
  * ```
  */
 function compareFields() {
@@ -492,7 +493,8 @@ function compareFields() {
     confidence: z.number().gt(0.5).lt(1).default(0.98),
     tolerance: z.number().min(0).default(0.25),
     sampleInterval: durationSchema({ min: 1_000, max: 3_600_000 }).prefault("10s"),
-    direction: z.enum(["increase", "decrease", "either"]).default("increase"),
+    // Default: "decrease" for request-success-rate (lower is worse), "increase" for everything else.
+    direction: z.enum(["increase", "decrease", "either"]).optional(),
   });
   return {
     compare: z.literal("stable").optional(),
@@ -577,7 +579,11 @@ function judgeSampleIssues(
   intervalMs: number,
   checks: readonly {
     judge?:
-      | { confidence: number; sampleInterval: number; direction: "increase" | "decrease" | "either" }
+      | {
+          confidence: number;
+          sampleInterval: number;
+          direction?: "increase" | "decrease" | "either" | undefined;
+        }
       | undefined;
   }[],
 ): { path: PathSegment[]; message: string }[] {
@@ -585,7 +591,7 @@ function judgeSampleIssues(
   checks.forEach((c, i) => {
     if (c.judge === undefined) return;
     const samples = Math.floor(intervalMs / c.judge.sampleInterval);
-    const need = judgeMinSamples(c.judge.confidence, c.judge.direction);
+    const need = judgeMinSamples(c.judge.confidence, c.judge.direction ?? "increase");
     if (samples < need) {
       issues.push({
         path: ["analysis", "checks", i, "judge"],
@@ -645,7 +651,7 @@ type ParsedAnalysis = Omit<AnalysisSpec, "prometheus" | "checks" | "cadenceMs"> 
           confidence: number;
           tolerance: number;
           sampleInterval: number;
-          direction: "increase" | "decrease" | "either";
+          direction?: "increase" | "decrease" | "either" | undefined;
         }
       | undefined;
   }[];
@@ -675,8 +681,12 @@ function normalizeCheck(c: ParsedAnalysis["checks"][number]): CheckSpec {
   if (maxIncrease !== undefined) out.maxIncrease = dropUndefined(maxIncrease);
   if (maxDecrease !== undefined) out.maxDecrease = dropUndefined(maxDecrease);
   if (judge !== undefined) {
-    const { sampleInterval, ...j } = judge;
-    out.judge = { ...j, sampleIntervalMs: sampleInterval };
+    const { sampleInterval, direction, ...j } = judge;
+    out.judge = {
+      ...j,
+      sampleIntervalMs: sampleInterval,
+      direction: direction ?? (c.template === "request-success-rate" ? "decrease" : "increase"),
+    };
   }
   return out;
 }

@@ -57,6 +57,7 @@ void describe("policy: compare: stable checks", () => {
           "        template: error-rate",
           "        compare: stable",
           "        judge: { kind: mann-whitney, confidence: 0.95, tolerance: 0.5, sampleInterval: 5s, direction: either }",
+          "      - { name: success-judged, template: request-success-rate, compare: stable, judge: mann-whitney }",
         ].join("\n"),
       ),
     );
@@ -73,6 +74,7 @@ void describe("policy: compare: stable checks", () => {
     });
     assert.deepEqual(checks[1]?.maxDecrease, { absolute: 0.01 });
     assert.deepEqual(checks[2]?.judge, MW);
+    assert.equal(checks[4]?.judge?.direction, "decrease", "lower success is worse");
     assert.deepEqual(checks[3]?.judge, {
       kind: "mann-whitney",
       confidence: 0.95,
