@@ -102,8 +102,17 @@ export function buildProgram(): Command {
       "run a policy's analysis against Prometheus history as if a rollout started at --from; same table, picture and exit codes as simulate",
     )
     .argument("<policy>", "policy file")
-    .requiredOption("--from <time>", "when the replayed rollout starts: ISO 8601 or Unix seconds")
-    .requiredOption("--to <time>", "no analysis after this time")
+    .option("--from <time>", "when the replayed rollout starts: ISO 8601 or Unix seconds")
+    .option("--to <time>", "no analysis after this time")
+    .option(
+      "--rollout",
+      "replay the latest rollout recorded in the route's Events (they expire after about an hour)",
+    )
+    .option(
+      "--kubeconfig <file>",
+      "with --rollout: kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)",
+    )
+    .option("--context <name>", "with --rollout: kubeconfig context to use")
     .option("--prometheus <url>", "Prometheus to ask (default: the policy's analysis.prometheus.url)")
     .option("--svg <file>", "also draw each check against its bound per step, decisions marked")
     .option("--policy <name>", "the policy to use when the file holds several")
@@ -116,8 +125,11 @@ export function buildProgram(): Command {
       async (
         policy: string,
         o: {
-          from: string;
-          to: string;
+          from?: string;
+          to?: string;
+          rollout?: boolean;
+          kubeconfig?: string;
+          context?: string;
           prometheus?: string;
           svg?: string;
           policy?: string;

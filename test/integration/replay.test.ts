@@ -28,8 +28,10 @@ import { replayCommand } from "../../src/cli/replay.ts";
 import { parsePolicyFile } from "../../src/policy/load.ts";
 import type { RolloutPolicy } from "../../src/policy/types.ts";
 import { rehearse, type Timeline } from "../../src/replay/driver.ts";
+import { isoTime } from "../../src/replay/table.ts";
 import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
 import { startBackend, type TestBackend } from "../support/backend.ts";
+import { startCluster } from "../support/cluster.ts";
 
 const NS = "replay";
 const PHASE_MS = 24_000;
@@ -241,6 +243,54 @@ void describe("replay and canary-versus-stable judgment on a recorded history", 
     console.log(`incident, canary vs stable: ${t.frames.map((f) => f.report?.summary).join(" | ")}`);
     assert.deepEqual(judged?.baseline, judged?.outcome, "both sides measured the same p99");
     assert.equal(t.outcome, "promoted", t.ending);
+  });
+
+  void it("--rollout finds the latest rollout in the route's Events on a real API server and replays it", async () => {
+    const cluster = await startCluster({ crds: false });
+    try {
+      await cluster.core.createNamespace({ body: { metadata: { name: NS } } });
+      let n = 0;
+      const record = (name: string, reason: string, at: number) =>
+        cluster.core.createNamespacedEvent({
+          namespace: NS,
+          body: {
+            metadata: { name: `${name}.test${n++}`, namespace: NS },
+            involvedObject: {
+              apiVersion: "gateway.networking.k8s.io/v1",
+              kind: "HTTPRoute",
+              namespace: NS,
+              name,
+            },
+            reason,
+            message: `${reason} (recorded by the test)`,
+            type: reason === "RolledBack" ? "Warning" : "Normal",
+            source: { component: "rolloutd" },
+            firstTimestamp: new Date(at),
+            lastTimestamp: new Date(at),
+            count: 1,
+          },
+        });
+      // An earlier, promoted rollout; then the regression's, rolled back 6 s in; a later start on another route.
+      await record("web", "RolloutStarted", phases.healthy.from);
+      await record("web", "Promoted", phases.healthy.from + 18_000);
+      await record("web", "RolloutStarted", phases.regression.from);
+      await record("web", "RolledBack", phases.regression.from + 6_000);
+      await record("other", "RolloutStarted", phases.incident.from);
+      const out = new Capture();
+      const code = await replayCommand(
+        absoluteFile,
+        { rollout: true, kubeconfig: cluster.cp.kubeconfigPath, analysisMinWindow: 3 },
+        out,
+      );
+      assert.equal(code, 1, out.text);
+      // Event times have whole seconds.
+      const started = isoTime(Math.floor(phases.regression.from / 1000) * 1000);
+      assert.ok(out.text.includes(`rollout found in Events: started ${started}`), out.text);
+      // The whole second before the regression is in the window too: p99 just under 497.5 ms.
+      assert.match(out.text, /RolledBack\s+p99-latency 4\d\d(\.\d+)? ms > 300 ms/);
+    } finally {
+      await cluster.stop();
+    }
   });
 
   void it("the CLI runs replay as a command: rolled back is exit 1, the picture is written", async () => {
