@@ -20,7 +20,7 @@ import { KubeApiError } from "../kube/errors.ts";
 import type { KindName, KObject, ObjectRef } from "../kube/kinds.ts";
 import type { ReconcileResult } from "../kube/workqueue.ts";
 import { derive, stepKey, type Facts } from "../machine/derive.ts";
-import { DEFAULT_HOLD_LIMIT } from "../policy/types.ts";
+import { cadenceOf, DEFAULT_HOLD_LIMIT } from "../policy/types.ts";
 import { decide, type Effect, type Settings } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
@@ -60,11 +60,33 @@ const STALE_RETRY_MS = 2_000;
 /** After a write the API server refused as invalid, look again this late (the route's own edits wake it sooner). */
 const REJECTED_RETRY_MS = 30_000;
 /**
- * In-step evaluations start only while fewer analyses than this are running,
- * which bounds the Prometheus load they add; a step's own analysis at its
- * deadline always runs.
+ * In-step evaluations start at most IN_STEP_PER_SECOND a second (a token
+ * bucket) and only while fewer analyses than MAX_IN_STEP_IN_FLIGHT are
+ * running: that bounds the Prometheus load they add, whatever the fleet's
+ * size. A step's own analysis at its deadline always runs.
  */
 const MAX_IN_STEP_IN_FLIGHT = 64;
+const IN_STEP_PER_SECOND = 50;
+
+/** Tokens refill continuously up to `burst`; take() spends one if there is one. */
+class TokenBucket {
+  private tokens: number;
+  private last: number | undefined;
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+  take(now: number): boolean {
+    if (this.last !== undefined)
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
 /** A compacted state keeps this much of the message. */
 const COMPACT_MESSAGE_CHARS = 300;
 
@@ -87,6 +109,8 @@ function currentStep(s: RolloutState | undefined): string | undefined {
 }
 
 export class Reconciler {
+  private readonly inStepBudget = new TokenBucket(IN_STEP_PER_SECOND, IN_STEP_PER_SECOND);
+
   constructor(private readonly d: ReconcileDeps) {}
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
@@ -202,9 +226,13 @@ export class Reconciler {
     }
     if (derived.kind === "analyze") {
       const early = derived.step !== stepKey(state);
-      if (early && record.early && this.d.jobs.running >= MAX_IN_STEP_IN_FLIGHT) {
+      if (
+        early &&
+        record.early &&
+        (this.d.jobs.running >= MAX_IN_STEP_IN_FLIGHT || !this.inStepBudget.take(now))
+      ) {
         // In-step checks are extra evidence, not the step's verdict: under load they are shed, never queued.
-        record.early.at = now + (policy.analysis?.cadenceMs ?? 0);
+        record.early.at = now + cadenceOf(policy);
         this.d.metrics.analysisDiscarded.inc({ reason: "shed" });
         return { requeueAfterMs: Math.max(0, record.early.at - now) };
       }
@@ -219,7 +247,7 @@ export class Reconciler {
         ? this.d.jobs.take(key, facts.analysis.step)
         : undefined;
     if (event.type === "ANALYSIS" && event.early && record.early) {
-      record.early.at = now + (policy.analysis?.cadenceMs ?? 0);
+      record.early.at = now + cadenceOf(policy);
     }
     const decision = decide(settingsOf(policy), state, event);
     if (!decision.changed) {
@@ -258,7 +286,7 @@ export class Reconciler {
    * and after a restart evaluating at once is what we want anyway.
    */
   private earlySchedule(record: PolicyRecord, s: RolloutState): Pick<Facts, "nextEarlyAt"> {
-    const cadence = record.policy.analysis?.cadenceMs ?? 0;
+    const cadence = cadenceOf(record.policy);
     const step = currentStep(s);
     if (!cadence || step === undefined || s.stepStartedAt === undefined) {
       record.early = undefined;

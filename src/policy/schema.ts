@@ -311,9 +311,7 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       }),
     failureLimit: z.number().int().min(1).default(1),
     // In-step detection: how often the checks run during a step (a breach rolls back before the interval ends).
-    cadence: z
-      .union([z.literal(0), z.literal("0"), durationSchema({ min: 1_000, max: DAY_MS })])
-      .prefault("10s"),
+    cadence: z.union([z.literal(0), z.literal("0"), durationSchema({ min: 1_000, max: DAY_MS })]).optional(),
     onNoData: z.enum(["hold", "fail", "pass"]).default("hold"),
     noDataLimit: z.number().int().min(1).default(3),
     onError: z
@@ -627,7 +625,7 @@ function deploymentsOf(s: {
 }
 
 type ParsedAnalysis = Omit<AnalysisSpec, "prometheus" | "checks" | "cadenceMs"> & {
-  cadence: number | "0";
+  cadence?: number | "0" | undefined;
   prometheus: {
     url: string;
     timeout: number;
@@ -666,7 +664,7 @@ function normalizeAnalysis(a: ParsedAnalysis): AnalysisSpec {
     minRequests: a.minRequests,
     checks: a.checks.map(normalizeCheck),
     failureLimit: a.failureLimit,
-    cadenceMs: Number(a.cadence),
+    ...(a.cadence !== undefined ? { cadenceMs: Number(a.cadence) } : {}),
     onNoData: a.onNoData,
     noDataLimit: a.noDataLimit,
     onError: { action: a.onError.action, limit: a.onError.limit },

@@ -69,8 +69,9 @@ export interface AnalysisSpec {
   /** Consecutive failed analyses before rollback. */
   failureLimit: number;
   /**
-   * How often checks run during a step, ms; 0 or absent: only at the step's
-   * deadline (the schema's default is 10 s). A breach is acted on at once.
+   * How often checks run during a step, ms; 0: only at the step's deadline;
+   * absent: a fifth of the interval, at least 2 s (cadenceOf). A breach is
+   * acted on at once.
    */
   cadenceMs?: number;
   onNoData: NoDataAction;
@@ -92,6 +93,17 @@ export interface HoldLimit {
 
 /** Ten minutes, then back to stable: a canary nobody can measure should not keep its traffic. */
 export const DEFAULT_HOLD_LIMIT: HoldLimit = { afterMs: 10 * 60_000, action: "rollback" };
+
+/**
+ * In-step cadence: as set, or a fifth of the interval (at least 2 s, about
+ * two scrapes at a 1 s interval), so a breach is seen within a small part of
+ * the step while the query rate scales down with longer steps. No analysis:
+ * no checks to run.
+ */
+export function cadenceOf(p: Pick<RolloutPolicy, "analysis" | "intervalMs">): number {
+  if (!p.analysis) return 0;
+  return p.analysis.cadenceMs ?? Math.max(2_000, Math.floor(p.intervalMs / 5));
+}
 
 export interface RolloutPolicy {
   /** "namespace/name" — the identity used for queues, metrics and duplicates. */

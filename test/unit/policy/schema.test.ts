@@ -1,3 +1,4 @@
+import { cadenceOf } from "../../../src/policy/types.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -58,6 +59,12 @@ void test("holdLimit and the in-step cadence are policy fields; cadence 0 turns 
   assert.equal(p.analysis?.cadenceMs, 30_000);
   analysis.cadence = 0;
   assert.equal(ok(validatePolicyDocument(doc)).analysis?.cadenceMs, 0);
+  delete analysis.cadence;
+  const dflt = ok(validatePolicyDocument(doc));
+  assert.equal(dflt.analysis?.cadenceMs, undefined);
+  assert.equal(cadenceOf(dflt), 12_000, "a fifth of the 1m interval");
+  assert.equal(cadenceOf({ ...dflt, intervalMs: 5_000 }), 2_000, "never below 2 s");
+  assert.equal(cadenceOf({ ...dflt, analysis: undefined }), 0, "no analysis, no checks");
 });
 
 void test("a backend may name its namespace; the plain string and a mapping without namespace mean the route's", () => {
@@ -85,7 +92,6 @@ void test("defaults of an analysis block", () => {
     minRequests: 0,
     checks: [{ name: "errors", template: "error-rate", max: 0.01 }],
     failureLimit: 1,
-    cadenceMs: 10_000,
     onNoData: "hold",
     noDataLimit: 3,
     onError: { action: "hold", limit: 5 },
@@ -133,7 +139,6 @@ void test("every analysis field is carried over", () => {
     requestsQuery: 'sum(increase(requests{svc="{{ canary }}"}[{{window}}]))',
     checks: [{ name: "q", query: "vector(1)", min: 0, max: 2 }],
     failureLimit: 3,
-    cadenceMs: 10_000,
     onNoData: "fail",
     noDataLimit: 2,
     onError: { action: "pass", limit: 1 },
