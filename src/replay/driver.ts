@@ -21,7 +21,7 @@ import { settingsOf } from "../controller/reconcile.ts";
 import { derive, stepKey, type AnalysisSlot, type Facts } from "../machine/derive.ts";
 import { decide, type RolloutEvent } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
-import { DEFAULT_HOLD_LIMIT, type RolloutPolicy } from "../policy/types.ts";
+import { cadenceOf, DEFAULT_HOLD_LIMIT, type RolloutPolicy } from "../policy/types.ts";
 
 export type RehearsalOutcome = "promoted" | "rolledBack" | "incomplete";
 
@@ -84,7 +84,7 @@ export async function rehearse(o: RehearseOptions): Promise<Timeline> {
     routeReadyTimeoutMs: policy.routeReadyTimeoutMs,
     holdAfterMs: (policy.holdLimit ?? DEFAULT_HOLD_LIMIT).afterMs,
   };
-  const cadence = policy.analysis?.cadenceMs ?? 0;
+  const cadence = cadenceOf(policy);
   const max = o.maxAnalyses ?? 10_000;
   const revisions = { [policy.canary]: REVISION };
 

@@ -44,7 +44,7 @@ ${extra.map((l) => `    ${l}\n`).join("")}    checks:
   );
 }
 
-/** The default cadence: checks also run every 10 s during a step (in-step detection). */
+/** The default cadence: checks also run every fifth of the 1 min interval, 12 s, during a step (in-step detection). */
 const POLICY = policy("policy.yaml");
 /** Checks only at each step's deadline. */
 const DEADLINE_ONLY = policy("deadline-only.yaml", ["cadence: 0"]);
@@ -104,18 +104,18 @@ void describe("rolloutd simulate", () => {
       p99-judged: { canary: [470, 480, 475, 490, 485, 481], stable: [119, 121, 118, 120, 122, 117] }
 `;
 
-  void it("a regression only the canary shows is rolled back in-step, 20 s into step 2 (exit 1)", async () => {
+  void it("a regression only the canary shows is rolled back in-step, 24 s into step 2 (exit 1)", async () => {
     const out = new Capture();
     const code = await simulateCommand(POLICY, file("regression.yaml", REGRESSION), {}, out);
     assert.equal(code, 1, out.text);
     assert.deepEqual(decisions(out.text), ["StepAdvanced", "InStepBreach", "RolledBack"]);
-    // In-step evaluations at the default 10 s cadence: the breach counts at +1m10s and +1m20s (failureLimit 2).
+    // In-step evaluations at the default cadence (12 s): the breach counts at +1m12s and +1m24s (failureLimit 2).
     assert.deepEqual(
       out.text
         .split("\n")
         .filter((l) => /^\d+\s/.test(l))
         .map((l) => l.split(/\s{2,}/)[1]),
-      ["+1m", "+1m10s", "+1m20s"],
+      ["+1m", "+1m12s", "+1m24s"],
     );
     assert.match(out.text, /fail \(in-step\)/);
     assert.match(out.text, /p99-latency 480 ≤ 500/); // the absolute bound alone would have promoted
