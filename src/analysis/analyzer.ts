@@ -458,10 +458,14 @@ async function compareCheck(
   vars: TemplateVars,
 ): Promise<CheckResult> {
   const judgeSpec = spec.judge;
+  // At 100 % the stable serves nothing in the step's window; it is measured over the same length of time just
+  // before the step instead (its traffic of the previous step), and the reason says so.
+  const before = req.canaryWeight >= 100 ? req.now - req.stepStartedAt : 0;
+  const note = before > 0 ? " [stable measured before this step: no stable traffic at 100 %]" : "";
   if (judgeSpec === undefined) {
-    const at = new Date(req.now);
     const [c, s] = await Promise.all(
-      [vars, swapped(vars)].map(async (v) => {
+      [vars, swapped(vars)].map(async (v, i) => {
+        const at = new Date(i === 0 ? req.now : req.now - before);
         const r = rendered(plan.name, plan.text, v);
         if ("error" in r) return { query: r.query, outcome: r.error };
         // Honest quantiles on both sides: a p99 beyond the top finite bucket is only "at least" that bucket.
@@ -483,7 +487,7 @@ async function compareCheck(
       ...(v.min !== undefined ? { min: v.min } : {}),
       ...(v.max !== undefined ? { max: v.max } : {}),
       verdict: v.verdict,
-      reason: v.reason,
+      reason: v.reason + note,
       baseline: s!.outcome,
       baselineQuery: s!.query,
     };
@@ -493,11 +497,12 @@ async function compareCheck(
   // The first sample's window starts at the step start: no sample reaches into the previous step.
   const start = req.stepStartedAt + stepSeconds * 1000;
   const [c, s] = await Promise.all(
-    [sampleVars, swapped(sampleVars)].map(async (v) => {
+    [sampleVars, swapped(sampleVars)].map(async (v, i) => {
       const r = rendered(plan.name, plan.text, v);
       if ("error" in r) return { query: r.query, outcome: r.error as RangeOutcome };
       if (start > req.now) return { query: r.query, outcome: { kind: "series", points: [] } as RangeOutcome };
-      const range = { start: new Date(start), end: new Date(req.now), stepSeconds };
+      const shift = i === 0 ? 0 : before;
+      const range = { start: new Date(start - shift), end: new Date(req.now - shift), stepSeconds };
       return { query: r.query, outcome: await askRange(source, r.query, range, req.signal) };
     }),
   );
@@ -507,7 +512,7 @@ async function compareCheck(
     query: c!.query,
     outcome: j.outcome,
     verdict: j.verdict,
-    reason: j.reason,
+    reason: j.reason + note,
     baseline: j.baseline,
     baselineQuery: s!.query,
     ...(j.evidence !== undefined ? { judge: j.evidence } : {}),

@@ -305,9 +305,11 @@ void describe("PrometheusGate with compare: stable checks", () => {
 
   class Source implements MetricSource {
     readonly instant: string[] = [];
+    readonly instantAt: number[] = [];
     readonly ranges: Array<{ query: string; start: number; end: number; step: number }> = [];
-    query(promql: string): Promise<QueryOutcome> {
+    query(promql: string, at?: Date): Promise<QueryOutcome> {
       this.instant.push(promql);
+      this.instantAt.push(at?.getTime() ?? Number.NaN);
       if (promql.includes("p99-canary-side")) return Promise.resolve(value(1));
       return Promise.resolve(value(promql.includes('"checkout-v2"') ? 130 : 100));
     }
@@ -396,6 +398,33 @@ void describe("PrometheusGate with compare: stable checks", () => {
     assert.equal(check.verdict, "fail", check.reason);
     assert.equal(check.judge?.canarySamples.length, 6);
     assert.ok((check.judge?.p ?? 1) < 0.02);
+  });
+
+  void it("at 100 % the stable (which has no traffic) is measured over the same length just before the step", async () => {
+    const source = new Source();
+    const report = await gate(
+      [
+        { name: "p99-vs-stable", template: "latency-p99", compare: "stable", maxIncrease: { ratio: 0.2 } },
+        { name: "p99-judged", template: "latency-p99", compare: "stable", judge: MW },
+      ],
+      source,
+    ).analyze({ ...req, canaryWeight: 100 });
+    const at = (backend: string) =>
+      source.instant.flatMap((q, i) =>
+        q.includes(`"${backend}"`) && !q.includes("le=") ? [source.instantAt[i]] : [],
+      );
+    assert.ok(at("checkout-v2").every((t) => t === NOW));
+    assert.ok(at("checkout-v1").length > 0 && at("checkout-v1").every((t) => t === req.stepStartedAt));
+    const stableRange = source.ranges.find((r) => r.query.includes('"checkout-v1"'));
+    const canaryRange = source.ranges.find((r) => r.query.includes('"checkout-v2"'));
+    assert.deepEqual(
+      [canaryRange?.start, canaryRange?.end, stableRange?.start, stableRange?.end],
+      [req.stepStartedAt + 10_000, NOW, req.stepStartedAt - 60_000 + 10_000, req.stepStartedAt],
+    );
+    assert.match(
+      report.checks[0]?.reason ?? "",
+      /stable measured before this step: no stable traffic at 100 %/,
+    );
   });
 
   void it("a step younger than one sample interval asks nothing and is inconclusive", async () => {
