@@ -53,11 +53,13 @@ export async function finish(
   out: Out,
   svgFile: string | undefined,
   title: string,
+  /** Labels under the decision markers; default `time`. */
+  svgTime: (at: number) => string = time,
 ): Promise<number> {
   out.write(`${title}\n`);
   out.write(renderTable(t, policy.steps, time));
   if (svgFile !== undefined) {
-    await writeFile(svgFile, renderSvg(t, title, time));
+    await writeFile(svgFile, renderSvg(t, title, svgTime));
     out.write(`picture: ${svgFile}\n`);
   }
   return exitCodeOf(t.outcome);

@@ -125,6 +125,7 @@ export async function replayCommand(
       out,
       o.svg,
       `replay ${policy.key} (steps ${policy.steps.join(", ")}%, interval ${policy.intervalMs / 1000}s) from ${isoTime(from)} to ${isoTime(to)} on ${client?.url ?? url}`,
+      (at) => isoTime(at).slice(11, 19),
     );
   } catch (e) {
     if (e instanceof InputError || e instanceof TemplateError) {

@@ -74,7 +74,8 @@ export function renderSvg(t: Timeline, title?: string, time?: (at: number) => st
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif" font-size="11">`,
   );
   out.push(`<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`);
-  const heading = title ?? `${t.policy}: ${t.outcome}`;
+  const full = title ?? `${t.policy}: ${t.outcome}`;
+  const heading = full.length > 110 ? `${full.slice(0, 109)}…` : full;
   out.push(`<text x="${LEFT}" y="20" font-size="15" font-weight="bold">${escapeXml(heading)}</text>`);
   out.push(`<text x="${LEFT}" y="38" fill="#444">${escapeXml(t.ending.slice(0, 160))}</text>`);
 
