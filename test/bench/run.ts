@@ -680,7 +680,7 @@ async function phaseE(c: Cluster, dir: string, extraArgs: string[]): Promise<voi
     `## E. breach onset → 100 % stable at a 10 s interval, ${BREACH_RUNS} runs each with and without in-step checks`,
   );
   const modes = [
-    { name: "in-step checks (cadence 10s, the default)", cadence: [] as string[] },
+    { name: "in-step checks (the default cadence: interval/5 = 2 s)", cadence: [] as string[] },
     { name: "step deadlines only (cadence 0)", cadence: ["    cadence: 0"] },
   ];
   const defaults = {
