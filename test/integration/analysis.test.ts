@@ -454,7 +454,7 @@ void describe(
         assert.equal(rolled.errors, limit, `rolled back at exactly ${limit} consecutive errors`);
         assert.equal(rolled.failures, 0, "an unreachable Prometheus is not a failed check");
         assert.equal(rolled.lastAnalysis?.verdict, "error");
-        assert.match(rolled.message, new RegExp(`metrics unavailable for ${limit} consecutive analyses`));
+        assert.match(rolled.message, new RegExp(`analysis errored ${limit} times in a row`));
         const events = await sLimit.events();
         for (let i = 1; i < limit; i++) {
           assert.ok(
