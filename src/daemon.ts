@@ -12,6 +12,9 @@ import { checkReachable, loadKubeConfig, makeClients } from "./kube/client.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
 import { ApiHealth, apiServerReadyz } from "./kube/health.ts";
 import { KubeWriter } from "./kube/writer.ts";
+import { loadNotifyConfig } from "./notify/config.ts";
+import { NotificationDispatcher } from "./notify/dispatcher.ts";
+import { NotifyListener } from "./notify/listener.ts";
 import { PolicyStore, type PolicyChangeSet } from "./policy/store.ts";
 import { RouterRegistry } from "./routers/index.ts";
 import { HttpServer } from "./server/http.ts";
@@ -30,6 +33,8 @@ export interface DaemonOptions {
   namespaces?: readonly string[];
   /** How long a watch may be blind (or the API server unready) before /readyz says so, ms. */
   readinessGraceMs?: number;
+  /** YAML file of the global notification channels (`--notify-config`). */
+  notifyConfig?: string;
   clock?: Clock;
 }
 
@@ -51,6 +56,14 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   if (namespaces) log.info({ namespaces }, "limited to namespaces: watching and writing only in these");
   const cache = new ClusterCache(clients, log, { namespaces });
   const routers = new RouterRegistry(cache, new KubeWriter(clients));
+  const channels = opts.notifyConfig ? await loadNotifyConfig(opts.notifyConfig) : [];
+  if (channels.length)
+    log.info({ channels: channels.map((c) => `${c.name} (${c.type})`) }, "notifications configured");
+  // Delivery runs beside the loop: the controller hands a notification over and never waits for it.
+  const notifier = new NotificationDispatcher({
+    log: log.child({ component: "notify" }),
+    registry: metrics.registry,
+  });
   const gates = createAnalysisGateFactory(
     opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
   );
@@ -64,6 +77,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     log: log.child({ component: "controller" }),
     workers: opts.workers,
     namespaces,
+    listeners: [new NotifyListener(notifier, channels)],
   });
   cache.onChange((ref) => controller.onObjectChange(ref));
   cache.onResync((kind) => controller.onResync(kind));
@@ -145,7 +159,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     ready = true;
   } catch (err) {
     health.stop();
-    await Promise.allSettled([store.close(), cache.stop(), http.close()]);
+    await Promise.allSettled([store.close(), cache.stop(), http.close(), notifier.close()]);
     throw err;
   }
 
@@ -156,6 +170,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       await store.close();
       health.stop();
       await controller.stop();
+      await notifier.close();
       await cache.stop();
       gates.close();
       await http.close();

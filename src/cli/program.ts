@@ -59,6 +59,10 @@ export function buildProgram(): Command {
       namespaceList,
     )
     .option(
+      "--notify-config <file>",
+      "YAML file of notification channels (Slack, Teams, signed webhooks) for every policy",
+    )
+    .option(
       "--analysis-min-window <seconds>",
       "smallest analysis window in whole seconds, about two scrape intervals (default 10)",
       wholeSeconds,

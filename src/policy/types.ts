@@ -4,6 +4,8 @@
  * schema and its defaults live in schema.ts.
  */
 
+import type { ChannelSpec } from "../notify/types.ts";
+
 export type TargetKind = "GatewayRoute" | "VirtualRouter" | "HTTPRoute" | "GRPCRoute";
 
 export type NoDataAction = "hold" | "fail" | "pass";
@@ -78,5 +80,7 @@ export interface RolloutPolicy {
   /** How long a written weight may wait for the route's parents to accept it before it is reported. */
   routeReadyTimeoutMs: number;
   analysis?: AnalysisSpec;
+  /** Where this policy's rollouts are announced, besides the daemon's global channels. */
+  notify?: ChannelSpec[];
   source: SourceLocation;
 }

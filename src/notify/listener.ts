@@ -1,0 +1,130 @@
+/**
+ * Turns the Reporter's decisions into notifications: which decisions people
+ * are told about, and the idempotency key that makes a decision one message
+ * however many times, replicas or restarts it is seen.
+ *
+ * | decision (Event reason)                      | notification |
+ * |----------------------------------------------|--------------|
+ * | RolloutStarted, RolloutRestarted             | started      |
+ * | AnalysisNotPassed after a failed analysis    | stepFailed   |
+ * | RolledBack                                   | rolledBack   |
+ * | Aborted                                      | aborted      |
+ * | Promoted                                     | promoted     |
+ * | WeightsDrifted, RouteNotAccepted, the first hold for data or errors, a problem logged as a warning | stuck |
+ */
+import { createHash } from "node:crypto";
+import type { RolloutState } from "../contract.ts";
+import type { Announcement, Level, ReportListener } from "../controller/report.ts";
+import type { RolloutPolicy } from "../policy/types.ts";
+import type { ChannelSpec, Notification, NotificationKind, Notifier } from "./types.ts";
+
+export function kindOf(reason: string, s: RolloutState): NotificationKind | undefined {
+  switch (reason) {
+    case "RolloutStarted":
+    case "RolloutRestarted":
+      return "started";
+    case "RolledBack":
+      return "rolledBack";
+    case "Aborted":
+      return "aborted";
+    case "Promoted":
+      return "promoted";
+    case "WeightsDrifted":
+    case "RouteNotAccepted":
+      return "stuck";
+    case "AnalysisNotPassed":
+      if (s.failures > 0) return "stepFailed";
+      // The first hold says the rollout stopped moving; the next ones say nothing new.
+      if (s.noData === 1 || s.errors === 1) return "stuck";
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+export function idempotencyKey(...parts: Array<string | number | undefined>): string {
+  return createHash("sha256")
+    .update(parts.map((p) => String(p ?? "")).join("\u0000"))
+    .digest("hex")
+    .slice(0, 32);
+}
+
+export class NotifyListener implements ReportListener {
+  /** The last state seen per policy, to describe a problem that comes without one. */
+  private readonly last = new Map<string, RolloutState>();
+
+  constructor(
+    private readonly notifier: Notifier,
+    private readonly global: readonly ChannelSpec[],
+  ) {}
+
+  private channels(p: RolloutPolicy): readonly ChannelSpec[] {
+    return p.notify?.length ? [...this.global, ...p.notify] : this.global;
+  }
+
+  decided(p: RolloutPolicy, s: RolloutState, announced: readonly Announcement[]): void {
+    this.last.set(p.key, s);
+    const channels = this.channels(p);
+    if (!channels.length) return;
+    for (const a of announced) {
+      const kind = kindOf(a.reason, s);
+      if (!kind) continue;
+      const key = idempotencyKey(p.key, s.revision, a.reason, s.updatedAt);
+      this.notifier.notify(build(p, s, kind, key, a.reason, a.message, s.updatedAt), channels);
+    }
+  }
+
+  observed(p: RolloutPolicy, s: RolloutState): void {
+    this.last.set(p.key, s);
+  }
+
+  problem(p: RolloutPolicy, level: Level, message: string): void {
+    if (level !== "warn" && level !== "error") return;
+    const s = this.last.get(p.key);
+    if (!s) return;
+    const channels = this.channels(p);
+    if (!channels.length) return;
+    // The same problem on the same persisted state is the same message, on every replica and after a restart.
+    const key = idempotencyKey(p.key, s.revision, "Stuck", s.updatedAt, message);
+    this.notifier.notify(build(p, s, "stuck", key, "Stuck", message, Date.now()), channels);
+  }
+
+  forget(key: string): void {
+    this.last.delete(key);
+  }
+}
+
+function build(
+  p: RolloutPolicy,
+  s: RolloutState,
+  kind: NotificationKind,
+  key: string,
+  reason: string,
+  message: string,
+  at: number,
+): Notification {
+  const n: Notification = {
+    kind,
+    key,
+    policy: p.key,
+    route: { kind: p.target.kind, namespace: p.namespace, name: p.target.name },
+    reason,
+    message,
+    phase: s.phase,
+    step: s.stepIndex >= 0 ? s.stepIndex + 1 : 0,
+    steps: p.steps.length,
+    canaryWeight: s.canaryWeight,
+    stable: s.stable,
+    canary: s.canary,
+    at: new Date(at).toISOString(),
+  };
+  if (s.revision !== undefined) n.revision = s.revision;
+  if (kind === "aborted" && s.abort)
+    n.abort = { reason: s.abort.reason, at: new Date(s.abort.at).toISOString() };
+  if (
+    s.lastAnalysis &&
+    (kind === "stepFailed" || kind === "rolledBack" || kind === "promoted" || kind === "stuck")
+  )
+    n.checks = s.lastAnalysis.checks;
+  return n;
+}
