@@ -4,7 +4,8 @@
  * just as fast whether Slack answers in 50 ms, in a minute or never.
  *
  * - a bounded queue (the oldest waiting delivery is dropped when full, and
- *   counted), a few deliveries at a time, each attempt with its own timeout;
+ *   counted), a few deliveries at a time per channel (a receiver that hangs
+ *   holds up only its own), each attempt with its own timeout;
  * - retries with exponential backoff and jitter on network errors, timeouts,
  *   429 (honouring Retry-After) and 5xx; other 4xx are final;
  * - every retry carries the same Idempotency-Key; a bounded in-memory set of
@@ -35,6 +36,7 @@ export interface DispatcherOptions {
   retry?: Partial<RetryPolicy>;
   /** Per-attempt timeout unless the channel sets its own, ms. */
   timeoutMs?: number;
+  /** Deliveries in flight per channel: a receiver that hangs holds only its own. */
   concurrency?: number;
   maxQueue?: number;
   /** Keys remembered to drop repeats. */
@@ -59,6 +61,7 @@ export class NotificationDispatcher implements Notifier {
   private readonly seen = new Map<string, true>();
   private readonly closing = new AbortController();
   private running = 0;
+  private readonly runningBy = new Map<string, number>();
   private readonly idle: Array<() => void> = [];
   private readonly retry: RetryPolicy;
   private readonly doFetch: typeof fetch;
@@ -152,11 +155,23 @@ export class NotificationDispatcher implements Notifier {
   }
 
   private pump(): void {
-    while (this.running < (this.o.concurrency ?? 4) && this.ready.length) {
-      const job = this.ready.shift()!;
+    const limit = this.o.concurrency ?? 2;
+    for (let i = 0; i < this.ready.length;) {
+      const job = this.ready[i]!;
+      const name = job.channel.name;
+      const busy = this.runningBy.get(name) ?? 0;
+      if (busy >= limit) {
+        i++;
+        continue;
+      }
+      this.ready.splice(i, 1);
       this.running++;
+      this.runningBy.set(name, busy + 1);
       void this.attempt(job).finally(() => {
         this.running--;
+        const left = (this.runningBy.get(name) ?? 1) - 1;
+        if (left > 0) this.runningBy.set(name, left);
+        else this.runningBy.delete(name);
         this.pump();
         this.settle();
       });
