@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -15,42 +14,7 @@ import { Registry } from "prom-client";
 import { NotificationDispatcher } from "../../../src/notify/dispatcher.ts";
 import { IDEMPOTENCY_HEADER, sign, verifySignature } from "../../../src/notify/sign.ts";
 import type { ChannelSpec, Notification } from "../../../src/notify/types.ts";
-
-interface Received {
-  path: string;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-/** A receiver whose answer per path is scripted; "hang" never answers. */
-class Receiver {
-  readonly got: Received[] = [];
-  readonly script = new Map<string, Array<number | "hang">>();
-  private server = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", (c: Buffer) => (body += c.toString()));
-    req.on("end", () => {
-      const p = req.url ?? "/";
-      this.got.push({ path: p, headers: req.headers, body });
-      const answer = this.script.get(p)?.shift() ?? 200;
-      if (answer === "hang") return;
-      res.writeHead(answer, answer === 429 ? { "retry-after": "0" } : {}).end("ok");
-    });
-  });
-  url = "";
-  async start(): Promise<void> {
-    await new Promise<void>((r) => this.server.listen(0, "127.0.0.1", r));
-    const a = this.server.address() as { port: number };
-    this.url = `http://127.0.0.1:${a.port}`;
-  }
-  on(p: string): Received[] {
-    return this.got.filter((g) => g.path === p);
-  }
-  close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((r) => this.server.close(() => r()));
-  }
-}
+import { Receiver } from "../../support/receiver.ts";
 
 const silent = pino({ level: "silent" });
 
