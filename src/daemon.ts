@@ -19,6 +19,8 @@ import { PolicyStore, type PolicyChangeSet } from "./policy/store.ts";
 import { RouterRegistry } from "./routers/index.ts";
 import { HttpServer } from "./server/http.ts";
 import { Metrics } from "./server/metrics.ts";
+import { RolloutBoard } from "./ui/board.ts";
+import { UiRoutes } from "./ui/routes.ts";
 
 export interface DaemonOptions {
   kubeconfig?: string;
@@ -35,6 +37,8 @@ export interface DaemonOptions {
   readinessGraceMs?: number;
   /** YAML file of the global notification channels (`--notify-config`). */
   notifyConfig?: string;
+  /** Serve the read-only live page at /ui on the metrics port (default true). */
+  ui?: boolean;
   clock?: Clock;
 }
 
@@ -64,6 +68,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     log: log.child({ component: "notify" }),
     registry: metrics.registry,
   });
+  const board = opts.ui !== false ? new RolloutBoard(() => clock.now()) : undefined;
   const gates = createAnalysisGateFactory(
     opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
   );
@@ -77,7 +82,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     log: log.child({ component: "controller" }),
     workers: opts.workers,
     namespaces,
-    listeners: [new NotifyListener(notifier, channels)],
+    listeners: [new NotifyListener(notifier, channels), ...(board ? [board] : [])],
   });
   cache.onChange((ref) => controller.onObjectChange(ref));
   cache.onResync((kind) => controller.onResync(kind));
@@ -119,9 +124,10 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       },
     },
     log,
+    board ? new UiRoutes(board) : undefined,
   );
   const port = await http.listen(opts.metricsPort, opts.metricsHost);
-  log.info({ port }, "serving /healthz, /readyz and /metrics");
+  log.info({ port }, `serving /healthz, /readyz and /metrics${board ? ", and the live page at /ui" : ""}`);
 
   const applyPolicies = (change: PolicyChangeSet) => {
     for (const e of change.errors)

@@ -58,6 +58,7 @@ export function buildProgram(): Command {
       "comma-separated namespaces to watch and write in, for namespaced RBAC; policies elsewhere are refused (default: all)",
       namespaceList,
     )
+    .option("--no-ui", "do not serve the read-only live page at /ui on the metrics port")
     .option(
       "--notify-config <file>",
       "YAML file of notification channels (Slack, Teams, signed webhooks) for every policy",

@@ -23,6 +23,7 @@ export async function runCommand(o: Record<string, string | number | string[] | 
         minWindowSeconds: o.analysisMinWindow as number | undefined,
         namespaces: o.namespaces as string[] | undefined,
         notifyConfig: o.notifyConfig as string | undefined,
+        ui: (o.ui as unknown) !== false,
       },
       log,
     );
