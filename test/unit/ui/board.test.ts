@@ -8,20 +8,19 @@ import type { RolloutState } from "../../../src/contract.ts";
 import type { RolloutPolicy } from "../../../src/policy/types.ts";
 import { RolloutBoard, type BoardUpdate } from "../../../src/ui/board.ts";
 
-const policy = (name: string): RolloutPolicy =>
-  ({
-    key: `shop/${name}`,
-    name,
-    namespace: "shop",
-    target: { kind: "HTTPRoute", name },
-    stable: "v1",
-    canary: "v2",
-    deployments: {},
-    steps: [10, 50, 100],
-    intervalMs: 60_000,
-    routeReadyTimeoutMs: 60_000,
-    source: { file: "p.yaml", line: 1, column: 1 },
-  });
+const policy = (name: string): RolloutPolicy => ({
+  key: `shop/${name}`,
+  name,
+  namespace: "shop",
+  target: { kind: "HTTPRoute", name },
+  stable: "v1",
+  canary: "v2",
+  deployments: {},
+  steps: [10, 50, 100],
+  intervalMs: 60_000,
+  routeReadyTimeoutMs: 60_000,
+  source: { file: "p.yaml", line: 1, column: 1 },
+});
 
 const state = (at: number, weight: number, over: Partial<RolloutState> = {}): RolloutState => ({
   v: 1,
