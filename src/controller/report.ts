@@ -103,6 +103,9 @@ export class Reporter {
     const m = this.metrics;
     record.lastProblem = undefined;
     record.summary = { policy: p.key, phase: s.phase, canaryWeight: s.canaryWeight };
+    // Listeners hear the decision before its Events, so the first Event of a rollout has a rollout to go with.
+    const announced = effects.filter((e): e is Announcement => e.type === "record");
+    this.tell("decided", (l) => l.decided?.(p, s, announced));
     for (const e of effects) {
       if (e.type !== "record") continue;
       m.decisions.inc({ policy: p.key, reason: e.reason });
@@ -124,8 +127,6 @@ export class Reporter {
       );
       this.event(p, target, e.severity, e.reason, e.message);
     }
-    const announced = effects.filter((e): e is Announcement => e.type === "record");
-    this.tell("decided", (l) => l.decided?.(p, s, announced));
   }
 
   /** A Warning that is not a lifecycle decision (a write that was refused, say). */

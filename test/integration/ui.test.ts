@@ -154,7 +154,7 @@ void describe("the live page, in a real browser", () => {
     assert.match(await row(policy, "why").innerText(), /aborted: INC-77 \(dave\): p99 spikes/);
     const detail = page.locator(`section.detail[data-policy="${policy}"]`);
     const timeline = await detail.locator('[data-field="timeline"]').innerText();
-    for (const reason of ["RolloutStarted", "StepAdvanced", "Aborted"])
+    for (const reason of ["Adopted", "RolloutStarted", "StepAdvanced", "Aborted"])
       assert.match(timeline, new RegExp(reason));
     assert.match(timeline, /INC-77 \(dave\)/);
     // The weight chart has a line; the metric chart draws its bound and both measured values.
