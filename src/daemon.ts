@@ -68,6 +68,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     log: log.child({ component: "notify" }),
     registry: metrics.registry,
   });
+  const notifyListener = new NotifyListener(notifier, channels, { now: () => clock.now() });
   const board = opts.ui !== false ? new RolloutBoard(() => clock.now()) : undefined;
   const gates = createAnalysisGateFactory(
     opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
@@ -82,7 +83,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     log: log.child({ component: "controller" }),
     workers: opts.workers,
     namespaces,
-    listeners: [new NotifyListener(notifier, channels), ...(board ? [board] : [])],
+    listeners: [notifyListener, ...(board ? [board] : [])],
   });
   cache.onChange((ref) => controller.onObjectChange(ref));
   cache.onResync((kind) => controller.onResync(kind));
@@ -176,6 +177,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       await store.close();
       health.stop();
       await controller.stop();
+      notifyListener.close();
       await notifier.close();
       await cache.stop();
       gates.close();

@@ -10,7 +10,11 @@
  * | RolledBack                                   | rolledBack   |
  * | Aborted                                      | aborted      |
  * | Promoted                                     | promoted     |
- * | WeightsDrifted, RouteNotAccepted, the first hold for data or errors, a problem logged as a warning | stuck |
+ * | WeightsDrifted, RouteNotAccepted, the first hold for data or errors | stuck |
+ * | a problem logged as a warning that persists for `stuckAfterMs` (default 60 s) with no decision since | stuck |
+ *
+ * A problem must persist before it is told: a watch that re-establishes for a
+ * few seconds during an API-server restart is not worth waking anyone.
  */
 import { createHash } from "node:crypto";
 import type { RolloutState } from "../contract.ts";
@@ -49,20 +53,41 @@ export function idempotencyKey(...parts: Array<string | number | undefined>): st
     .slice(0, 32);
 }
 
+export interface NotifyListenerOptions {
+  /** How long a problem must persist, with no decision since, before it is a `stuck` notification. */
+  stuckAfterMs?: number;
+  now?: () => number;
+}
+
 export class NotifyListener implements ReportListener {
   /** The last state seen per policy, to describe a problem that comes without one. */
   private readonly last = new Map<string, RolloutState>();
+  /** Problems waiting to have persisted long enough, per policy. */
+  private readonly pending = new Map<string, NodeJS.Timeout>();
+  private readonly stuckAfterMs: number;
+  private readonly now: () => number;
 
   constructor(
     private readonly notifier: Notifier,
     private readonly global: readonly ChannelSpec[],
-  ) {}
+    opts: NotifyListenerOptions = {},
+  ) {
+    this.stuckAfterMs = opts.stuckAfterMs ?? 60_000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  private settle(key: string): void {
+    const t = this.pending.get(key);
+    if (t) clearTimeout(t);
+    this.pending.delete(key);
+  }
 
   private channels(p: RolloutPolicy): readonly ChannelSpec[] {
     return p.notify?.length ? [...this.global, ...p.notify] : this.global;
   }
 
   decided(p: RolloutPolicy, s: RolloutState, announced: readonly Announcement[]): void {
+    this.settle(p.key);
     this.last.set(p.key, s);
     const channels = this.channels(p);
     if (!channels.length) return;
@@ -74,23 +99,35 @@ export class NotifyListener implements ReportListener {
     }
   }
 
+  /** A pass got as far as reading the state: whatever stood in its way before is gone. */
   observed(p: RolloutPolicy, s: RolloutState): void {
+    this.settle(p.key);
     this.last.set(p.key, s);
   }
 
   problem(p: RolloutPolicy, level: Level, message: string): void {
+    this.settle(p.key);
     if (level !== "warn" && level !== "error") return;
-    const s = this.last.get(p.key);
-    if (!s) return;
-    const channels = this.channels(p);
-    if (!channels.length) return;
-    // The same problem on the same persisted state is the same message, on every replica and after a restart.
-    const key = idempotencyKey(p.key, s.revision, "Stuck", s.updatedAt, message);
-    this.notifier.notify(build(p, s, "stuck", key, "Stuck", message, Date.now()), channels);
+    if (!this.channels(p).length || !this.last.has(p.key)) return;
+    const t = setTimeout(() => {
+      this.pending.delete(p.key);
+      const s = this.last.get(p.key);
+      if (!s) return;
+      // The same problem on the same persisted state is the same message, on every replica and after a restart.
+      const key = idempotencyKey(p.key, s.revision, "Stuck", s.updatedAt, message);
+      this.notifier.notify(build(p, s, "stuck", key, "Stuck", message, this.now()), this.channels(p));
+    }, this.stuckAfterMs);
+    t.unref();
+    this.pending.set(p.key, t);
   }
 
   forget(key: string): void {
+    this.settle(key);
     this.last.delete(key);
+  }
+
+  close(): void {
+    for (const key of [...this.pending.keys()]) this.settle(key);
   }
 }
 

@@ -102,19 +102,32 @@ void describe("notifications: what is sent", () => {
     );
   });
 
-  void it("global channels come first; a problem logged as a warning is a stuck notification", () => {
+  void it("global channels come first; a warning that persists is a stuck notification", async () => {
     const global = parseNotifyConfig(
       "notify.yaml",
       "channels:\n  - { name: ops, type: teams, url: 'https://example.invalid/x' }\n",
     );
     const c = new Collect();
-    const l = new NotifyListener(c, global);
+    const l = new NotifyListener(c, global, { stuckAfterMs: 20 });
     const p = policy();
+    const settle = () => new Promise((r) => setTimeout(r, 60));
     l.problem(p, "warn", "no state seen yet: nothing to describe");
+    await settle();
     assert.equal(c.sent.length, 0);
     l.observed(p, state());
     l.problem(p, "info", "routine");
+    await settle();
+    assert.equal(c.sent.length, 0, "info is routine");
+    // Gone before it persisted: a pass reached the state again, or a decision was written.
+    l.problem(p, "warn", "the watch of HTTPRoute is re-establishing");
+    l.observed(p, state());
+    l.problem(p, "warn", "transient");
+    l.decided(p, state({ updatedAt: 2_000 }), []);
+    await settle();
+    assert.equal(c.sent.length, 0, "problems that did not persist are not told");
     l.problem(p, "warn", "the route no longer holds the pair");
+    assert.equal(c.sent.length, 0, "not before it persisted");
+    await settle();
     assert.equal(c.sent.length, 1);
     assert.equal(c.sent[0]!.n.kind, "stuck");
     assert.equal(c.sent[0]!.n.message, "the route no longer holds the pair");
