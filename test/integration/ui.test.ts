@@ -130,7 +130,7 @@ void describe("the live page, in a real browser", () => {
 
     await s.annotateTarget({
       [ANNOTATIONS.abort]: "true",
-      [ANNOTATIONS.abortReason]: "INC-77 (dave): p99 spikes",
+      [ANNOTATIONS.abortReason]: "INC-77 (dave): p99 spikes <img src=x onerror=alert(1)>",
     });
     const aborted = await s.until("aborted", (st, w) => st.phase === "Aborted" && w[s.canary] === 0);
     await row(policy, "phase").getByText("Aborted").waitFor({ timeout: 5_000 });
@@ -151,7 +151,12 @@ void describe("the live page, in a real browser", () => {
       "no reload",
     );
     assert.match(await row(policy, "weights").innerText(), /web-v1 100 \/ web-v2 0/);
-    assert.match(await row(policy, "why").innerText(), /aborted: INC-77 \(dave\): p99 spikes/);
+    // Operator text is shown as text, never parsed as HTML.
+    assert.match(
+      await row(policy, "why").innerText(),
+      /aborted: INC-77 \(dave\): p99 spikes <img src=x onerror=alert\(1\)>/,
+    );
+    assert.equal(await page.locator("img").count(), 0);
     const detail = page.locator(`section.detail[data-policy="${policy}"]`);
     const timeline = await detail.locator('[data-field="timeline"]').innerText();
     for (const reason of ["Adopted", "RolloutStarted", "StepAdvanced", "Aborted"])
