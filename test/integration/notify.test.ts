@@ -134,6 +134,50 @@ void describe("notifications reach receivers and never slow an abort", () => {
     assert.match(metrics, /rolloutd_notifications_total\{channel="audit",kind="aborted",result="sent"\} 1/);
   });
 
+  void it("a restarted daemon does not notify again what was decided before", async () => {
+    const s = await progressing("notify-restart");
+    const policy = `${s.ns}/${s.route}`;
+    await eventually(
+      "started notification",
+      () => bodies("/audit", policy).find((x) => x.body.type === "started"),
+      15_000,
+    );
+    const before = bodies("/audit", policy).map((x) => x.r.headers["idempotency-key"]);
+    await daemon.stop();
+    await daemon.dispose();
+    daemon = await startDaemon({
+      kubeconfig: c.cp.kubeconfigPath,
+      policiesDir,
+      extraArgs: [`--notify-config=${path.join(dir, "notify.yaml")}`],
+    });
+    // The new daemon has looked at the rollout (its state is on the live page), and decided nothing new.
+    await eventually(
+      "the new daemon saw the rollout",
+      async () => {
+        const cards = (await (await fetch(`http://127.0.0.1:${daemon.port}/ui/rollouts`)).json()) as Array<{
+          policy: string;
+          phase: string;
+        }>;
+        return cards.find((x) => x.policy === policy && x.phase === "Progressing");
+      },
+      15_000,
+    );
+    // A decision it made now would be sent at once; give a delivery time to arrive before looking.
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.deepEqual(
+      bodies("/audit", policy).map((x) => x.r.headers["idempotency-key"]),
+      before,
+      "nothing sent again after the restart",
+    );
+    // And the next decision is sent as usual.
+    await abortLatency(s, "after restart");
+    await eventually(
+      "aborted notification",
+      () => bodies("/audit", policy).find((x) => x.body.type === "aborted"),
+      15_000,
+    );
+  });
+
   void it("a receiver that never answers does not delay the abort (measured against one without it)", async () => {
     const quiet = await progressing("notify-baseline");
     const hung = await progressing(
