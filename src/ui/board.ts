@@ -32,10 +32,10 @@ export interface RolloutCard {
   updatedAt: number;
   abort?: { reason: string; at: number };
   lastAnalysis?: { at: number; verdict: string; summary: string; checks: RecordedCheck[] };
-  /** [time, canary weight] after each change. */
-  weights: Array<[number, number]>;
-  /** Check name → [time, value or null] per analysis. */
-  values: Record<string, Array<[number, number | null]>>;
+  /** Time, canary weight, time, canary weight…: a point after each change, flat (8 bytes a number). */
+  weights: number[];
+  /** Check name → time, value, time, value… per analysis; NaN where there was no value (null in JSON). */
+  values: Record<string, number[]>;
   bounds: Record<string, { min?: number; max?: number }>;
   events: BoardEvent[];
   /** What keeps the rollout from moving, while it persists. */
@@ -50,11 +50,17 @@ export interface BoardLimits {
   events: number;
 }
 
-const DEFAULT_LIMITS: BoardLimits = { rollouts: 2_000, points: 300, events: 50 };
+const DEFAULT_LIMITS: BoardLimits = { rollouts: 2_000, points: 120, events: 30 };
 
 function push<T>(list: T[], item: T, max: number): void {
   list.push(item);
   if (list.length > max) list.splice(0, list.length - max);
+}
+
+/** Appends the point (t, v) to a flat series, keeping at most `max` points. */
+function pushPoint(series: number[], t: number, v: number, max: number): void {
+  series.push(t, v);
+  if (series.length > 2 * max) series.splice(0, series.length - 2 * max);
 }
 
 export class RolloutBoard implements ReportListener {
@@ -151,17 +157,17 @@ export class RolloutBoard implements ReportListener {
     card.since = s.since;
     card.updatedAt = s.updatedAt;
     card.abort = s.abort;
-    const lastW = card.weights.at(-1);
-    if (!lastW || lastW[1] !== s.canaryWeight)
-      push(card.weights, [s.updatedAt, s.canaryWeight], this.limits.points);
+    if (card.weights.length === 0 || card.weights.at(-1) !== s.canaryWeight)
+      pushPoint(card.weights, s.updatedAt, s.canaryWeight, this.limits.points);
     card.canaryWeight = s.canaryWeight;
     const a = s.lastAnalysis;
     if (a && a.at !== card.lastAnalysis?.at) {
       for (const c of a.checks) {
         const series = (card.values[c.name] ??= []);
-        push(
+        pushPoint(
           series,
-          [a.at, c.value !== null && Number.isFinite(c.value) ? c.value : null],
+          a.at,
+          c.value !== null && Number.isFinite(c.value) ? c.value : Number.NaN,
           this.limits.points,
         );
         card.bounds[c.name] = {

@@ -67,7 +67,11 @@ function checkText(c) {
   return $("span", { class: "check " + (c.verdict === "pass" ? "pass" : c.verdict === "fail" ? "fail" : "other") }, c.name + " = " + v + " (" + b + ") " + mark);
 }
 
-function chart(title, series, opts) {
+// [t0, v0, t1, v1, …] (null: no value) → [[t0, v0], …]
+const points = (flat) => { const out = []; for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i], flat[i + 1]]); return out; };
+
+function chart(title, flat, opts) {
+  const series = points(flat);
   const W = 420, H = 120, L = 34, R = 8, T = 8, B = 18;
   const svg = s("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": title });
   const pts = series.filter((p) => p[1] !== null);
@@ -120,7 +124,7 @@ function row(c) {
 
 function detail(c) {
   // One time axis for every chart of a rollout: from its first recorded weight.
-  const since = c.weights.length ? c.weights[0][0] : undefined;
+  const since = c.weights.length ? c.weights[0] : undefined;
   const charts = $("div", { class: "charts" }, chart("canary weight %", c.weights, { min: 0, max: 100, fixed: true, step: true, since }));
   for (const [name, series] of Object.entries(c.values)) {
     const b = c.bounds[name] || {};
