@@ -60,7 +60,8 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   if (namespaces) log.info({ namespaces }, "limited to namespaces: watching and writing only in these");
   const cache = new ClusterCache(clients, log, { namespaces });
   const routers = new RouterRegistry(cache, new KubeWriter(clients));
-  const channels = opts.notifyConfig ? await loadNotifyConfig(opts.notifyConfig) : [];
+  const notifyConfig = opts.notifyConfig ? await loadNotifyConfig(opts.notifyConfig) : { channels: [] };
+  const channels = notifyConfig.channels;
   if (channels.length)
     log.info({ channels: channels.map((c) => `${c.name} (${c.type})`) }, "notifications configured");
   // Delivery runs beside the loop: the controller hands a notification over and never waits for it.
@@ -68,7 +69,10 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     log: log.child({ component: "notify" }),
     registry: metrics.registry,
   });
-  const notifyListener = new NotifyListener(notifier, channels, { now: () => clock.now() });
+  const notifyListener = new NotifyListener(notifier, channels, {
+    now: () => clock.now(),
+    ...(notifyConfig.stuckAfterMs !== undefined ? { stuckAfterMs: notifyConfig.stuckAfterMs } : {}),
+  });
   const board = opts.ui !== false ? new RolloutBoard(() => clock.now()) : undefined;
   const gates = createAnalysisGateFactory(
     opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},

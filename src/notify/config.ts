@@ -16,6 +16,7 @@
  *       url: https://audit.example.com/rolloutd
  *       secretFile: /etc/rolloutd/notify/hmac-key
  *       timeout: 5s
+ *   stuckAfter: 1m                      # how long a problem lasts before it is `stuck` (default 1m)
  */
 import { readFile } from "node:fs/promises";
 import { parse } from "yaml";
@@ -83,14 +84,33 @@ export function toChannels(input: readonly ChannelInput[], prefix = ""): Channel
   });
 }
 
-const fileSchema = z.strictObject({ channels: z.array(channelSchema).default([]) });
+const fileSchema = z.strictObject({
+  channels: z.array(channelSchema).default([]),
+  stuckAfter: z
+    .string()
+    .transform((text, ctx) => {
+      const d = parseDuration(text, { min: 1_000, max: 24 * 3_600_000 });
+      if (!d.ok) {
+        ctx.issues.push({ code: "custom", message: d.error, input: text });
+        return z.NEVER;
+      }
+      return d.ms;
+    })
+    .optional(),
+});
+
+export interface NotifyConfig {
+  channels: ChannelSpec[];
+  /** How long a problem must last, with no decision, before it is a `stuck` notification. */
+  stuckAfterMs?: number;
+}
 
 export class NotifyConfigError extends Error {
   override name = "NotifyConfigError";
 }
 
 /** Parses the global file; throws NotifyConfigError naming the file and the field. */
-export function parseNotifyConfig(file: string, text: string): ChannelSpec[] {
+export function parseNotifyConfig(file: string, text: string): NotifyConfig {
   let data: unknown;
   try {
     data = parse(text) ?? {};
@@ -108,10 +128,13 @@ export function parseNotifyConfig(file: string, text: string): ChannelSpec[] {
     if (names.has(c.name)) throw new NotifyConfigError(`${file}: channel name "${c.name}" is used twice`);
     names.add(c.name);
   }
-  return toChannels(r.data.channels);
+  return {
+    channels: toChannels(r.data.channels),
+    ...(r.data.stuckAfter !== undefined ? { stuckAfterMs: r.data.stuckAfter } : {}),
+  };
 }
 
-export async function loadNotifyConfig(file: string): Promise<ChannelSpec[]> {
+export async function loadNotifyConfig(file: string): Promise<NotifyConfig> {
   let text: string;
   try {
     text = await readFile(file, "utf8");

@@ -12,7 +12,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ANNOTATIONS } from "../../src/contract.ts";
 import { verifySignature } from "../../src/notify/sign.ts";
-import { eventually, startCluster, type Cluster } from "../support/cluster.ts";
+import { eventually, mergePatch, startCluster, type Cluster } from "../support/cluster.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
 import { Receiver, type Received } from "../support/receiver.ts";
 import { appMeshVirtualRouter } from "../support/routes.ts";
@@ -42,6 +42,7 @@ void describe("notifications reach receivers and never slow an abort", () => {
         "channels:",
         `  - { name: audit, type: webhook, url: "${rx.url}/audit", secretFile: ${path.join(dir, "hmac")} }`,
         `  - { name: chat, type: slack, urlFile: ${path.join(dir, "slack-url")}, on: [aborted] }`,
+        "stuckAfter: 2s",
         "",
       ].join("\n"),
     );
@@ -132,6 +133,36 @@ void describe("notifications reach receivers and never slow an abort", () => {
     assert.equal(new Set(keys).size, keys.length);
     const metrics = await (await fetch(`http://127.0.0.1:${daemon.port}/metrics`)).text();
     assert.match(metrics, /rolloutd_notifications_total\{channel="audit",kind="aborted",result="sent"\} 1/);
+  });
+
+  void it("a route that loses the pair mid-rollout is told as stuck once it lasts, with the reason", async () => {
+    const s = await progressing("notify-stuck");
+    const policy = `${s.ns}/${s.route}`;
+    // Someone edits the router so that the canary is no longer one of its targets.
+    await mergePatch(c, "VirtualRouter", s.ns, `${s.route}-router`, {
+      spec: {
+        routes: [
+          {
+            name: "main",
+            httpRoute: {
+              match: { prefix: "/" },
+              action: { weightedTargets: [{ virtualNodeRef: { name: s.stable }, weight: 100 }] },
+            },
+          },
+        ],
+      },
+    });
+    const stuck = await eventually(
+      "stuck notification",
+      () => bodies("/audit", policy).find((x) => x.body.type === "stuck"),
+      20_000,
+    );
+    assert.match(
+      String(stuck.body.message),
+      /no route whose weightedTargets include both virtual nodes web-v1 and web-v2/,
+    );
+    assert.equal(stuck.body.phase, "Progressing");
+    assert.equal(stuck.body.canaryWeight, 10);
   });
 
   void it("a restarted daemon does not notify again what was decided before", async () => {

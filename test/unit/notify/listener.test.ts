@@ -103,7 +103,7 @@ void describe("notifications: what is sent", () => {
   });
 
   void it("global channels come first; a warning that persists is a stuck notification", async () => {
-    const global = parseNotifyConfig(
+    const { channels: global } = parseNotifyConfig(
       "notify.yaml",
       "channels:\n  - { name: ops, type: teams, url: 'https://example.invalid/x' }\n",
     );
