@@ -143,7 +143,16 @@ function render() {
   const list = [...cards.values()].sort((a, b) => a.policy.localeCompare(b.policy));
   const body = document.getElementById("rows");
   body.replaceChildren(...list.map(row));
-  document.getElementById("details").replaceChildren(...list.map(detail));
+  // Charts for what is moving or moved lately (at most 50), and for the rollout picked in the table.
+  const picked = decodeURIComponent(location.hash.slice(1));
+  const recent = (c) => c.phase === "Progressing" || c.phase === "Paused" || Date.now() - c.updatedAt < 3600000;
+  const shown = list
+    .filter((c) => c.policy === picked || recent(c))
+    .sort((a, b) => (b.policy === picked) - (a.policy === picked) || b.updatedAt - a.updatedAt)
+    .slice(0, 50);
+  const hidden = list.length - shown.length;
+  const note = hidden > 0 ? [$("p", { class: "empty" }, hidden + " more at rest for over an hour: pick one in the table to see its history")] : [];
+  document.getElementById("details").replaceChildren(...shown.map(detail), ...note);
   document.getElementById("empty").hidden = list.length > 0;
 }
 const schedule = () => { if (!pending) { pending = true; requestAnimationFrame(render); } };
@@ -170,6 +179,7 @@ function connect() {
 }
 connect();
 setInterval(schedule, 5000);
+window.addEventListener("hashchange", schedule);
 `;
 
 export const PAGE = `<!doctype html>
