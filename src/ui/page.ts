@@ -41,7 +41,14 @@ const SCRIPT = String.raw`
 "use strict";
 const cards = new Map();
 const received = {};
-window.__rolloutd = { updates: 0, received, connected: false };
+// When each state arrived, for tests and for anyone asking the console how live the page is.
+const arrivals = [];
+window.__rolloutd = { updates: 0, received, arrivals, connected: false };
+const arrived = (c) => {
+  received[c.policy] = { at: Date.now(), updatedAt: c.updatedAt, phase: c.phase };
+  arrivals.push({ policy: c.policy, ...received[c.policy] });
+  if (arrivals.length > 1000) arrivals.splice(0, arrivals.length - 1000);
+};
 const $ = (tag, attrs, ...kids) => {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -164,7 +171,7 @@ function connect() {
   src.onerror = () => { conn.textContent = "reconnecting…"; conn.className = ""; window.__rolloutd.connected = false; };
   src.addEventListener("snapshot", (e) => {
     cards.clear();
-    for (const c of JSON.parse(e.data)) { cards.set(c.policy, c); received[c.policy] = { at: Date.now(), updatedAt: c.updatedAt, phase: c.phase }; }
+    for (const c of JSON.parse(e.data)) { cards.set(c.policy, c); arrived(c); }
     schedule();
   });
   src.addEventListener("rollout", (e) => {
@@ -172,7 +179,7 @@ function connect() {
     cards.set(c.policy, c);
     window.__rolloutd.updates++;
     const prev = received[c.policy];
-    if (!prev || prev.updatedAt !== c.updatedAt) received[c.policy] = { at: Date.now(), updatedAt: c.updatedAt, phase: c.phase };
+    if (!prev || prev.updatedAt !== c.updatedAt) arrived(c);
     schedule();
   });
   src.addEventListener("removed", (e) => { cards.delete(JSON.parse(e.data).policy); schedule(); });

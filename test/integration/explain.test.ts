@@ -67,7 +67,7 @@ void describe("rolloutd explain", () => {
     await s.given();
     s.writePolicy({
       steps: [10, 50, 100],
-      interval: "2s",
+      interval: "3s",
       extra: [
         "  analysis:",
         `    prometheus: { url: "${prom.url}", timeout: 5s }`,
