@@ -24,6 +24,7 @@ import {
   TEMPLATE_UNITS,
   TemplateError,
   isTemplateName,
+  quantileGuard,
   queryVariables,
   renderQuery,
   requestsTemplateText,
@@ -67,6 +68,8 @@ export interface PrometheusGateOptions {
 interface CheckPlan {
   name: string;
   text: string;
+  /** Latency templates: the finite-share query that says whether the quantile lies beyond the histogram. */
+  guard: { q: number; text: string } | undefined;
   unit: TemplateUnit | undefined;
   min: number | undefined;
   max: number | undefined;
@@ -118,6 +121,28 @@ export function judge(
       };
     case "value": {
       const v = outcome.value;
+      if (outcome.atLeast) {
+        const shown = withUnit(formatNumber(v), unit);
+        if (max !== undefined) {
+          const beyond =
+            v >= max
+              ? `> ${withUnit(formatNumber(max), unit)}`
+              : `(bound ${withUnit(formatNumber(max), unit)} is above the histogram's top finite bucket ${shown}: ` +
+                "it can never be measured, so this counts as a breach; add buckets above the bound)";
+          return {
+            verdict: "fail",
+            reason: `${name} ≥ ${shown}, beyond the histogram's top finite bucket, ${beyond}`,
+          };
+        }
+        if (min !== undefined && v < min) {
+          // At least v, and v is below the minimum: the true value may or may not be; not evidence either way.
+          return {
+            verdict: "noData",
+            reason: `${name} ≥ ${shown} (beyond the histogram): cannot tell against min`,
+          };
+        }
+        return { verdict: "pass", reason: `${name} ≥ ${shown} (beyond the histogram)` };
+      }
       if (max !== undefined && v > max) {
         const [a, b] = formatPair(v, max, unit);
         return { verdict: "fail", reason: `${name} ${a} > ${b}` };
@@ -159,6 +184,18 @@ function overallVerdict(
 function summarize(parts: string[]): string {
   const line = parts.join("; ");
   return line.length > MAX_SUMMARY_CHARS ? `${line.slice(0, MAX_SUMMARY_CHARS - 1)}…` : line;
+}
+
+/**
+ * `histogram_quantile` answers with the top finite bucket's bound when the
+ * quantile lies in the +Inf bucket: a slow canary would read "p99 250 ms" for
+ * requests that took seconds. When fewer than `q` of the requests fell into a
+ * finite bucket, the value is marked as a lower bound. A guard that could not
+ * be measured leaves the value as it is.
+ */
+function honest(outcome: QueryOutcome, guard: QueryOutcome | undefined, q: number | undefined): QueryOutcome {
+  if (outcome.kind !== "value" || guard?.kind !== "value" || q === undefined) return outcome;
+  return guard.value < q - 1e-9 ? { ...outcome, atLeast: true } : outcome;
 }
 
 async function ask(
@@ -204,8 +241,10 @@ export class PrometheusGate implements AnalysisGate {
     this.#checks = spec.checks.map((check) => {
       let text: string;
       let unit: TemplateUnit | undefined;
+      let guard: CheckPlan["guard"];
       if (check.template !== undefined) {
         text = templateText(spec.provider, check.template);
+        guard = quantileGuard(spec.provider, check.template);
         unit = isTemplateName(check.template) ? TEMPLATE_UNITS[check.template] : undefined;
       } else if (check.query !== undefined) {
         text = check.query;
@@ -213,7 +252,7 @@ export class PrometheusGate implements AnalysisGate {
         throw new TemplateError("unknownTemplate", `check ${check.name} has neither template nor query`);
       }
       this.#assertAvailable(text, `check ${check.name}`);
-      return { name: check.name, text, unit, min: check.min, max: check.max };
+      return { name: check.name, text, guard, unit, min: check.min, max: check.max };
     });
     if (spec.minRequests > 0) {
       this.#requestsText = spec.requestsQuery ?? requestsTemplateText(spec.provider);
@@ -271,7 +310,15 @@ export class PrometheusGate implements AnalysisGate {
     const minRequests = this.#spec.minRequests;
     const requestsText = this.#requestsText;
     const [checkRuns, requestsRun] = await Promise.all([
-      Promise.all(this.#checks.map(async (plan) => ({ plan, ...(await run(plan.name, plan.text)) }))),
+      Promise.all(
+        this.#checks.map(async (plan) => {
+          const [main, guard] = await Promise.all([
+            run(plan.name, plan.text),
+            plan.guard ? run(`${plan.name} finite share`, plan.guard.text) : Promise.resolve(undefined),
+          ]);
+          return { plan, query: main.query, outcome: honest(main.outcome, guard?.outcome, plan.guard?.q) };
+        }),
+      ),
       requestsText !== undefined ? run("requests", requestsText) : Promise.resolve(undefined),
     ]);
 

@@ -63,10 +63,34 @@ export interface ProviderTemplates {
   templates: Readonly<Record<TemplateName, string>>;
   /** Total canary requests in the window (a count, not a rate): used for `minRequests`. */
   requests: string;
+  /**
+   * For the latency templates: the share of the window's requests that fell
+   * into a finite bucket. When it is below the quantile, the quantile lies in
+   * the +Inf bucket and `histogram_quantile` answers with the top finite
+   * bound instead: the true value is only known to be at least that.
+   */
+  finiteShare: string;
 }
+
+/** The quantile each latency template computes. */
+export const TEMPLATE_QUANTILES: Readonly<Partial<Record<TemplateName, number>>> = {
+  "latency-p99": 0.99,
+  "latency-p95": 0.95,
+  "latency-p50": 0.5,
+};
 
 function quantile(q: number, bucketRate: string, toMs: string): string {
   return `histogram_quantile(${q}, sum by (le) (${bucketRate}))${toMs} >= 0`;
+}
+
+/**
+ * Buckets are cumulative, so the largest finite bucket's rate is the rate of
+ * every request that was not beyond the histogram; divided by the +Inf
+ * bucket's rate (all requests) it is the finite share.
+ */
+function finiteShare(bucketRate: string): string {
+  const only = (le: string) => bucketRate.replace("}[", `,le${le}}[`);
+  return `max(sum by (le) (${only('!="+Inf"')})) / (sum(${only('="+Inf"')}) > 0)`;
 }
 
 function family(opts: {
@@ -91,6 +115,7 @@ function family(opts: {
       "request-rate": total,
     },
     requests: `sum(${opts.total("increase")})`,
+    finiteShare: finiteShare(opts.bucketRate),
   };
 }
 
@@ -191,6 +216,13 @@ export function templateText(provider: Provider, name: string): string {
     );
   }
   return templates[name];
+}
+
+/** The finite-share guard of a latency template, or undefined for any other check. */
+export function quantileGuard(provider: Provider, name: string): { q: number; text: string } | undefined {
+  const q = isTemplateName(name) ? TEMPLATE_QUANTILES[name] : undefined;
+  const p = BUILTIN_TEMPLATES[provider];
+  return q === undefined || p === undefined ? undefined : { q, text: p.finiteShare };
 }
 
 /** The provider's requests-count query text (with placeholders). */

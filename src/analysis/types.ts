@@ -8,7 +8,12 @@
 
 /** What one query returned. Only `value` can ever pass a check. */
 export type QueryOutcome =
-  | { kind: "value"; value: number }
+  /**
+   * `atLeast`: the true value is known only to be at least `value` (a
+   * latency quantile beyond the histogram's top finite bucket). Such a value
+   * never passes a maximum.
+   */
+  | { kind: "value"; value: number; atLeast?: boolean }
   | { kind: "noData" }
   | { kind: "nan" }
   | { kind: "error"; error: MetricError };

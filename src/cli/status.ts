@@ -37,7 +37,9 @@ function checks(s: RolloutState): string {
             ? `<${c.min}`
             : "";
       const v =
-        c.value === null ? c.outcome : Number.isInteger(c.value) ? String(c.value) : c.value.toPrecision(3);
+        c.value === null || Number.isNaN(c.value)
+          ? c.outcome
+          : `${c.atLeast ? "≥" : ""}${!Number.isFinite(c.value) ? (c.value > 0 ? "+Inf" : "-Inf") : Number.isInteger(c.value) ? String(c.value) : c.value.toPrecision(3)}`;
       return `${c.name}=${v}${bound} ${c.verdict === "pass" ? "✓" : c.verdict === "fail" ? "✗" : "?"}`;
     })
     .join(", ");

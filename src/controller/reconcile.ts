@@ -20,6 +20,7 @@ import { KubeApiError } from "../kube/errors.ts";
 import type { KindName, KObject, ObjectRef } from "../kube/kinds.ts";
 import type { ReconcileResult } from "../kube/workqueue.ts";
 import { derive, stepKey, type Facts } from "../machine/derive.ts";
+import { cadenceOf, DEFAULT_HOLD_LIMIT } from "../policy/types.ts";
 import { decide, type Effect, type Settings } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
@@ -58,6 +59,34 @@ const MISSING_RETRY_MS = 30_000;
 const STALE_RETRY_MS = 2_000;
 /** After a write the API server refused as invalid, look again this late (the route's own edits wake it sooner). */
 const REJECTED_RETRY_MS = 30_000;
+/**
+ * In-step evaluations start at most IN_STEP_PER_SECOND a second (a token
+ * bucket) and only while fewer analyses than MAX_IN_STEP_IN_FLIGHT are
+ * running: that bounds the Prometheus load they add, whatever the fleet's
+ * size. A step's own analysis at its deadline always runs.
+ */
+const MAX_IN_STEP_IN_FLIGHT = 64;
+const IN_STEP_PER_SECOND = 50;
+
+/** Tokens refill continuously up to `burst`; take() spends one if there is one. */
+class TokenBucket {
+  private tokens: number;
+  private last: number | undefined;
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+  take(now: number): boolean {
+    if (this.last !== undefined)
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
 /** A compacted state keeps this much of the message. */
 const COMPACT_MESSAGE_CHARS = 300;
 
@@ -70,6 +99,7 @@ export function settingsOf(p: RolloutPolicy): Settings {
     noDataLimit: p.analysis?.noDataLimit ?? 3,
     onError: p.analysis?.onError ?? { action: "hold", limit: 5 },
     needsAcceptance: needsAcceptance(p.target.kind),
+    holdAction: (p.holdLimit ?? DEFAULT_HOLD_LIMIT).action,
   };
 }
 
@@ -79,6 +109,8 @@ function currentStep(s: RolloutState | undefined): string | undefined {
 }
 
 export class Reconciler {
+  private readonly inStepBudget = new TokenBucket(IN_STEP_PER_SECOND, IN_STEP_PER_SECOND);
+
   constructor(private readonly d: ReconcileDeps) {}
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
@@ -179,10 +211,12 @@ export class Reconciler {
           }
         : {}),
       analysis: this.d.jobs.slot(key),
+      ...this.earlySchedule(record, state),
     };
     const derived = derive(state, facts, now, {
       intervalMs: policy.intervalMs,
       routeReadyTimeoutMs: policy.routeReadyTimeoutMs,
+      holdAfterMs: (policy.holdLimit ?? DEFAULT_HOLD_LIMIT).afterMs,
     });
 
     if (derived.kind === "wait") {
@@ -192,14 +226,35 @@ export class Reconciler {
       return derived.requeueAfterMs !== undefined ? { requeueAfterMs: derived.requeueAfterMs } : undefined;
     }
     if (derived.kind === "analyze") {
+      const early = derived.step !== stepKey(state);
+      if (
+        early &&
+        record.early &&
+        (this.d.jobs.running >= MAX_IN_STEP_IN_FLIGHT || !this.inStepBudget.take(now))
+      ) {
+        // In-step checks are extra evidence, not the step's verdict: under load they are shed, never queued.
+        record.early.at = now + cadenceOf(policy);
+        this.d.metrics.analysisDiscarded.inc({ reason: "shed" });
+        return { requeueAfterMs: Math.max(0, record.early.at - now) };
+      }
       this.startAnalysis(record, state, derived.step, derived.dueAt, now, log);
       return;
     }
 
     const event = derived.event;
+    // A result is used once, whatever the machine makes of it.
+    const resultAt =
+      event.type === "ANALYSIS" && facts.analysis.kind === "done"
+        ? this.d.jobs.take(key, facts.analysis.step)
+        : undefined;
+    if (event.type === "ANALYSIS" && event.early && record.early) {
+      record.early.at = now + cadenceOf(policy);
+    }
     const decision = decide(settingsOf(policy), state, event);
-    if (!decision.changed) return requeueFor(state, now);
-    const resultAt = event.type === "ANALYSIS" ? this.d.jobs.take(key, stepKey(state)) : undefined;
+    if (!decision.changed) {
+      if (event.type === "ANALYSIS") this.d.reporter.analysis(key, event.report);
+      return this.d.clock.now() < (state.analysisDueAt ?? 0) ? { requeueAfterMs: 0 } : requeueFor(state, now);
+    }
     const next: RolloutState = { ...decision.state, policy: key };
     let pair: PairWeight[] | undefined;
     const setW = decision.effects.find((e) => e.type === "setWeights");
@@ -224,6 +279,22 @@ export class Reconciler {
     reporter.decided(record, view.target, next, decision.effects, log);
     if (written === "weightsOnly") return { requeueAfterMs: REJECTED_RETRY_MS };
     return requeueFor(next, this.d.clock.now());
+  }
+
+  /**
+   * When the next in-step evaluation of the current step is due. The cadence
+   * lives in memory only: persisting it would cost a write per evaluation,
+   * and after a restart evaluating at once is what we want anyway.
+   */
+  private earlySchedule(record: PolicyRecord, s: RolloutState): Pick<Facts, "nextEarlyAt"> {
+    const cadence = cadenceOf(record.policy);
+    const step = currentStep(s);
+    if (!cadence || step === undefined || s.stepStartedAt === undefined) {
+      record.early = undefined;
+      return {};
+    }
+    if (record.early?.step !== step) record.early = { step, at: s.stepStartedAt + cadence };
+    return { nextEarlyAt: record.early.at };
   }
 
   /** Kinds this policy read whose watch is re-establishing. */
@@ -280,8 +351,8 @@ export class Reconciler {
   ): void {
     const policy = record.policy;
     const gate = this.d.gates.gateFor(policy);
-    // How late this analysis starts against its deadline: the "no missed step deadlines" measure.
-    this.d.metrics.deadlineLateness.observe(Math.max(0, now - dueAt) / 1000);
+    // How late a step's analysis starts against its deadline: the "no missed step deadlines" measure.
+    if (step === stepKey(s)) this.d.metrics.deadlineLateness.observe(Math.max(0, now - dueAt) / 1000);
     const stepStartedAt = s.stepStartedAt ?? now;
     this.d.jobs.start(policy.key, step, async (signal) => {
       const started = performance.now();

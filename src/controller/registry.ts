@@ -17,6 +17,8 @@ export interface PolicyRecord {
   summary?: RolloutSummary;
   /** Last problem reported, so a persisting problem is logged once, not on every retry. */
   lastProblem?: string;
+  /** The in-step evaluation schedule of the current step (memory only). */
+  early?: { step: string; at: number };
 }
 
 export class PolicyRegistry {

@@ -308,6 +308,8 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         });
       }),
     failureLimit: z.number().int().min(1).default(1),
+    // In-step detection: how often the checks run during a step (a breach rolls back before the interval ends).
+    cadence: z.union([z.literal(0), z.literal("0"), durationSchema({ min: 1_000, max: DAY_MS })]).optional(),
     onNoData: z.enum(["hold", "fail", "pass"]).default("hold"),
     noDataLimit: z.number().int().min(1).default(3),
     onError: z
@@ -329,6 +331,13 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       maxWeight: weightSchema().optional(),
       interval: durationSchema({ min: 1_000, max: DAY_MS }).prefault("1m"),
       routeReadyTimeout: durationSchema({ min: 1_000, max: DAY_MS }).prefault("2m"),
+      // Every hold (no data, too few requests, Prometheus errors, parents not accepting) ends after this.
+      holdLimit: z
+        .strictObject({
+          after: durationSchema({ min: 1_000, max: DAY_MS }).prefault("10m"),
+          action: z.enum(["rollback", "pause"]).default("rollback"),
+        })
+        .prefault({}),
       window: z
         .string()
         .superRefine((expr, ctx) => {
@@ -435,6 +444,7 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         steps: s.steps ?? expandStepWeight(s.stepWeight ?? 100, s.maxWeight ?? 100),
         intervalMs: s.interval,
         routeReadyTimeoutMs: s.routeReadyTimeout,
+        holdLimit: { afterMs: s.holdLimit.after, action: s.holdLimit.action },
       };
       const namespaces: Record<string, string> = {};
       for (const b of [s.stable, s.canary])
@@ -470,7 +480,8 @@ function deploymentsOf(s: {
   };
 }
 
-type ParsedAnalysis = Omit<AnalysisSpec, "prometheus" | "checks"> & {
+type ParsedAnalysis = Omit<AnalysisSpec, "prometheus" | "checks" | "cadenceMs"> & {
+  cadence?: number | "0" | undefined;
   prometheus: {
     url: string;
     timeout: number;
@@ -497,6 +508,7 @@ function normalizeAnalysis(a: ParsedAnalysis): AnalysisSpec {
     minRequests: a.minRequests,
     checks: a.checks.map((c): CheckSpec => dropUndefined(c)),
     failureLimit: a.failureLimit,
+    ...(a.cadence !== undefined ? { cadenceMs: Number(a.cadence) } : {}),
     onNoData: a.onNoData,
     noDataLimit: a.noDataLimit,
     onError: { action: a.onError.action, limit: a.onError.limit },

@@ -41,6 +41,12 @@ export interface AnalysisSpec {
   checks: CheckSpec[];
   /** Consecutive failed analyses before rollback. */
   failureLimit: number;
+  /**
+   * How often checks run during a step, ms; 0: only at the step's deadline;
+   * absent: a fifth of the interval, at least 2 s (cadenceOf). A breach is
+   * acted on at once.
+   */
+  cadenceMs?: number;
   onNoData: NoDataAction;
   /** Consecutive inconclusive analyses tolerated before onNoData applies (hold ignores it). */
   noDataLimit: number;
@@ -51,6 +57,25 @@ export interface SourceLocation {
   file: string;
   line: number;
   column: number;
+}
+
+export interface HoldLimit {
+  afterMs: number;
+  action: "rollback" | "pause";
+}
+
+/** Ten minutes, then back to stable: a canary nobody can measure should not keep its traffic. */
+export const DEFAULT_HOLD_LIMIT: HoldLimit = { afterMs: 10 * 60_000, action: "rollback" };
+
+/**
+ * In-step cadence: as set, or a fifth of the interval (at least 2 s, about
+ * two scrapes at a 1 s interval), so a breach is seen within a small part of
+ * the step while the query rate scales down with longer steps. No analysis:
+ * no checks to run.
+ */
+export function cadenceOf(p: Pick<RolloutPolicy, "analysis" | "intervalMs">): number {
+  if (!p.analysis) return 0;
+  return p.analysis.cadenceMs ?? Math.max(2_000, Math.floor(p.intervalMs / 5));
 }
 
 export interface RolloutPolicy {
@@ -79,6 +104,11 @@ export interface RolloutPolicy {
   windowTimeZone?: string;
   /** How long a written weight may wait for the route's parents to accept it before it is reported. */
   routeReadyTimeoutMs: number;
+  /**
+   * Every hold — no data, too few requests, Prometheus errors, parents not
+   * accepting the weights — ends `afterMs` after it began, with `action`.
+   */
+  holdLimit?: HoldLimit;
   analysis?: AnalysisSpec;
   /** Where this policy's rollouts are announced, besides the daemon's global channels. */
   notify?: ChannelSpec[];

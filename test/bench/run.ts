@@ -19,6 +19,11 @@
  *   C  --rollbacks rollouts whose analysis always fails (a real Prometheus,
  *      check `vector(1)` with max 0): analysis result → rollback written.
  *   D  --idle K policies whose routes are Steady, in a freshly started daemon: RSS.
+ *   E  --breach-runs K: breach onset → 100 % stable at a 10 s interval (steps 20/40/60, failureLimit 2, real
+ *      Prometheus scraping prom-client backends every second, load split by the route's weights), K runs with
+ *      in-step checks (the default cadence) and K runs with `cadence: 0` (checks only at step deadlines, how
+ *      rolloutd decided before in-step detection). The breach (canary latency 20 → 600 ms, bound p99 300 ms)
+ *      starts at a random moment of step 2.
  */
 import { cpus, loadavg, tmpdir } from "node:os";
 import { spawnSync } from "node:child_process";
@@ -45,6 +50,7 @@ import {
   type Sample,
 } from "./metrics.ts";
 import { RouteWatch } from "./watch.ts";
+import { Rig } from "../support/rig.ts";
 import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
 import { ANNOTATIONS } from "../../src/contract.ts";
 
@@ -60,6 +66,7 @@ const HELP = `usage: npm run bench -- [options]
   --hang                phase A with every rollout's analysis query hanging (a Prometheus that accepts and
                         never answers, query timeout 5m): the abort must not wait for any of them
   --idle K              idle (Steady) policies for phase D (default 0: skipped)
+  --breach-runs K       phase E runs per mode (default 0: skipped); with --rollouts 0 only E runs
   --idle-deployments    also create both Deployments of each idle policy (default: routes only)
   --workers W           passed to rolloutd run --workers (default: the daemon's default)
   --concurrency C       API requests in flight while creating objects (default 20)
@@ -81,6 +88,7 @@ const { values: opt } = parseArgs({
     rollbacks: { type: "string", default: "100" },
     hang: { type: "boolean", default: false },
     idle: { type: "string", default: "0" },
+    "breach-runs": { type: "string", default: "0" },
     "idle-deployments": { type: "boolean", default: false },
     workers: { type: "string" },
     // Caps the daemon's V8 old space, as a container memory limit does (Node sizes its heap from the cgroup limit).
@@ -116,6 +124,7 @@ const ABORT_BURST = int("abort-burst", 1);
 const WINDOW_S = int("lateness-seconds", 1);
 const ROLLBACKS = N > 0 ? int("rollbacks", 0) : 0;
 const IDLE = int("idle", 0);
+const BREACH_RUNS = int("breach-runs", 0);
 const CONCURRENCY = int("concurrency", 1);
 const INTERVAL = opt.interval;
 const intervalMs = /^(\d+)s$/.exec(INTERVAL) ? Number(INTERVAL.slice(0, -1)) * 1000 : NaN;
@@ -331,6 +340,14 @@ async function main(): Promise<void> {
         prom = await startPrometheus();
         await phaseC(c, policiesDir, daemon, prom);
       }
+    }
+    if (BREACH_RUNS > 0) {
+      if (daemon) {
+        await daemon.stop();
+        await daemon.dispose();
+        daemon = undefined;
+      }
+      await phaseE(c, policiesDir, extraArgs);
     }
     if (IDLE > 0) {
       if (daemon) {
@@ -655,6 +672,89 @@ async function phaseD(c: Cluster, dir: string, extraArgs: string[]): Promise<Dae
     `RSS with ${IDLE} idle policies after a restart (nothing to write), max over 10 s: ${await settle(again)}  (target < 512 MB at 10,000)`,
   );
   return again;
+}
+
+async function phaseE(c: Cluster, dir: string, extraArgs: string[]): Promise<void> {
+  say();
+  say(
+    `## E. breach onset → 100 % stable at a 10 s interval, ${BREACH_RUNS} runs each with and without in-step checks`,
+  );
+  const modes = [
+    { name: "in-step checks (cadence 10s, the default)", cadence: [] as string[] },
+    { name: "step deadlines only (cadence 0)", cadence: ["    cadence: 0"] },
+  ];
+  const defaults = {
+    steps: [20, 40, 60],
+    interval: "10s",
+    rps: 25,
+    minRequests: 10,
+    p99MaxMs: 300,
+    errorRateMax: 0.05,
+  };
+  const rigs = modes.map((_, m) =>
+    Array.from({ length: BREACH_RUNS }, (_, i) => new Rig(httpRoute, `bench-e-${m}-${i}`, defaults)),
+  );
+  await Promise.all(rigs.flat().map((r) => r.startBackends()));
+  const prom = await startPrometheus({
+    targets: rigs.flat().flatMap((r) => r.targets()),
+    scrapeIntervalSeconds: 1,
+  });
+  const daemon = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir: dir, extraArgs, entry });
+  const random = seeded(20261130);
+  try {
+    for (const [m, mode] of modes.entries()) {
+      const times: number[] = [];
+      for (const r of rigs[m]!) {
+        const s = await r.given(c, dir, { maxDurationMs: 300_000, maxRequests: 20_000 });
+        r.writePolicy(prom.url, { failureLimit: 2, analysis: mode.cadence });
+        await s.until("adopted", (st) => st.phase === "Steady", 60_000);
+        await s.shipCanary("2");
+        const step2 = await s.until(
+          "step 2 analysing",
+          (st) => st.phase === "Progressing" && st.stepIndex === 1 && st.stepStartedAt !== undefined,
+          120_000,
+        );
+        // Onset at a random moment of the 10 s step (not before its window has a scrape or two).
+        const at = step2.stepStartedAt! + 2_000 + random() * 7_000;
+        await sleep(Math.max(0, at - Date.now()));
+        const onset = performance.now();
+        r.canary.setBehaviour({ latencyMs: 600 });
+        await s.until(
+          "back at 100 % stable",
+          (st, w) => st.phase === "RolledBack" && w[s.canary] === 0,
+          120_000,
+        );
+        times.push(performance.now() - onset);
+        r.close();
+        removePolicyFile(dir, r.ns);
+      }
+      times.sort((a, b) => a - b);
+      say(
+        `${mode.name}: onset → 100 % stable median ${(percentile(times, 50) / 1000).toFixed(1)} s, ` +
+          `max ${((times.at(-1) ?? NaN) / 1000).toFixed(1)} s, min ${((times[0] ?? NaN) / 1000).toFixed(1)} s ` +
+          `(n=${times.length}: ${times.map((t) => (t / 1000).toFixed(1)).join(", ")} s)`,
+      );
+    }
+    say("(Flagger v1.44, measured on the same breach before: median 25 s; the target is ≥ 5× faster, ≤ 5 s)");
+  } finally {
+    await Promise.all(rigs.flat().map((r) => r.stop()));
+    await daemon.stop().catch(() => null);
+    await daemon.dispose();
+    await prom.stop();
+  }
+}
+
+function removePolicyFile(dir: string, ns: string): void {
+  rmSync(path.join(dir, `${ns}.yaml`), { force: true });
+}
+
+/** A small seeded generator, so a run's onsets can be repeated. */
+function seeded(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => {
+    x = (x * 1664525 + 1013904223) >>> 0;
+    return x / 2 ** 32;
+  };
 }
 
 main().catch((err: unknown) => {
