@@ -6,11 +6,11 @@
  * | decision (Event reason)                      | notification |
  * |----------------------------------------------|--------------|
  * | RolloutStarted, RolloutRestarted             | started      |
- * | AnalysisNotPassed after a failed analysis    | stepFailed   |
+ * | AnalysisNotPassed after a failed analysis, InStepBreach | stepFailed |
  * | RolledBack                                   | rolledBack   |
  * | Aborted                                      | aborted      |
  * | Promoted                                     | promoted     |
- * | WeightsDrifted, RouteNotAccepted, the first hold for data or errors | stuck |
+ * | WeightsDrifted, RouteNotAccepted, HoldExpired, the first hold for data or errors | stuck |
  * | a problem logged as a warning that persists for `stuckAfterMs` (default 60 s) with no decision since | stuck |
  *
  * A problem must persist before it is told: a watch that re-establishes for a
@@ -33,8 +33,11 @@ export function kindOf(reason: string, s: RolloutState): NotificationKind | unde
       return "aborted";
     case "Promoted":
       return "promoted";
+    case "InStepBreach":
+      return "stepFailed";
     case "WeightsDrifted":
     case "RouteNotAccepted":
+    case "HoldExpired":
       return "stuck";
     case "AnalysisNotPassed":
       if (s.failures > 0) return "stepFailed";

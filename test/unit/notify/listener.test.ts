@@ -69,6 +69,8 @@ void describe("notifications: what is sent", () => {
     assert.equal(kindOf("Promoted", state()), "promoted");
     assert.equal(kindOf("WeightsDrifted", state()), "stuck");
     assert.equal(kindOf("RouteNotAccepted", state()), "stuck");
+    assert.equal(kindOf("HoldExpired", state({ phase: "Paused" })), "stuck");
+    assert.equal(kindOf("InStepBreach", state({ failures: 1 })), "stepFailed");
     assert.equal(kindOf("AnalysisNotPassed", state({ failures: 1 })), "stepFailed");
     assert.equal(kindOf("AnalysisNotPassed", state({ noData: 1 })), "stuck");
     assert.equal(kindOf("AnalysisNotPassed", state({ noData: 2 })), undefined);
