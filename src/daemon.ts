@@ -12,10 +12,15 @@ import { checkReachable, loadKubeConfig, makeClients } from "./kube/client.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
 import { ApiHealth, apiServerReadyz } from "./kube/health.ts";
 import { KubeWriter } from "./kube/writer.ts";
+import { loadNotifyConfig } from "./notify/config.ts";
+import { NotificationDispatcher } from "./notify/dispatcher.ts";
+import { NotifyListener } from "./notify/listener.ts";
 import { PolicyStore, type PolicyChangeSet } from "./policy/store.ts";
 import { RouterRegistry } from "./routers/index.ts";
 import { HttpServer } from "./server/http.ts";
 import { Metrics } from "./server/metrics.ts";
+import { RolloutBoard } from "./ui/board.ts";
+import { UiRoutes } from "./ui/routes.ts";
 
 export interface DaemonOptions {
   kubeconfig?: string;
@@ -30,6 +35,10 @@ export interface DaemonOptions {
   namespaces?: readonly string[];
   /** How long a watch may be blind (or the API server unready) before /readyz says so, ms. */
   readinessGraceMs?: number;
+  /** YAML file of the global notification channels (`--notify-config`). */
+  notifyConfig?: string;
+  /** Serve the read-only live page at /ui on the metrics port (default true). */
+  ui?: boolean;
   clock?: Clock;
 }
 
@@ -51,6 +60,20 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   if (namespaces) log.info({ namespaces }, "limited to namespaces: watching and writing only in these");
   const cache = new ClusterCache(clients, log, { namespaces });
   const routers = new RouterRegistry(cache, new KubeWriter(clients));
+  const notifyConfig = opts.notifyConfig ? await loadNotifyConfig(opts.notifyConfig) : { channels: [] };
+  const channels = notifyConfig.channels;
+  if (channels.length)
+    log.info({ channels: channels.map((c) => `${c.name} (${c.type})`) }, "notifications configured");
+  // Delivery runs beside the loop: the controller hands a notification over and never waits for it.
+  const notifier = new NotificationDispatcher({
+    log: log.child({ component: "notify" }),
+    registry: metrics.registry,
+  });
+  const notifyListener = new NotifyListener(notifier, channels, {
+    now: () => clock.now(),
+    ...(notifyConfig.stuckAfterMs !== undefined ? { stuckAfterMs: notifyConfig.stuckAfterMs } : {}),
+  });
+  const board = opts.ui !== false ? new RolloutBoard(() => clock.now()) : undefined;
   const gates = createAnalysisGateFactory(
     opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
   );
@@ -64,6 +87,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     log: log.child({ component: "controller" }),
     workers: opts.workers,
     namespaces,
+    listeners: [notifyListener, ...(board ? [board] : [])],
   });
   cache.onChange((ref) => controller.onObjectChange(ref));
   cache.onResync((kind) => controller.onResync(kind));
@@ -105,9 +129,10 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       },
     },
     log,
+    board ? new UiRoutes(board) : undefined,
   );
   const port = await http.listen(opts.metricsPort, opts.metricsHost);
-  log.info({ port }, "serving /healthz, /readyz and /metrics");
+  log.info({ port }, `serving /healthz, /readyz and /metrics${board ? ", and the live page at /ui" : ""}`);
 
   const applyPolicies = (change: PolicyChangeSet) => {
     for (const e of change.errors)
@@ -145,7 +170,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     ready = true;
   } catch (err) {
     health.stop();
-    await Promise.allSettled([store.close(), cache.stop(), http.close()]);
+    await Promise.allSettled([store.close(), cache.stop(), http.close(), notifier.close()]);
     throw err;
   }
 
@@ -156,6 +181,8 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       await store.close();
       health.stop();
       await controller.stop();
+      notifyListener.close();
+      await notifier.close();
       await cache.stop();
       gates.close();
       await http.close();

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { runCommand } from "./run.ts";
 import { controlCommand, type ControlVerb } from "./control.ts";
+import { explainCommand } from "./explain.ts";
 import { statusCommand } from "./status.ts";
 import { validateCommand } from "./validate.ts";
 import { simulateCommand } from "./simulate.ts";
@@ -59,6 +60,11 @@ export function buildProgram(): Command {
       "--namespaces <list>",
       "comma-separated namespaces to watch and write in, for namespaced RBAC; policies elsewhere are refused (default: all)",
       namespaceList,
+    )
+    .option("--no-ui", "do not serve the read-only live page at /ui on the metrics port")
+    .option(
+      "--notify-config <file>",
+      "YAML file of notification channels (Slack, Teams, signed webhooks) for every policy",
     )
     .option(
       "--analysis-min-window <seconds>",
@@ -161,6 +167,17 @@ export function buildProgram(): Command {
     .action(async (policy: string | undefined, o: Record<string, string | boolean | undefined>) => {
       process.exitCode = await statusCommand(policy, o, process.stdout);
     });
+
+  kubeOptions(
+    program
+      .command("explain")
+      .description(
+        "one rollout in words: where it is and why, its last analysis, every decision since it began",
+      )
+      .argument("<route>", "the policy's route as <kind>/<name>, e.g. httproute/frontend"),
+  ).action(async (route: string, o: Record<string, string | undefined>) => {
+    process.exitCode = await explainCommand(route, o, process.stdout);
+  });
 
   const verbs: Array<[ControlVerb, string]> = [
     [

@@ -22,6 +22,8 @@ export async function runCommand(o: Record<string, string | number | string[] | 
         workers: o.workers as number | undefined,
         minWindowSeconds: o.analysisMinWindow as number | undefined,
         namespaces: o.namespaces as string[] | undefined,
+        notifyConfig: o.notifyConfig as string | undefined,
+        ui: (o.ui as unknown) !== false,
       },
       log,
     );

@@ -221,6 +221,7 @@ export class Reconciler {
 
     if (derived.kind === "wait") {
       record.summary = { policy: key, phase: state.phase, canaryWeight: state.canaryWeight };
+      reporter.observed(record, state);
       if (derived.note) reporter.problem(record, derived.quiet ? "debug" : "info", derived.note);
       return derived.requeueAfterMs !== undefined ? { requeueAfterMs: derived.requeueAfterMs } : undefined;
     }

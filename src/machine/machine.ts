@@ -241,7 +241,7 @@ export function judge(
           failures: s.failures,
           noData: 0,
           errors,
-          why: `metrics unavailable for ${errors} consecutive analyses (onError.limit ${settings.onError.limit})`,
+          why: `analysis errored ${errors} times in a row: Prometheus unreachable or an answer unusable as one value (onError.limit ${settings.onError.limit})`,
         };
       }
       if (settings.onError.action === "pass") {
@@ -250,18 +250,17 @@ export function judge(
           failures: 0,
           noData: 0,
           errors,
-          why: "metrics unavailable: onError=pass advances",
+          why: "analysis errored: onError=pass advances",
         };
       }
-      if (settings.onError.action === "fail")
-        return { ...failed("metrics unavailable: onError=fail"), errors };
+      if (settings.onError.action === "fail") return { ...failed("analysis errored: onError=fail"), errors };
       return {
         outcome: "hold",
         failures: 0,
         noData: 0,
         errors,
-        why: `metrics unavailable (${errors}/${settings.onError.limit}): holding`,
-        hold: "metrics unavailable",
+        why: `analysis errored (${errors}/${settings.onError.limit}): holding`,
+        hold: "analysis errored",
       };
     }
   }

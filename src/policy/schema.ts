@@ -21,6 +21,7 @@ import {
 import { parseDuration, type DurationOptions } from "./duration.ts";
 import type { AnalysisSpec, CheckSpec, RolloutPolicy, TargetKind } from "./types.ts";
 import { cronExpressionError, isValidTimeZone } from "./window.ts";
+import { channelSchema, toChannels } from "../notify/config.ts";
 
 export const API_VERSION = "rolloutd.dev/v1alpha1";
 export const KIND = "RolloutPolicy";
@@ -364,6 +365,7 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         })
         .optional(),
       analysis: analysis.optional(),
+      notify: z.array(channelSchema).max(10).optional(),
     })
     .superRefine((s, ctx) => {
       if (s.steps !== undefined && s.stepWeight !== undefined) {
@@ -457,6 +459,8 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       if (s.window !== undefined) policy.window = s.window;
       if (s.windowTimeZone !== undefined) policy.windowTimeZone = s.windowTimeZone;
       if (s.analysis !== undefined) policy.analysis = normalizeAnalysis(s.analysis);
+      if (s.notify?.length)
+        policy.notify = toChannels(s.notify, `${doc.metadata.namespace}/${doc.metadata.name}/`);
       return policy;
     });
 }

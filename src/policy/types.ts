@@ -4,6 +4,8 @@
  * schema and its defaults live in schema.ts.
  */
 
+import type { ChannelSpec } from "../notify/types.ts";
+
 export type TargetKind = "GatewayRoute" | "VirtualRouter" | "HTTPRoute" | "GRPCRoute";
 
 export type NoDataAction = "hold" | "fail" | "pass";
@@ -137,5 +139,7 @@ export interface RolloutPolicy {
    */
   holdLimit?: HoldLimit;
   analysis?: AnalysisSpec;
+  /** Where this policy's rollouts are announced, besides the daemon's global channels. */
+  notify?: ChannelSpec[];
   source: SourceLocation;
 }

@@ -430,13 +430,13 @@ void describe(
         assert.equal(rolled.errors, limit, `rolled back at exactly ${limit} consecutive errors`);
         assert.equal(rolled.failures, 0, "an unreachable Prometheus is not a failed check");
         assert.equal(rolled.lastAnalysis?.verdict, "error");
-        assert.match(rolled.message, new RegExp(`metrics unavailable for ${limit} consecutive analyses`));
+        assert.match(rolled.message, new RegExp(`analysis errored ${limit} times in a row`));
         // The holds raised one Event with a stable message, folded: its count says how many.
         const holds = (await sLimit.events()).filter(
-          (e) => e.reason === "AnalysisNotPassed" && /metrics unavailable/.test(e.message ?? ""),
+          (e) => e.reason === "AnalysisNotPassed" && /analysis errored/.test(e.message ?? ""),
         );
         assert.equal(holds.length, 1, JSON.stringify(holds.map((e) => e.message)));
-        assert.match(holds[0]!.message ?? "", /^holding at step \d+ \(\d+%\): metrics unavailable;/);
+        assert.match(holds[0]!.message ?? "", /^holding at step \d+ \(\d+%\): analysis errored;/);
         assert.equal(holds[0]!.count, limit - 1, "one Event counted once per hold");
         assert.match((await sLimit.eventWith("RolledBack")).message ?? "", /unreachable/);
 
