@@ -243,8 +243,9 @@ void describe(
       const errors = check(rolled, "error-rate");
       assert.equal(errors.verdict, "fail");
       assert.ok(
-        // Half the answers are 500s: the measured share is near 0.5, far above the bound.
-        errors.value !== null && errors.value > 0.3 && errors.value < 0.75,
+        // Half the answers are 500s from the spike on. An in-step check may catch it while the step's window still
+        // holds healthy traffic from before the spike, so the measured share lies between the bound and ~0.5.
+        errors.value !== null && errors.value > RIG_DEFAULTS.errorRateMax && errors.value < 0.75,
         `error rate ${errors.value}`,
       );
       assert.equal(check(rolled, "p99-latency").verdict, "pass");
