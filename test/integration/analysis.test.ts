@@ -66,6 +66,7 @@ void describe(
       beyond: new Rig(httpRoute, "http-beyond"),
       silent: new Rig(httpRoute, "http-silent"),
       inStep: new Rig(httpRoute, "http-instep"),
+      infinite: new Rig(httpRoute, "http-inf"),
     };
     /** Scenario e: its own Prometheus, started in the test. */
     const promLimit = new Rig(httpRoute, "http-prom-limit");
@@ -379,6 +380,33 @@ void describe(
         rolled.lastAnalysis!.stepIndex === 0,
         "rolled back at the first step, long before its deadline",
       );
+      r.close();
+    });
+
+    void it("i: a check measuring +Inf is stored, shown and judged as +Inf, not as 'no value' (http)", async () => {
+      // errors per success with no successes at all: Prometheus answers +Inf.
+      const r = rigs.infinite;
+      const s = await r.given(c, policiesDir);
+      r.writePolicy(prom.url, { analysis: ["    cadence: 0"] });
+      // Replace the checks with one whose value is +Inf (the Rig's checks stay valid PromQL for the other rigs).
+      s.writePolicy({
+        steps: STEPS,
+        interval: RIG_DEFAULTS.interval,
+        extra: [
+          "  analysis:",
+          `    prometheus: { url: "${prom.url}", timeout: 2s }`,
+          "    checks:",
+          "      - { name: errors-per-success, query: 'vector(1) / vector(0)', max: 1 }",
+        ].join("\n"),
+      });
+      await s.until("adopted", (st) => st.phase === "Steady");
+      await s.shipCanary("2");
+      const rolled = await s.until("rolled back", (st) => st.phase === "RolledBack", ROLLOUT_TIMEOUT_MS);
+      const ch = check(rolled, "errors-per-success");
+      assert.deepEqual([ch.outcome, ch.value, ch.verdict], ["value", Number.POSITIVE_INFINITY, "fail"]);
+      const raw = (await s.weightsObject()).metadata?.annotations?.["rolloutd.dev/state"] ?? "";
+      assert.match(raw, /"value":"\+Inf"/, "stored as +Inf in the annotation");
+      assert.match((await s.eventWith("RolledBack")).message ?? "", /errors-per-success \+Inf > 1/);
       r.close();
     });
 
