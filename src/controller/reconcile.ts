@@ -14,10 +14,17 @@
 import type { Logger } from "pino";
 import type { AnalysisGate } from "../analysis/types.ts";
 import type { Clock } from "../clock.ts";
-import { decodeState, encodeState, readControls, StateDecodeError, type RolloutState } from "../contract.ts";
+import {
+  atRest,
+  decodeState,
+  encodeState,
+  readControls,
+  StateDecodeError,
+  type RolloutState,
+} from "../contract.ts";
 import type { CacheFreshness } from "../kube/cache.ts";
 import { KubeApiError } from "../kube/errors.ts";
-import type { KindName, KObject, ObjectRef } from "../kube/kinds.ts";
+import { apiVersionOf, KINDS, type KindName, type KObject, type ObjectRef } from "../kube/kinds.ts";
 import type { ReconcileResult } from "../kube/workqueue.ts";
 import { derive, stepKey, type Facts } from "../machine/derive.ts";
 import { cadenceOf, DEFAULT_HOLD_LIMIT } from "../policy/types.ts";
@@ -30,7 +37,7 @@ import type { Metrics } from "../server/metrics.ts";
 import type { AnalysisJobs } from "./jobs.ts";
 import { rolledOut, templateRevision } from "./observe.ts";
 import type { PolicyRecord, PolicyRegistry } from "./registry.ts";
-import type { Reporter } from "./report.ts";
+import type { EventTarget, Reporter } from "./report.ts";
 
 export interface ObjectSource {
   get(kind: KindName, namespace: string, name: string): KObject | undefined;
@@ -126,6 +133,8 @@ export class Reconciler {
         record,
         "error",
         `policy ${owner} already manages ${policy.target.kind} ${policy.namespace}/${policy.target.name}; this policy is ignored until that changes`,
+        {},
+        { reason: "PolicyConflict", target: this.named(policy) },
       );
       return;
     }
@@ -147,7 +156,19 @@ export class Reconciler {
       if (!(err instanceof RouteError)) throw err;
       this.d.registry.setRead(key, err.dependsOn);
       this.d.metrics.routeErrors.inc({ policy: key, reason: err.missing ? "NotFound" : "Invalid" });
-      reporter.problem(record, "warn", `${err.message}; will retry when it changes`);
+      const inFlight = record.last && !atRest(record.last.phase) ? record.last : undefined;
+      if (err.missing && inFlight) {
+        // The object holding the rollout's state is gone mid-rollout: remember it, so a re-created route
+        // does not silently take the revision under test as its baseline.
+        record.interrupted = { at: this.d.clock.now(), state: inFlight };
+      }
+      reporter.problem(
+        record,
+        "warn",
+        `${err.message}${record.interrupted ? ` (a rollout was in flight at step ${record.interrupted.state.stepIndex + 1})` : ""}; will retry when it changes`,
+        {},
+        { reason: err.missing ? "RouteNotFound" : "RouteInvalid", target: this.named(policy) },
+      );
       return { requeueAfterMs: MISSING_RETRY_MS };
     }
     this.d.registry.setRead(key, view.dependsOn);
@@ -165,14 +186,24 @@ export class Reconciler {
 
     const log = reporter.forPolicy(policy);
     const state = this.persisted(policy, view, log);
+    if (state) {
+      record.last = state;
+      record.interrupted = undefined;
+    }
     this.d.jobs.retain(key, currentStep(state));
     const now = this.d.clock.now();
     const observed = this.deployments(policy);
     const controls = readControls(view.target);
 
     if (!state) {
+      const interrupted = record.interrupted?.state;
+      const roles = interrupted ?? { stable: policy.stable, canary: policy.canary };
+      const baseline = { ...observed.revisions };
+      // A rollout cut short by the route's deletion: the revision it was testing is not taken as proven. Its
+      // canary gets no baseline, so the revision it runs now starts a rollout from the first step.
+      if (interrupted) delete baseline[interrupted.canary];
       const fresh: RolloutState = {
-        ...initialState({ stable: policy.stable, canary: policy.canary, baseline: observed.revisions, now }),
+        ...initialState({ stable: roles.stable, canary: roles.canary, baseline, now }),
         policy: key,
         // One-shot controls already on the route when we adopt it are history, not requests.
         tokens: {
@@ -184,14 +215,29 @@ export class Reconciler {
       };
       // Adoption writes rolloutd's own record and nothing else: traffic moves only with a rollout.
       await router.write(view, undefined, encodeState(fresh));
-      const adopted: Effect = {
-        type: "record",
-        severity: "Normal",
-        reason: "Adopted",
-        message: `rolloutd manages ${policy.stable}/${policy.canary} weights of this route (policy ${key})`,
-      };
-      reporter.decided(record, view.target, fresh, [adopted], log);
-      return;
+      const announced: Effect[] = [
+        {
+          type: "record",
+          severity: "Normal",
+          reason: "Adopted",
+          message: `rolloutd manages ${policy.stable}/${policy.canary} weights of this route (policy ${key})`,
+        },
+      ];
+      if (interrupted) {
+        announced.push({
+          type: "record",
+          severity: "Warning",
+          reason: "RolloutInterrupted",
+          message:
+            `the route was deleted during the rollout of ${interrupted.canary} ${interrupted.revision ?? ""} at step ` +
+            `${interrupted.stepIndex + 1} (${interrupted.canaryWeight}%); it is back, and that revision is rolled out again from the first step ` +
+            "rather than taken as the baseline",
+        });
+      }
+      record.interrupted = undefined;
+      record.last = fresh;
+      reporter.decided(record, view.target, fresh, announced, log);
+      return interrupted ? { requeueAfterMs: 0 } : undefined;
     }
 
     const facts: Facts = {
@@ -295,6 +341,17 @@ export class Reconciler {
     }
     if (record.early?.step !== step) record.early = { step, at: s.stepStartedAt + cadence };
     return { nextEarlyAt: record.early.at };
+  }
+
+  /** The object the policy names, for an Event about it: with its UID when it exists, so Events follow that object. */
+  private named(p: RolloutPolicy): EventTarget {
+    const k = KINDS[p.target.kind];
+    const uid = this.d.objects.get(p.target.kind, p.namespace, p.target.name)?.metadata?.uid;
+    return {
+      apiVersion: apiVersionOf(k),
+      kind: k.kind,
+      metadata: { namespace: p.namespace, name: p.target.name, ...(uid ? { uid } : {}) },
+    };
   }
 
   /** Kinds this policy read whose watch is re-establishing. */
