@@ -15,6 +15,7 @@ import type { Logger } from "pino";
 import type { AnalysisGate } from "../analysis/types.ts";
 import type { Clock } from "../clock.ts";
 import {
+  ANNOTATIONS,
   atRest,
   decodeState,
   encodeState,
@@ -162,13 +163,10 @@ export class Reconciler {
         // does not silently take the revision under test as its baseline.
         record.interrupted = { at: this.d.clock.now(), state: inFlight };
       }
-      reporter.problem(
-        record,
-        "warn",
-        `${err.message}${record.interrupted ? ` (a rollout was in flight at step ${record.interrupted.state.stepIndex + 1})` : ""}; will retry when it changes`,
-        {},
-        { reason: err.missing ? "RouteNotFound" : "RouteInvalid", target: this.named(policy) },
-      );
+      const reason = err.missing ? "RouteNotFound" : "RouteInvalid";
+      const message = `${err.message}${record.interrupted ? ` (a rollout was in flight at step ${record.interrupted.state.stepIndex + 1})` : ""}; will retry when it changes`;
+      reporter.problem(record, "warn", message, {}, { reason, target: this.named(policy) });
+      await this.recordStuck(policy, reason, err.message);
       return { requeueAfterMs: MISSING_RETRY_MS };
     }
     this.d.registry.setRead(key, view.dependsOn);
@@ -190,6 +188,9 @@ export class Reconciler {
       record.last = state;
       record.interrupted = undefined;
     }
+    // The route can be used again: whatever kept the rollout stuck is over. The next write clears it (below).
+    const wasStuck = state?.stuck !== undefined;
+    if (state && wasStuck) delete state.stuck;
     this.d.jobs.retain(key, currentStep(state));
     const now = this.d.clock.now();
     const observed = this.deployments(policy);
@@ -265,6 +266,10 @@ export class Reconciler {
       holdAfterMs: (policy.holdLimit ?? DEFAULT_HOLD_LIMIT).afterMs,
     });
 
+    if (wasStuck && derived.kind !== "event") {
+      await router.write(view, undefined, encodeState({ ...state, updatedAt: now }));
+      return { requeueAfterMs: 0 };
+    }
     if (derived.kind === "wait") {
       record.summary = { policy: key, phase: state.phase, canaryWeight: state.canaryWeight };
       reporter.observed(record, state);
@@ -341,6 +346,33 @@ export class Reconciler {
     }
     if (record.early?.step !== step) record.early = { step, at: s.stepStartedAt + cadence };
     return { nextEarlyAt: record.early.at };
+  }
+
+  /**
+   * When the object the policy names holds rolloutd's state but cannot be
+   * used (the pair is gone from it, say), the state says why and since when,
+   * so `rolloutd status` and `explain` show it, not a step that no longer
+   * moves. Written once per reason; an object without our state is left alone.
+   */
+  private async recordStuck(p: RolloutPolicy, reason: string, message: string): Promise<void> {
+    const obj = this.d.objects.get(p.target.kind, p.namespace, p.target.name);
+    const raw = obj?.metadata?.annotations?.[ANNOTATIONS.state];
+    if (!obj || raw === undefined) return;
+    let state: RolloutState;
+    try {
+      state = decodeState(raw);
+    } catch {
+      return;
+    }
+    if (state.stuck?.reason === reason && state.stuck.message === message) return;
+    const now = this.d.clock.now();
+    const since = state.stuck?.reason === reason ? state.stuck.since : now;
+    const next: RolloutState = { ...state, stuck: { reason, message, since }, updatedAt: now };
+    await this.d.routers.writeStateOnly(
+      { kind: p.target.kind, namespace: p.namespace, name: p.target.name },
+      obj,
+      encodeState(next),
+    );
   }
 
   /** The object the policy names, for an Event about it: with its UID when it exists, so Events follow that object. */

@@ -10,6 +10,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { CoreV1Event } from "@kubernetes/client-node";
+import { table } from "../../src/cli/status.ts";
 import { KINDS } from "../../src/kube/kinds.ts";
 import { eventually, jsonPatch } from "../support/cluster.ts";
 import { httpRoute } from "../support/routes.ts";
@@ -52,6 +53,18 @@ void describe("stuck states explain themselves", { concurrency: true }, () => {
     const ev = await warning(s, "RouteInvalid");
     assert.match(ev.message ?? "", /no rule whose backendRefs include both/);
     assert.equal(ev.involvedObject.uid, (await s.weightsObject()).metadata?.uid);
+    // The persisted state says so too, and `rolloutd status` shows it instead of a step that no longer moves.
+    const stuck = await s.until("state records why", (st) => st.stuck?.reason === "RouteInvalid");
+    const line = table([{ namespace: s.ns, route: "httproute/web", state: stuck }], Date.now(), false).split(
+      "\n",
+    )[1]!;
+    assert.match(line, /RouteInvalid: HTTPRoute stuck-pair\/web has no rule whose backendRefs include both/);
+    // Put the canary back: the record clears, the rollout is where it was.
+    await jsonPatch(w.c, "HTTPRoute", s.ns, s.route, [
+      { op: "add", path: "/spec/rules/1/backendRefs/1", value: { name: s.canary, port: 80, weight: 50 } },
+    ]);
+    const back = await s.until("stuck cleared", (st) => st.stuck === undefined && st.phase === "Progressing");
+    assert.equal(back.stepIndex, 0);
   });
 
   void it("a second policy on a managed route gets a PolicyConflict Warning naming the owner", async () => {
