@@ -3,6 +3,9 @@
  * metrics registry, clock and configuration, and wires them together. No
  * other module reads the environment or creates a singleton.
  */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { createAnalysisGateFactory } from "./analysis/analyzer.ts";
 import { systemClock, type Clock } from "./clock.ts";
@@ -12,6 +15,9 @@ import { checkReachable, loadKubeConfig, makeClients } from "./kube/client.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
 import { ApiHealth, apiServerReadyz } from "./kube/health.ts";
 import { KubeWriter } from "./kube/writer.ts";
+import { Fleet, FLEET_DEFAULTS, type FleetOptions } from "./fleet/fleet.ts";
+import { KubeLeaseApi } from "./fleet/lease.ts";
+import { shardOf } from "./fleet/shards.ts";
 import { PolicyStore, type PolicyChangeSet } from "./policy/store.ts";
 import { RouterRegistry } from "./routers/index.ts";
 import { HttpServer } from "./server/http.ts";
@@ -31,6 +37,28 @@ export interface DaemonOptions {
   /** How long a watch may be blind (or the API server unready) before /readyz says so, ms. */
   readinessGraceMs?: number;
   clock?: Clock;
+  /** The fleet's Leases; every field has a default, so one replica needs none of them. */
+  fleet?: Partial<FleetOptions> & {
+    /** Namespace of the Leases (default: $POD_NAMESPACE, the kubeconfig context's, else "default"). */
+    namespace?: string;
+  };
+  /** The environment read for defaults (POD_NAMESPACE, POD_NAME, HOSTNAME); default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Namespace of the fleet's Leases: flag, then the Pod's own, then the kubeconfig context's, then "default". */
+function leaseNamespace(kc: KubeConfig, env: NodeJS.ProcessEnv, flag?: string): string {
+  return flag ?? env.POD_NAMESPACE ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? "default";
+}
+
+/**
+ * Who this replica is in the Leases. A Pod's name is unique while it lives and
+ * stays the same when its container restarts (the old process is then dead,
+ * so taking its Leases back at once is safe); elsewhere the host name plus a
+ * random suffix, so two processes on one machine never share an identity.
+ */
+function fleetIdentity(env: NodeJS.ProcessEnv, flag?: string): string {
+  return flag ?? env.POD_NAME ?? `${env.HOSTNAME ?? hostname()}-${randomBytes(3).toString("hex")}`;
 }
 
 export interface Daemon {
@@ -54,7 +82,23 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   const gates = createAnalysisGateFactory(
     opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
   );
+  const env = opts.env ?? process.env;
+  const fleetOptions: FleetOptions = {
+    ...FLEET_DEFAULTS,
+    ...opts.fleet,
+    identity: fleetIdentity(env, opts.fleet?.identity),
+  };
+  const fleetNamespace = leaseNamespace(kc, env, opts.fleet?.namespace);
+  const fleet = new Fleet(fleetOptions, {
+    api: new KubeLeaseApi(kc, fleetNamespace, fleetOptions.name),
+    clock,
+    monotonic: () => performance.now(),
+    log: log.child({ component: "fleet" }),
+    // The controller exists before the fleet's first round calls this.
+    onChange: () => controller.ownershipChanged(),
+  });
   const controller = new RolloutController({
+    owns: (p) => fleet.holds(shardOf(p, fleetOptions.shards)),
     objects: cache,
     routers,
     gates,
@@ -101,7 +145,10 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
             ok: false,
             detail: `watches not synced: ${blind.map((w) => `${w.kind}${w.namespace ? `/${w.namespace}` : ""} (${w.lastError ?? "relisting"})`).join("; ")}`,
           };
-        return { ok: true, detail: `ok: ${controller.policyCount()} policies` };
+        return {
+          ok: true,
+          detail: `ok: ${controller.policyCount()} of ${controller.knownPolicyCount()} policies managed here (shards ${[...fleet.ownedShards()].join(",") || "none"} of ${fleetOptions.shards}, ${fleet.liveReplicas()} live replicas)`,
+        };
       },
     },
     log,
@@ -124,6 +171,16 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     await cache.start();
     health.start();
     log.info(
+      {
+        identity: fleetOptions.identity,
+        namespace: fleetNamespace,
+        shards: fleetOptions.shards,
+        leaseDurationMs: fleetOptions.leaseDurationMs,
+      },
+      "joining the fleet",
+    );
+    await fleet.start();
+    log.info(
       { watches: cache.status().map((s) => `${s.kind}:${s.synced ? "synced" : "unavailable"}`) },
       "watches started",
     );
@@ -145,7 +202,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     ready = true;
   } catch (err) {
     health.stop();
-    await Promise.allSettled([store.close(), cache.stop(), http.close()]);
+    await Promise.allSettled([store.close(), controller.stop(), fleet.stop(), cache.stop(), http.close()]);
     throw err;
   }
 
@@ -156,6 +213,8 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       await store.close();
       health.stop();
       await controller.stop();
+      // Only after the last reconcile finished: the successor may take the shards at once.
+      await fleet.stop();
       await cache.stop();
       gates.close();
       await http.close();

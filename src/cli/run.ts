@@ -22,6 +22,15 @@ export async function runCommand(o: Record<string, string | number | string[] | 
         workers: o.workers as number | undefined,
         minWindowSeconds: o.analysisMinWindow as number | undefined,
         namespaces: o.namespaces as string[] | undefined,
+        fleet: {
+          ...(o.fleet !== undefined ? { name: o.fleet as string } : {}),
+          ...(o.shards !== undefined ? { shards: o.shards as number } : {}),
+          ...(o.leaseNamespace !== undefined ? { namespace: o.leaseNamespace as string } : {}),
+          ...(o.identity !== undefined ? { identity: o.identity as string } : {}),
+          ...(o.leaseDuration !== undefined ? { leaseDurationMs: o.leaseDuration as number } : {}),
+          ...(o.renewDeadline !== undefined ? { renewDeadlineMs: o.renewDeadline as number } : {}),
+          ...(o.retryPeriod !== undefined ? { retryPeriodMs: o.retryPeriod as number } : {}),
+        },
       },
       log,
     );
