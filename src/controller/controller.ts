@@ -153,6 +153,7 @@ export class RolloutController {
   private reconcileOwned(key: string): Promise<ReconcileResult | void> {
     const r = this.registry.get(key);
     if (r && !this.owned(r.policy)) {
+      this.deps.log.debug({ policy: key }, "not reconciled: its shard is not held here now");
       this.release(key);
       return Promise.resolve();
     }

@@ -197,12 +197,19 @@ export class Fleet {
       this.d.log.info({ shards: excess, target }, "fleet: giving shards back to balance the fleet");
     }
     const keep = mine.slice(0, target);
-    const want = target - keep.length;
-    const candidates = want > 0 ? this.takeable(this.shardNames, now) : [];
+    // A shard whose holder went silent is taken by whoever saw it expire, even past its share: a
+    // replica that has just joined (and keeps the live count up) cannot judge expiry for another
+    // lease duration, and the shard's rollouts would wait for it. The excess is handed over, released,
+    // in a later round. Released or new shards are taken only up to the share.
+    const takeable = this.takeable(this.shardNames, now);
+    const orphans = takeable.filter((n) => this.orphaned(n));
+    const free = takeable.filter((n) => !this.orphaned(n));
+    const want = Math.max(0, target - keep.length - orphans.length);
     await Promise.allSettled([
       ...keep.map((n) => this.acquireOrRenew(n)),
       ...excess.map((n) => this.release(n)),
-      ...this.rotate(candidates)
+      ...orphans.map((n) => this.acquireOrRenew(n)),
+      ...this.rotate(free)
         .slice(0, want)
         .map((n) => this.acquireOrRenew(n)),
     ]);
@@ -231,6 +238,12 @@ export class Fleet {
       if (!s || s.record.holderIdentity === "" || s.record.holderIdentity === this.o.identity) return true;
       return now - s.observedAt >= s.record.leaseDurationSeconds * 1000;
     });
+  }
+
+  /** Held by someone else, who let it expire (as opposed to released, absent, or ours). */
+  private orphaned(name: string): boolean {
+    const h = this.seen.get(name)?.record.holderIdentity;
+    return h !== undefined && h !== "" && h !== this.o.identity;
   }
 
   /** Starts at a place that depends on who we are, so replicas taking at once mostly pick different shards. */

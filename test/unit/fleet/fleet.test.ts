@@ -245,6 +245,40 @@ void describe("fleet: Lease election and sharding", () => {
     assert.deepEqual([a.held().length, b.held().length], [1, 1]);
   });
 
+  void it("a dead replica's shards move at its lease expiry, even while a newcomer keeps the live count up", async () => {
+    const store = new MemoryLeases();
+    const clock = { t: 0 };
+    const [a, b, c] = ["a", "b", "c"].map((id) => replica(store, id, clock));
+    const round = async (rs: Array<ReturnType<typeof replica>>) => {
+      for (const r of rs) {
+        await r.fleet.tick();
+        assertExclusive([a!, b!, c!, ...extra]);
+      }
+    };
+    const extra: Array<ReturnType<typeof replica>> = [];
+    for (let i = 0; i < 5; i++, clock.t += 2_000) await round([c!, a!, b!]);
+    assert.deepEqual([a!, b!, c!].map((r) => r.held().length).sort(), [2, 3, 3]);
+    const dead = c!.held();
+    const diedAt = clock.t - 2_000; // c's last renewal, seen by a and b in the same round
+    const d = replica(store, "d", clock);
+    extra.push(d);
+    for (; clock.t < diedAt + 15_000; clock.t += 2_000) await round([a!, b!, d]);
+    assert.ok(
+      dead.every((s) => !a!.fleet.holds(s) && !b!.fleet.holds(s) && !d.fleet.holds(s)),
+      "not taken before the lease expired",
+    );
+    await round([a!, b!, d]); // the first round at or after expiry (t = diedAt + 16 s)
+    for (const s of dead)
+      assert.ok(a!.fleet.holds(s) || b!.fleet.holds(s) || d.fleet.holds(s), `shard ${s} not failed over`);
+    // Then the newcomer gets its share, handed over without a gap in the fleet's cover.
+    for (let i = 0; i < 4; i++) {
+      clock.t += 2_000;
+      await round([a!, b!, d]);
+    }
+    assert.deepEqual([a!, b!, d].map((r) => r.held().length).sort(), [2, 3, 3]);
+    assert.equal(assertExclusive([a!, b!, d]), true);
+  });
+
   void it("of two replicas racing for one released Lease, exactly one gets it (resourceVersion)", async () => {
     const store = new MemoryLeases();
     const clock = { t: 0 };
