@@ -147,7 +147,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
           };
         return {
           ok: true,
-          detail: `ok: ${controller.policyCount()} of ${controller.knownPolicyCount()} policies managed here (shards ${[...fleet.ownedShards()].join(",") || "none"} of ${fleetOptions.shards}, ${fleet.liveReplicas()} live replicas)`,
+          detail: `ok: ${controller.policyCount()} policies managed here of ${controller.knownPolicyCount()} (shards ${[...fleet.ownedShards()].join(",") || "none"} of ${fleetOptions.shards}; ${fleet.liveReplicas()} live replicas)`,
         };
       },
     },
