@@ -156,14 +156,21 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   const port = await http.listen(opts.metricsPort, opts.metricsHost);
   log.info({ port }, "serving /healthz, /readyz and /metrics");
 
+  // Every change set carries every current error; each is logged and counted once, when it appears.
+  let reported = new Set<string>();
   const applyPolicies = (change: PolicyChangeSet) => {
-    for (const e of change.errors)
-      log.error(
-        { file: e.file, line: e.line, column: e.column, field: e.path },
-        `invalid policy: ${e.format()}`,
-      );
+    const now = new Set<string>();
+    let added = 0;
+    for (const e of change.errors) {
+      const text = e.format();
+      now.add(text);
+      if (reported.has(text)) continue;
+      added++;
+      log.error({ file: e.file, line: e.line, column: e.column, field: e.path }, `invalid policy: ${text}`);
+    }
+    reported = now;
     metrics.policyErrors.set(change.errors.length);
-    metrics.policyLoadErrors.inc(change.errors.length);
+    metrics.policyLoadErrors.inc(added);
     controller.setPolicies(change.upserted, change.removed);
   };
 
