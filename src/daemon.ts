@@ -16,6 +16,7 @@ import { KubeEventRecorder } from "./kube/events.ts";
 import { ApiHealth, apiServerReadyz } from "./kube/health.ts";
 import { KubeWriter } from "./kube/writer.ts";
 import { Fleet, FLEET_DEFAULTS, type FleetOptions } from "./fleet/fleet.ts";
+import { WriteFence } from "./fleet/fence.ts";
 import { KubeLeaseApi } from "./fleet/lease.ts";
 import { shardOf } from "./fleet/shards.ts";
 import { PolicyStore, type PolicyChangeSet } from "./policy/store.ts";
@@ -78,10 +79,6 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   const namespaces = opts.namespaces?.length ? opts.namespaces : undefined;
   if (namespaces) log.info({ namespaces }, "limited to namespaces: watching and writing only in these");
   const cache = new ClusterCache(clients, log, { namespaces });
-  const routers = new RouterRegistry(cache, new KubeWriter(clients));
-  const gates = createAnalysisGateFactory(
-    opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
-  );
   const env = opts.env ?? process.env;
   const fleetOptions: FleetOptions = {
     ...FLEET_DEFAULTS,
@@ -89,6 +86,12 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     identity: fleetIdentity(env, opts.fleet?.identity),
   };
   const fleetNamespace = leaseNamespace(kc, env, opts.fleet?.namespace);
+  // Every route write is fenced by the shard of the policy it is made for (fleet/fence.ts).
+  const fence = new WriteFence((p) => fleet.holds(shardOf(p, fleetOptions.shards)));
+  const routers = new RouterRegistry(cache, fence.wrap(new KubeWriter(clients)));
+  const gates = createAnalysisGateFactory(
+    opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
+  );
   const fleet = new Fleet(fleetOptions, {
     api: new KubeLeaseApi(kc, fleetNamespace, fleetOptions.name),
     clock,
@@ -98,7 +101,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     onChange: () => controller.ownershipChanged(),
   });
   const controller = new RolloutController({
-    owns: (p) => fleet.holds(shardOf(p, fleetOptions.shards)),
+    fence,
     objects: cache,
     routers,
     gates,

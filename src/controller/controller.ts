@@ -38,11 +38,15 @@ export interface ControllerDeps {
    */
   namespaces?: readonly string[];
   /**
-   * Whether this replica may manage the policy at this instant (the fleet's
+   * Which policies this replica may manage at this instant (the fleet's
    * shards, src/fleet/); every policy when absent. Asked again right before
-   * each reconcile, whose first write follows without an await in between.
+   * each reconcile, which runs inside `run` so the writer can ask once more
+   * at the write itself (src/fleet/fence.ts).
    */
-  owns?: (policy: RolloutPolicy) => boolean;
+  fence?: {
+    owns(policy: RolloutPolicy): boolean;
+    run<T>(policy: RolloutPolicy, fn: () => T): T;
+  };
 }
 
 export class RolloutController {
@@ -79,6 +83,11 @@ export class RolloutController {
     this.queue = new WorkQueue((key) => this.reconcileOwned(key), deps.clock, {
       workers: deps.workers ?? 8,
       onError: (key, err, retryIn) => {
+        // A write the fence refused: the shard was lost mid-reconcile; the next pass lets the policy go.
+        if (err instanceof Error && err.name === "ShardLostError") {
+          log.info({ policy: key, err: err.message }, "write not sent: shard lost");
+          return;
+        }
         const conflict = err instanceof KubeApiError && err.isConflict;
         log[conflict ? "debug" : "error"](
           { policy: key, err: err instanceof Error ? err.message : String(err), retryInMs: retryIn },
@@ -146,7 +155,7 @@ export class RolloutController {
   }
 
   private owned(p: RolloutPolicy): boolean {
-    return this.deps.owns ? this.deps.owns(p) : true;
+    return this.deps.fence ? this.deps.fence.owns(p) : true;
   }
 
   /** The fence: a policy this replica no longer owns is let go instead of reconciled. */
@@ -157,7 +166,10 @@ export class RolloutController {
       this.release(key);
       return Promise.resolve();
     }
-    return this.reconciler.reconcile(key);
+    const fence = this.deps.fence;
+    return fence && r
+      ? fence.run(r.policy, () => this.reconciler.reconcile(key))
+      : this.reconciler.reconcile(key);
   }
 
   /** Stops managing a policy here at once: its analysis is cancelled, its key dropped, its route untouched. */

@@ -88,6 +88,8 @@ export class Fleet {
   private readonly held = new Map<string, number>();
   private owned: ReadonlySet<number> = new Set();
   private timer: NodeJS.Timeout | undefined;
+  /** Fires when the earliest held Lease reaches its renew deadline, so the controller lets go on time. */
+  private expiry: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
   private listFailing = false;
@@ -147,6 +149,7 @@ export class Fleet {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.expiry);
     await this.running;
     const names = [...this.held.keys()];
     this.held.clear();
@@ -377,6 +380,7 @@ export class Fleet {
     this.shardNames.forEach((n, i) => {
       if (this.valid(n, now)) owned.add(i);
     });
+    this.armExpiry(now);
     if (sameSet(owned, this.owned)) return;
     this.owned = owned;
     this.d.log.info(
@@ -386,14 +390,32 @@ export class Fleet {
     this.d.onChange(owned);
   }
 
-  /** One API call may take at most a retry period: a hung request must not stall the renewals. */
+  /**
+   * Writes are refused at the renew deadline whatever happens (holds() is
+   * judged at the call); this also tells the controller then, so it cancels
+   * the shard's analyses and drops its keys on time even while a round is
+   * stuck waiting for the API server.
+   */
+  private armExpiry(now: number): void {
+    clearTimeout(this.expiry);
+    this.expiry = undefined;
+    if (this.stopped) return;
+    let first = Infinity;
+    for (const sentAt of this.held.values()) first = Math.min(first, sentAt + this.o.renewDeadlineMs);
+    if (!Number.isFinite(first)) return;
+    this.expiry = setTimeout(() => this.emit(), Math.max(0, first - now) + 1);
+    this.expiry.unref?.();
+  }
+
+  /**
+   * One API call may take a retry period (at least 1 s, at most half the
+   * renew deadline): a hung request must not stall the renewals.
+   */
   private bounded<T>(p: Promise<T>): Promise<T> {
+    const ms = Math.min(this.o.renewDeadlineMs / 2, Math.max(this.o.retryPeriodMs, 1_000));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no answer within ${this.o.retryPeriodMs} ms`)),
-        this.o.retryPeriodMs,
-      );
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
     });
     return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
