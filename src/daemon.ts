@@ -123,6 +123,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     onRecovered: () => {
       log.info("the API server answers again; re-establishing failed watches now");
       cache.retryFailed();
+      fleet.nudge();
     },
   });
   const graceMs = opts.readinessGraceMs ?? 3_000;

@@ -130,7 +130,9 @@ export class Fleet {
 
   /** Runs the first round (so a fleet of one holds its shards before it starts work), then every retryPeriod. */
   async start(): Promise<void> {
-    await this.tick();
+    this.running = this.tick();
+    await this.running;
+    this.running = undefined;
     this.schedule();
   }
 
@@ -143,6 +145,20 @@ export class Fleet {
       });
     }, this.o.retryPeriodMs);
     this.timer.unref?.();
+  }
+
+  /**
+   * Runs a round now instead of at the end of the retry period (the API
+   * server answers again after an outage: shards lost meanwhile are taken
+   * back at once). A round already running is left to finish.
+   */
+  nudge(): void {
+    if (this.stopped || this.running) return;
+    clearTimeout(this.timer);
+    this.running = this.tick().finally(() => {
+      this.running = undefined;
+      this.schedule();
+    });
   }
 
   /** Stops renewing and gives every Lease back, so a successor need not wait for expiry. */
