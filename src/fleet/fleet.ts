@@ -171,6 +171,7 @@ export class Fleet {
     this.held.clear();
     this.emit();
     await Promise.allSettled(names.map((n) => this.release(n)));
+    this.d.api.close?.();
   }
 
   /** One round: observe, count, renew, give back, take. Never throws. */

@@ -6,13 +6,17 @@
  * Times are written as MicroTime with exactly six fractional digits. The API
  * server parses MicroTime with a microsecond layout and refuses anything else;
  * @kubernetes/client-node serializes a plain `Date` with `toISOString()`
- * (milliseconds), so we format the string ourselves and never hand it a Date.
+ * (milliseconds), so we format the string ourselves and never hand it a Date
+ * (nor to the client: the requests below are plain JSON).
  * Nobody judges expiry by these times anyway (see fleet.ts): they are for
  * people reading `kubectl get lease -o yaml`.
  */
-import { CoordinationV1Api, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
+import { createHash } from "node:crypto";
+import http from "node:http";
+import https from "node:https";
+import type { KubeConfig, V1Lease } from "@kubernetes/client-node";
 import { FIELD_MANAGER } from "../contract.ts";
-import { toKubeError } from "../kube/errors.ts";
+import { KubeApiError, toKubeError } from "../kube/errors.ts";
 
 /** What a Lease says, as client-go's LeaderElectionRecord. */
 export interface LeaseRecord {
@@ -38,6 +42,8 @@ export interface LeaseApi {
   create(name: string, record: LeaseRecord): Promise<ObservedLease>;
   /** Replaces the Lease's spec, guarded by `resourceVersion`; throws a 409 KubeApiError on a conflict. */
   update(name: string, resourceVersion: string, record: LeaseRecord): Promise<ObservedLease>;
+  /** Closes pooled connections, if any. */
+  close?(): void;
 }
 
 /** RFC 3339 with exactly six fractional digits, UTC: what the API server accepts for a MicroTime. */
@@ -50,82 +56,186 @@ export function microTime(epochMs: number): string {
 /** The label every fleet Lease carries, so one list finds them all and nothing else. */
 export const FLEET_LABEL = "rolloutd.dev/fleet";
 
-/** Leases through @kubernetes/client-node, in one namespace. */
+/**
+ * Leases over plain HTTPS with one keep-alive connection pool, in one
+ * namespace. A replica renews every Lease it holds every retry period, so
+ * this is most of what it does at rest: @kubernetes/client-node's typed
+ * calls (serializer, fetch, web streams, a dispatcher per call) cost about
+ * twice the CPU of the request itself. Credentials are applied per request
+ * by the kubeconfig, as the client does (tokens and exec plugins rotate).
+ */
 export class KubeLeaseApi implements LeaseApi {
-  private readonly api: CoordinationV1Api;
+  private readonly base: string;
+  private agent: { key: string; agent: http.Agent } | undefined;
 
   constructor(
-    kc: KubeConfig,
+    private readonly kc: KubeConfig,
     private readonly namespace: string,
     private readonly fleet: string,
+    private readonly timeoutMs = 10_000,
   ) {
-    this.api = kc.makeApiClient(CoordinationV1Api);
+    this.base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
   }
 
   async list(): Promise<ObservedLease[]> {
-    try {
-      const res = await this.api.listNamespacedLease({
-        namespace: this.namespace,
-        labelSelector: `${FLEET_LABEL}=${this.fleet}`,
-      });
-      return res.items.map(observed);
-    } catch (err) {
-      throw toKubeError(err, `list Leases in ${this.namespace}`);
-    }
+    const selector = encodeURIComponent(`${FLEET_LABEL}=${this.fleet}`);
+    const res = (await this.request(
+      "GET",
+      `${this.base}?labelSelector=${selector}`,
+      undefined,
+      `list Leases in ${this.namespace}`,
+    )) as { items?: V1Lease[] };
+    return (res.items ?? []).map(observed);
   }
 
   async create(name: string, record: LeaseRecord): Promise<ObservedLease> {
-    try {
-      const res = await this.api.createNamespacedLease({
-        namespace: this.namespace,
-        fieldManager: FIELD_MANAGER,
-        body: {
-          apiVersion: "coordination.k8s.io/v1",
-          kind: "Lease",
-          metadata: { name, namespace: this.namespace, labels: { [FLEET_LABEL]: this.fleet } },
-          spec: toSpec(record),
-        },
-      });
-      return observed(res);
-    } catch (err) {
-      throw toKubeError(err, `create Lease ${this.namespace}/${name}`);
-    }
+    const body = this.lease(name, record);
+    return observed(
+      (await this.request(
+        "POST",
+        `${this.base}?fieldManager=${FIELD_MANAGER}`,
+        body,
+        `create Lease ${this.namespace}/${name}`,
+      )) as V1Lease,
+    );
   }
 
   async update(name: string, resourceVersion: string, record: LeaseRecord): Promise<ObservedLease> {
-    try {
-      const res = await this.api.replaceNamespacedLease({
+    const body = this.lease(name, record, resourceVersion);
+    return observed(
+      (await this.request(
+        "PUT",
+        `${this.base}/${encodeURIComponent(name)}?fieldManager=${FIELD_MANAGER}`,
+        body,
+        `update Lease ${this.namespace}/${name}`,
+      )) as V1Lease,
+    );
+  }
+
+  private lease(name: string, record: LeaseRecord, resourceVersion?: string): object {
+    return {
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: {
         name,
         namespace: this.namespace,
-        fieldManager: FIELD_MANAGER,
-        body: {
-          apiVersion: "coordination.k8s.io/v1",
-          kind: "Lease",
-          metadata: {
-            name,
-            namespace: this.namespace,
-            resourceVersion,
-            labels: { [FLEET_LABEL]: this.fleet },
-          },
-          spec: toSpec(record),
-        },
-      });
-      return observed(res);
+        labels: { [FLEET_LABEL]: this.fleet },
+        ...(resourceVersion !== undefined ? { resourceVersion } : {}),
+      },
+      // MicroTimes are strings we formatted (microTime), written as they are.
+      spec: {
+        holderIdentity: record.holderIdentity,
+        leaseDurationSeconds: record.leaseDurationSeconds,
+        leaseTransitions: record.leaseTransitions,
+        ...(record.acquireTime !== undefined ? { acquireTime: record.acquireTime } : {}),
+        ...(record.renewTime !== undefined ? { renewTime: record.renewTime } : {}),
+      },
+    };
+  }
+
+  private async request(
+    method: string,
+    path: string,
+    body: object | undefined,
+    what: string,
+  ): Promise<unknown> {
+    const server = this.kc.getCurrentCluster()?.server;
+    if (!server) throw new KubeApiError(0, "NoServer", `${what}: no API server in the kubeconfig`);
+    const url = new URL(server.replace(/\/$/, "") + path);
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    const opts: https.RequestOptions = {
+      method,
+      headers: {
+        Accept: "application/json",
+        ...(text !== undefined
+          ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) }
+          : {}),
+      },
+    };
+    try {
+      await this.kc.applyToHTTPSOptions(opts);
     } catch (err) {
-      throw toKubeError(err, `update Lease ${this.namespace}/${name}`);
+      throw toKubeError(err, what);
     }
+    opts.agent = this.pooled(url.protocol, opts);
+    return new Promise((resolve, reject) => {
+      const transport = url.protocol === "http:" ? http : https;
+      const req = transport.request(url, opts, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", (err) => reject(toKubeError(err, what)));
+        res.on("end", () => {
+          const raw = Buffer.concat(chunks).toString("utf8");
+          let parsed: unknown;
+          try {
+            parsed = raw ? JSON.parse(raw) : {};
+          } catch {
+            parsed = { message: raw.slice(0, 300) };
+          }
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) return resolve(parsed);
+          const st = parsed as { reason?: string; message?: string };
+          reject(
+            new KubeApiError(
+              status,
+              st.reason ?? "",
+              `${what}: ${status} ${st.reason ?? ""} ${st.message ?? ""}`.trim(),
+            ),
+          );
+        });
+      });
+      req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.on("error", (err) => reject(toKubeError(err, what)));
+      req.end(text);
+    });
+  }
+
+  /**
+   * One keep-alive agent for as long as the TLS material stays the same
+   * (applyToHTTPSOptions builds a fresh agent, and so a fresh TLS handshake,
+   * on every call).
+   */
+  private pooled(protocol: string, opts: https.RequestOptions): http.Agent {
+    const key = createHash("sha256")
+      .update(protocol)
+      .update(material(opts.ca))
+      .update(material(opts.cert))
+      .update(material(opts.key))
+      .update(String(opts.rejectUnauthorized ?? ""))
+      .update(String(opts.servername ?? ""))
+      .digest("hex");
+    if (this.agent?.key !== key) {
+      this.agent?.agent.destroy();
+      const tls = {
+        ca: opts.ca,
+        cert: opts.cert,
+        key: opts.key,
+        ...(opts.rejectUnauthorized !== undefined ? { rejectUnauthorized: opts.rejectUnauthorized } : {}),
+        ...(opts.servername !== undefined ? { servername: opts.servername } : {}),
+      };
+      const agent =
+        protocol === "http:"
+          ? new http.Agent({ keepAlive: true, maxSockets: 4 })
+          : new https.Agent({ keepAlive: true, maxSockets: 4, ...tls });
+      this.agent = { key, agent };
+    }
+    return this.agent.agent;
+  }
+
+  /** Closes the pooled connections. */
+  close(): void {
+    this.agent?.agent.destroy();
+    this.agent = undefined;
   }
 }
 
-function toSpec(r: LeaseRecord): V1Lease["spec"] {
-  return {
-    holderIdentity: r.holderIdentity,
-    leaseDurationSeconds: r.leaseDurationSeconds,
-    leaseTransitions: r.leaseTransitions,
-    // MicroTime as a preformatted string: the client's Date serializer would send milliseconds.
-    ...(r.acquireTime !== undefined ? { acquireTime: r.acquireTime as unknown as Date } : {}),
-    ...(r.renewTime !== undefined ? { renewTime: r.renewTime as unknown as Date } : {}),
-  };
+/** TLS material as text, for the pool's key. */
+function material(v: unknown): string {
+  if (v === undefined || v === null) return "";
+  if (typeof v === "string") return v;
+  if (Buffer.isBuffer(v)) return v.toString("latin1");
+  if (Array.isArray(v)) return v.map(material).join("\0");
+  return JSON.stringify(v) ?? "";
 }
 
 /** A MicroTime as the client hands it back: a string, or a Date if a future client parses it. */

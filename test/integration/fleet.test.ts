@@ -175,6 +175,12 @@ void describe("a fleet of three replicas under SIGKILL, SIGSTOP and a rolling up
         .readNamespacedLease({ namespace: LEASE_NS, name: "chaos-shard-0" });
       assert.equal(lease.spec?.holderIdentity, first.identity);
       assert.equal(lease.spec?.leaseDurationSeconds, 3);
+      const renewed: unknown = lease.spec?.renewTime;
+      assert.match(
+        typeof renewed === "string" ? renewed : String(renewed),
+        /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/,
+        "renewTime as the API server stored it: a MicroTime",
+      );
 
       // Two more join: the shards are split 3/3/2 and every one is held.
       await startReplica();
