@@ -107,6 +107,8 @@ export interface RecordedCheck {
   name: string;
   /** The measured value; null when there was none (no data, NaN, error). */
   value: number | null;
+  /** The true value is at least `value` (a quantile beyond the histogram's top finite bucket). */
+  atLeast?: true;
   outcome: "value" | "noData" | "nan" | "error";
   min?: number;
   max?: number;
@@ -157,7 +159,11 @@ export interface RolloutState {
   failures: number;
   noData: number;
   errors: number;
-  pausedBy?: "annotation" | "drift";
+  pausedBy?: "annotation" | "drift" | "hold";
+  /** When the current hold (no data, too few requests, errors) began; the holdLimit counts from here. */
+  heldSince?: number;
+  /** Why the rollout holds, without counts. */
+  holdReason?: string;
   /** A Warning about a route that does not accept the weights was already emitted for this step. */
   acceptWarned?: boolean;
   /** Values of the one-shot control annotations already acted upon. */

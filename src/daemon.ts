@@ -19,10 +19,15 @@ import { Fleet, FLEET_DEFAULTS, type FleetOptions } from "./fleet/fleet.ts";
 import { WriteFence } from "./fleet/fence.ts";
 import { KubeLeaseApi } from "./fleet/lease.ts";
 import { shardOf } from "./fleet/shards.ts";
+import { loadNotifyConfig } from "./notify/config.ts";
+import { NotificationDispatcher } from "./notify/dispatcher.ts";
+import { NotifyListener } from "./notify/listener.ts";
 import { PolicyStore, type PolicyChangeSet } from "./policy/store.ts";
 import { RouterRegistry } from "./routers/index.ts";
 import { HttpServer } from "./server/http.ts";
 import { Metrics } from "./server/metrics.ts";
+import { RolloutBoard } from "./ui/board.ts";
+import { UiRoutes } from "./ui/routes.ts";
 
 export interface DaemonOptions {
   kubeconfig?: string;
@@ -37,6 +42,10 @@ export interface DaemonOptions {
   namespaces?: readonly string[];
   /** How long a watch may be blind (or the API server unready) before /readyz says so, ms. */
   readinessGraceMs?: number;
+  /** YAML file of the global notification channels (`--notify-config`). */
+  notifyConfig?: string;
+  /** Serve the read-only live page at /ui on the metrics port (default true). */
+  ui?: boolean;
   clock?: Clock;
   /** The fleet's Leases; every field has a default, so one replica needs none of them. */
   fleet?: Partial<FleetOptions> & {
@@ -89,6 +98,20 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   // Every route write is fenced by the shard of the policy it is made for (fleet/fence.ts).
   const fence = new WriteFence((p) => fleet.holds(shardOf(p, fleetOptions.shards)));
   const routers = new RouterRegistry(cache, fence.wrap(new KubeWriter(clients)));
+  const notifyConfig = opts.notifyConfig ? await loadNotifyConfig(opts.notifyConfig) : { channels: [] };
+  const channels = notifyConfig.channels;
+  if (channels.length)
+    log.info({ channels: channels.map((c) => `${c.name} (${c.type})`) }, "notifications configured");
+  // Delivery runs beside the loop: the controller hands a notification over and never waits for it.
+  const notifier = new NotificationDispatcher({
+    log: log.child({ component: "notify" }),
+    registry: metrics.registry,
+  });
+  const notifyListener = new NotifyListener(notifier, channels, {
+    now: () => clock.now(),
+    ...(notifyConfig.stuckAfterMs !== undefined ? { stuckAfterMs: notifyConfig.stuckAfterMs } : {}),
+  });
+  const board = opts.ui !== false ? new RolloutBoard(() => clock.now()) : undefined;
   const gates = createAnalysisGateFactory(
     opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
   );
@@ -111,6 +134,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     log: log.child({ component: "controller" }),
     workers: opts.workers,
     namespaces,
+    listeners: [notifyListener, ...(board ? [board] : [])],
   });
   cache.onChange((ref) => controller.onObjectChange(ref));
   cache.onResync((kind) => controller.onResync(kind));
@@ -156,9 +180,10 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       },
     },
     log,
+    board ? new UiRoutes(board) : undefined,
   );
   const port = await http.listen(opts.metricsPort, opts.metricsHost);
-  log.info({ port }, "serving /healthz, /readyz and /metrics");
+  log.info({ port }, `serving /healthz, /readyz and /metrics${board ? ", and the live page at /ui" : ""}`);
 
   // Every change set carries every current error; each is logged and counted once, when it appears.
   let reported = new Set<string>();
@@ -213,7 +238,14 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     ready = true;
   } catch (err) {
     health.stop();
-    await Promise.allSettled([store.close(), controller.stop(), fleet.stop(), cache.stop(), http.close()]);
+    await Promise.allSettled([
+      store.close(),
+      controller.stop(),
+      fleet.stop(),
+      cache.stop(),
+      http.close(),
+      notifier.close(),
+    ]);
     throw err;
   }
 
@@ -226,6 +258,8 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       await controller.stop();
       // Only after the last reconcile finished: the successor may take the shards at once.
       await fleet.stop();
+      notifyListener.close();
+      await notifier.close();
       await cache.stop();
       gates.close();
       await http.close();

@@ -18,12 +18,14 @@
  * three is not a regression). Otherwise: any fail → fail; else any error → error; else any noData/NaN →
  * inconclusive; else pass.
  */
-import type { AnalysisSpec, PrometheusSpec, RolloutPolicy } from "../policy/types.ts";
+import type { AnalysisSpec, CheckSpec, PrometheusSpec, RolloutPolicy } from "../policy/types.ts";
+import { judgeRelative, judgeSamples } from "./compare.ts";
 import { PrometheusClient, type PrometheusClientOptions } from "./prometheus.ts";
 import {
   TEMPLATE_UNITS,
   TemplateError,
   isTemplateName,
+  quantileGuard,
   queryVariables,
   renderQuery,
   requestsTemplateText,
@@ -40,6 +42,7 @@ import type {
   CheckVerdict,
   MetricSource,
   QueryOutcome,
+  RangeOutcome,
 } from "./types.ts";
 
 export const DEFAULT_MIN_WINDOW_SECONDS = 10;
@@ -67,9 +70,13 @@ export interface PrometheusGateOptions {
 interface CheckPlan {
   name: string;
   text: string;
+  /** Latency templates: the finite-share query that says whether the quantile lies beyond the histogram. */
+  guard: { q: number; text: string } | undefined;
   unit: TemplateUnit | undefined;
   min: number | undefined;
   max: number | undefined;
+  /** compare: stable — judged against the stable backend by compare.ts instead of min/max. */
+  compare?: CheckSpec;
 }
 
 function formatNumber(v: number): string {
@@ -118,6 +125,28 @@ export function judge(
       };
     case "value": {
       const v = outcome.value;
+      if (outcome.atLeast) {
+        const shown = withUnit(formatNumber(v), unit);
+        if (max !== undefined) {
+          const beyond =
+            v >= max
+              ? `> ${withUnit(formatNumber(max), unit)}`
+              : `(bound ${withUnit(formatNumber(max), unit)} is above the histogram's top finite bucket ${shown}: ` +
+                "it can never be measured, so this counts as a breach; add buckets above the bound)";
+          return {
+            verdict: "fail",
+            reason: `${name} ≥ ${shown}, beyond the histogram's top finite bucket, ${beyond}`,
+          };
+        }
+        if (min !== undefined && v < min) {
+          // At least v, and v is below the minimum: the true value may or may not be; not evidence either way.
+          return {
+            verdict: "noData",
+            reason: `${name} ≥ ${shown} (beyond the histogram): cannot tell against min`,
+          };
+        }
+        return { verdict: "pass", reason: `${name} ≥ ${shown} (beyond the histogram)` };
+      }
       if (max !== undefined && v > max) {
         const [a, b] = formatPair(v, max, unit);
         return { verdict: "fail", reason: `${name} ${a} > ${b}` };
@@ -159,6 +188,18 @@ function overallVerdict(
 function summarize(parts: string[]): string {
   const line = parts.join("; ");
   return line.length > MAX_SUMMARY_CHARS ? `${line.slice(0, MAX_SUMMARY_CHARS - 1)}…` : line;
+}
+
+/**
+ * `histogram_quantile` answers with the top finite bucket's bound when the
+ * quantile lies in the +Inf bucket: a slow canary would read "p99 250 ms" for
+ * requests that took seconds. When fewer than `q` of the requests fell into a
+ * finite bucket, the value is marked as a lower bound. A guard that could not
+ * be measured leaves the value as it is.
+ */
+function honest(outcome: QueryOutcome, guard: QueryOutcome | undefined, q: number | undefined): QueryOutcome {
+  if (outcome.kind !== "value" || guard?.kind !== "value" || q === undefined) return outcome;
+  return guard.value < q - 1e-9 ? { ...outcome, atLeast: true } : outcome;
 }
 
 async function ask(
@@ -204,8 +245,10 @@ export class PrometheusGate implements AnalysisGate {
     this.#checks = spec.checks.map((check) => {
       let text: string;
       let unit: TemplateUnit | undefined;
+      let guard: CheckPlan["guard"];
       if (check.template !== undefined) {
         text = templateText(spec.provider, check.template);
+        guard = quantileGuard(spec.provider, check.template);
         unit = isTemplateName(check.template) ? TEMPLATE_UNITS[check.template] : undefined;
       } else if (check.query !== undefined) {
         text = check.query;
@@ -213,7 +256,15 @@ export class PrometheusGate implements AnalysisGate {
         throw new TemplateError("unknownTemplate", `check ${check.name} has neither template nor query`);
       }
       this.#assertAvailable(text, `check ${check.name}`);
-      return { name: check.name, text, unit, min: check.min, max: check.max };
+      return {
+        name: check.name,
+        text,
+        guard,
+        unit,
+        min: check.min,
+        max: check.max,
+        ...(check.compare !== undefined ? { compare: check } : {}),
+      };
     });
     if (spec.minRequests > 0) {
       this.#requestsText = spec.requestsQuery ?? requestsTemplateText(spec.provider);
@@ -231,6 +282,10 @@ export class PrometheusGate implements AnalysisGate {
         );
       }
     }
+  }
+
+  #compared(plan: CheckPlan, req: AnalysisRequest, vars: TemplateVars): Promise<CheckResult> {
+    return compareCheck(this.#source, plan, plan.compare ?? { name: plan.name }, req, vars);
   }
 
   #vars(req: AnalysisRequest, windowSeconds: number): TemplateVars {
@@ -270,9 +325,22 @@ export class PrometheusGate implements AnalysisGate {
 
     const minRequests = this.#spec.minRequests;
     const requestsText = this.#requestsText;
-    const [checkRuns, requestsRun] = await Promise.all([
-      Promise.all(this.#checks.map(async (plan) => ({ plan, ...(await run(plan.name, plan.text)) }))),
+    const [checkRuns, requestsRun, comparedRuns] = await Promise.all([
+      Promise.all(
+        this.#checks
+          .filter((plan) => plan.compare === undefined)
+          .map(async (plan) => {
+            const [main, guard] = await Promise.all([
+              run(plan.name, plan.text),
+              plan.guard ? run(`${plan.name} finite share`, plan.guard.text) : Promise.resolve(undefined),
+            ]);
+            return { plan, query: main.query, outcome: honest(main.outcome, guard?.outcome, plan.guard?.q) };
+          }),
+      ),
       requestsText !== undefined ? run("requests", requestsText) : Promise.resolve(undefined),
+      Promise.all(
+        this.#checks.filter((plan) => plan.compare !== undefined).map((p) => this.#compared(p, req, vars)),
+      ),
     ]);
 
     const checks: CheckResult[] = checkRuns.map(({ plan, query, outcome }) => {
@@ -287,6 +355,13 @@ export class PrometheusGate implements AnalysisGate {
         reason,
       };
     });
+
+    if (comparedRuns.length > 0) {
+      // Back into the policy's order.
+      const order = this.#checks.map((p) => p.name);
+      checks.push(...comparedRuns);
+      checks.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+    }
 
     const parts = checks.map((c) => c.reason);
     let requests: AnalysisReport["requests"];
@@ -321,6 +396,127 @@ export class PrometheusGate implements AnalysisGate {
       windowSeconds,
     };
   }
+}
+
+/** A query rendered with validated variables, or the error outcome that stands for it (never sent). */
+function rendered(
+  name: string,
+  text: string,
+  vars: TemplateVars,
+): { query: string } | { query: string; error: QueryOutcome } {
+  try {
+    return { query: renderQuery({ query: text }, vars) };
+  } catch (err) {
+    if (!(err instanceof TemplateError)) throw err;
+    return {
+      query: text,
+      error: {
+        kind: "error",
+        error: { code: "badResponse", message: `${name}: query not sent: ${err.message}` },
+      },
+    };
+  }
+}
+
+/** The template variables for the stable's rendering of a canary query: the two roles swapped. */
+function swapped(vars: TemplateVars): TemplateVars {
+  const out: TemplateVars = { ...vars, canary: vars.stable, stable: vars.canary };
+  if (vars.stableDeployment !== undefined) out.canaryDeployment = vars.stableDeployment;
+  if (vars.canaryDeployment !== undefined) out.stableDeployment = vars.canaryDeployment;
+  return out;
+}
+
+async function askRange(
+  source: MetricSource,
+  query: string,
+  range: { start: Date; end: Date; stepSeconds: number },
+  signal: AbortSignal | undefined,
+): Promise<RangeOutcome> {
+  if (source.queryRange === undefined) {
+    return {
+      kind: "error",
+      error: { code: "badResponse", message: "this metric source has no range queries" },
+    };
+  }
+  try {
+    return await source.queryRange(query, range, signal);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    return { kind: "error", error: { code: "unreachable", message: `metric source failed: ${message}` } };
+  }
+}
+
+/**
+ * One compare: stable check (see compare.ts): relative bounds from instant queries at `req.now` over the
+ * analysis window, or the Mann-Whitney judge over per-interval samples since the step started. Never throws.
+ */
+async function compareCheck(
+  source: MetricSource,
+  plan: CheckPlan,
+  spec: CheckSpec,
+  req: AnalysisRequest,
+  vars: TemplateVars,
+): Promise<CheckResult> {
+  const judgeSpec = spec.judge;
+  // At 100 % the stable serves nothing in the step's window; it is measured over the same length of time just
+  // before the step instead (its traffic of the previous step), and the reason says so.
+  const before = req.canaryWeight >= 100 ? req.now - req.stepStartedAt : 0;
+  const note = before > 0 ? " [stable measured before this step: no stable traffic at 100 %]" : "";
+  if (judgeSpec === undefined) {
+    const [c, s] = await Promise.all(
+      [vars, swapped(vars)].map(async (v, i) => {
+        const at = new Date(i === 0 ? req.now : req.now - before);
+        const r = rendered(plan.name, plan.text, v);
+        if ("error" in r) return { query: r.query, outcome: r.error };
+        // Honest quantiles on both sides: a p99 beyond the top finite bucket is only "at least" that bucket.
+        const g = plan.guard !== undefined ? rendered(plan.name, plan.guard.text, v) : undefined;
+        const [main, guard] = await Promise.all([
+          ask(source, r.query, at, req.signal),
+          g !== undefined && !("error" in g)
+            ? ask(source, g.query, at, req.signal)
+            : Promise.resolve(undefined),
+        ]);
+        return { query: r.query, outcome: honest(main, guard, plan.guard?.q) };
+      }),
+    );
+    const v = judgeRelative(plan.name, c!.outcome, s!.outcome, spec, plan.unit);
+    return {
+      name: plan.name,
+      query: c!.query,
+      outcome: c!.outcome,
+      ...(v.min !== undefined ? { min: v.min } : {}),
+      ...(v.max !== undefined ? { max: v.max } : {}),
+      verdict: v.verdict,
+      reason: v.reason + note,
+      baseline: s!.outcome,
+      baselineQuery: s!.query,
+    };
+  }
+  const stepSeconds = Math.max(1, Math.round(judgeSpec.sampleIntervalMs / 1000));
+  const sampleVars: TemplateVars = { ...vars, window: `${stepSeconds}s` };
+  // The first sample's window starts at the step start: no sample reaches into the previous step.
+  const start = req.stepStartedAt + stepSeconds * 1000;
+  const [c, s] = await Promise.all(
+    [sampleVars, swapped(sampleVars)].map(async (v, i) => {
+      const r = rendered(plan.name, plan.text, v);
+      if ("error" in r) return { query: r.query, outcome: r.error as RangeOutcome };
+      if (start > req.now) return { query: r.query, outcome: { kind: "series", points: [] } as RangeOutcome };
+      const shift = i === 0 ? 0 : before;
+      const range = { start: new Date(start - shift), end: new Date(req.now - shift), stepSeconds };
+      return { query: r.query, outcome: await askRange(source, r.query, range, req.signal) };
+    }),
+  );
+  const j = judgeSamples(plan.name, c!.outcome, s!.outcome, judgeSpec, plan.unit);
+  return {
+    name: plan.name,
+    query: c!.query,
+    outcome: j.outcome,
+    verdict: j.verdict,
+    reason: j.reason + note,
+    baseline: j.baseline,
+    baselineQuery: s!.query,
+    ...(j.evidence !== undefined ? { judge: j.evidence } : {}),
+  };
 }
 
 /** The gate of a policy without analysis: every step passes when its interval is over. */

@@ -14,7 +14,7 @@ import http from "node:http";
 import https from "node:https";
 
 import type { PrometheusSpec } from "../policy/types.ts";
-import type { MetricError, MetricErrorCode, MetricSource, QueryOutcome } from "./types.ts";
+import type { MetricError, MetricErrorCode, MetricSource, QueryOutcome, RangeOutcome } from "./types.ts";
 
 export interface PrometheusClientOptions {
   /** How long a bearer token / password / CA read from a file is reused. Default 5000 ms; 0 re-reads every request. */
@@ -153,6 +153,42 @@ export function classifyQueryResponse(status: number, statusText: string, body: 
   return sampleOutcome(isRecord(only) ? only.value : undefined);
 }
 
+/** Classifies a range-query response (`resultType: matrix`) into one series' points. Exported for tests. */
+export function classifyRangeResponse(status: number, statusText: string, body: string): RangeOutcome {
+  const envelope = readEnvelope(status, statusText, body);
+  if (!envelope.ok) return { kind: "error", error: envelope.error };
+  const { resultType, result } = envelope.data;
+  if (resultType !== "matrix") {
+    return fail("badResponse", `resultType ${JSON.stringify(resultType)} is not a matrix`);
+  }
+  if (!Array.isArray(result)) return fail("badResponse", "matrix result is not an array");
+  if (result.length === 0) return { kind: "noData" };
+  if (result.length > 1) {
+    const first = result
+      .slice(0, LISTED_SERIES)
+      .map((s) => formatLabels(isRecord(s) ? s.metric : undefined))
+      .join(", ");
+    const more = result.length > LISTED_SERIES ? `, …` : "";
+    return fail(
+      "multipleSeries",
+      `query returned ${result.length} series, expected 1 (aggregate with sum/max): ${first}${more}`,
+    );
+  }
+  const only: unknown = result[0];
+  const values = isRecord(only) ? only.values : undefined;
+  if (!Array.isArray(values)) return fail("badResponse", "matrix series has no values array");
+  const points: Array<[number, number]> = [];
+  for (const sample of values) {
+    const t: unknown = Array.isArray(sample) ? sample[0] : undefined;
+    const v = Array.isArray(sample) && sample.length === 2 ? parseSampleValue(sample[1]) : undefined;
+    if (typeof t !== "number" || v === undefined) {
+      return fail("badResponse", `sample is not [time, "value"]: ${excerpt(JSON.stringify(sample) ?? "")}`);
+    }
+    points.push([t, v]);
+  }
+  return { kind: "series", points };
+}
+
 interface RawResponse {
   status: number;
   statusText: string;
@@ -212,6 +248,26 @@ export class PrometheusClient implements MetricSource {
     const res = await this.#post("api/v1/query", form, signal);
     if ("error" in res) return { kind: "error", error: res.error };
     return classifyQueryResponse(res.status, res.statusText, res.body);
+  }
+
+  /**
+   * Range query (`/api/v1/query_range`), for judges that compare per-interval samples. Cancelled by `signal`
+   * and bounded by the policy's timeout exactly like `query`.
+   */
+  async queryRange(
+    promql: string,
+    range: { start: Date; end: Date; stepSeconds: number },
+    signal?: AbortSignal,
+  ): Promise<RangeOutcome> {
+    const form = new URLSearchParams({
+      query: promql,
+      start: unixSeconds(range.start),
+      end: unixSeconds(range.end),
+      step: String(range.stepSeconds),
+    });
+    const res = await this.#post("api/v1/query_range", form, signal);
+    if ("error" in res) return { kind: "error", error: res.error };
+    return classifyRangeResponse(res.status, res.statusText, res.body);
   }
 
   /** Closes idle keep-alive connections. The client stays usable (a new agent is made on the next call). */

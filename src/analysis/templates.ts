@@ -63,10 +63,34 @@ export interface ProviderTemplates {
   templates: Readonly<Record<TemplateName, string>>;
   /** Total canary requests in the window (a count, not a rate): used for `minRequests`. */
   requests: string;
+  /**
+   * For the latency templates: the share of the window's requests that fell
+   * into a finite bucket. When it is below the quantile, the quantile lies in
+   * the +Inf bucket and `histogram_quantile` answers with the top finite
+   * bound instead: the true value is only known to be at least that.
+   */
+  finiteShare: string;
 }
+
+/** The quantile each latency template computes. */
+export const TEMPLATE_QUANTILES: Readonly<Partial<Record<TemplateName, number>>> = {
+  "latency-p99": 0.99,
+  "latency-p95": 0.95,
+  "latency-p50": 0.5,
+};
 
 function quantile(q: number, bucketRate: string, toMs: string): string {
   return `histogram_quantile(${q}, sum by (le) (${bucketRate}))${toMs} >= 0`;
+}
+
+/**
+ * Buckets are cumulative, so the largest finite bucket's rate is the rate of
+ * every request that was not beyond the histogram; divided by the +Inf
+ * bucket's rate (all requests) it is the finite share.
+ */
+function finiteShare(bucketRate: string): string {
+  const only = (le: string) => bucketRate.replace("}[", `,le${le}}[`);
+  return `max(sum by (le) (${only('!="+Inf"')})) / (sum(${only('="+Inf"')}) > 0)`;
 }
 
 function family(opts: {
@@ -91,6 +115,7 @@ function family(opts: {
       "request-rate": total,
     },
     requests: `sum(${opts.total("increase")})`,
+    finiteShare: finiteShare(opts.bucketRate),
   };
 }
 
@@ -105,7 +130,8 @@ function family(opts: {
  *   milliseconds.
  *
  * Label convention: the canary is matched by `envoy_cluster_name` containing the canary backend name as one
- * `_`-separated segment: `envoy_cluster_name=~"(.*_)?<canary>(_.*)?"`. App Mesh names clusters
+ * `_`-separated segment: `envoy_cluster_name=~"(.*_)?<canary>(_.*)?"`, the name's regex metacharacters escaped
+ * (`web.v2` becomes `web\\.v2`, so it never matches `webxv2`). App Mesh names clusters
  * `cds_{ingress,egress}_<mesh>_<virtual node>_<protocol>_<port>`, and the App Mesh controller names the AWS
  * virtual node `<name>_<namespace>` unless `awsName` is set, so both the canary's own sidecar (ingress) and a
  * gateway or caller (egress) match. Backend names cannot contain `_`, so `checkout-v2` never matches
@@ -192,6 +218,13 @@ export function templateText(provider: Provider, name: string): string {
   return templates[name];
 }
 
+/** The finite-share guard of a latency template, or undefined for any other check. */
+export function quantileGuard(provider: Provider, name: string): { q: number; text: string } | undefined {
+  const q = isTemplateName(name) ? TEMPLATE_QUANTILES[name] : undefined;
+  const p = BUILTIN_TEMPLATES[provider];
+  return q === undefined || p === undefined ? undefined : { q, text: p.finiteShare };
+}
+
 /** The provider's requests-count query text (with placeholders). */
 export function requestsTemplateText(provider: Provider): string {
   const p = BUILTIN_TEMPLATES[provider];
@@ -261,5 +294,35 @@ export function renderQuery(source: QuerySource, vars: TemplateVars): string {
       throw new TemplateError("missingVariable", `{{${name}}} is used but has no value here`, name);
     }
   }
-  return text.replace(PLACEHOLDER_RE, (_whole, name: string) => vars[name as TemplateVariable] ?? "");
+  const regexes = regexLiterals(text);
+  return text.replace(PLACEHOLDER_RE, (_whole, name: string, offset: number) => {
+    const value = vars[name as TemplateVariable] ?? "";
+    const literal = regexes.find((r) => offset > r.start && offset < r.end);
+    return literal ? escapeForRegex(value, literal.quote) : value;
+  });
+}
+
+/**
+ * The string literals of a query that are regular expressions: the right-hand side of a `=~` or `!~` label
+ * matcher. A name substituted there must match only itself: `web.v2` must not match `webxv2`.
+ */
+function regexLiterals(text: string): Array<{ start: number; end: number; quote: string }> {
+  const out: Array<{ start: number; end: number; quote: string }> = [];
+  const re = /[=!]~\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)/g;
+  for (const m of text.matchAll(re)) {
+    const literal = m[1] ?? "";
+    const start = (m.index ?? 0) + m[0].length - literal.length;
+    out.push({ start, end: start + literal.length, quote: literal[0] ?? '"' });
+  }
+  return out;
+}
+
+/**
+ * Regex metacharacters escaped for RE2, then written as PromQL string text: inside `"` or `'` a backslash is
+ * itself escaped (`\\.`), inside backticks (raw strings) it is not (`\.`). Validated names only hold
+ * `[a-z0-9.-]`, so `.` is the one metacharacter that can occur; the rest are escaped for safety all the same.
+ */
+export function escapeForRegex(value: string, quote: string): string {
+  const re2 = value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return quote === "`" ? re2 : re2.replace(/\\/g, "\\\\");
 }

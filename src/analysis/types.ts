@@ -8,7 +8,12 @@
 
 /** What one query returned. Only `value` can ever pass a check. */
 export type QueryOutcome =
-  | { kind: "value"; value: number }
+  /**
+   * `atLeast`: the true value is known only to be at least `value` (a
+   * latency quantile beyond the histogram's top finite bucket). Such a value
+   * never passes a maximum.
+   */
+  | { kind: "value"; value: number; atLeast?: boolean }
   | { kind: "noData" }
   | { kind: "nan" }
   | { kind: "error"; error: MetricError };
@@ -34,6 +39,34 @@ export interface MetricSource {
    * outcomes. An aborted `signal` ends the request at once (outcome: error).
    */
   query(promql: string, at?: Date, signal?: AbortSignal): Promise<QueryOutcome>;
+  /**
+   * Range query: one series sampled every `stepSeconds` from `start` to `end` (inclusive). Never throws; an
+   * aborted `signal` ends the request at once. Optional: a source without it cannot serve `judge:` checks.
+   */
+  queryRange?(
+    promql: string,
+    range: { start: Date; end: Date; stepSeconds: number },
+    signal?: AbortSignal,
+  ): Promise<RangeOutcome>;
+}
+
+/** What one range query returned: the points of exactly one series (NaN kept as NaN), no series, or an error. */
+export type RangeOutcome =
+  | { kind: "series"; points: Array<[unixSeconds: number, value: number]> }
+  | { kind: "noData" }
+  | { kind: "error"; error: MetricError };
+
+/** The evidence of a `judge: mann-whitney` check. */
+export interface JudgeEvidence {
+  /** Samples used (finite values only). */
+  canarySamples: number[];
+  stableSamples: number[];
+  /** p-value of the test in the policy's direction; undefined when too few samples to test. */
+  p?: number;
+  method?: "exact" | "asymptotic";
+  /** Hodges–Lehmann shift canary − stable, and that shift relative to the stable's median. */
+  shift?: number;
+  relativeShift?: number;
 }
 
 export type CheckVerdict = "pass" | "fail" | "noData" | "error";
@@ -48,6 +81,12 @@ export interface CheckResult {
   verdict: CheckVerdict;
   /** One human sentence: "p99-latency 812 > 500". */
   reason: string;
+  /** compare: stable — the stable's outcome in the same window (for a judge: the median of its samples). */
+  baseline?: QueryOutcome;
+  /** compare: stable — the stable's query as sent. */
+  baselineQuery?: string;
+  /** judge: mann-whitney — the samples and the test's result. */
+  judge?: JudgeEvidence;
 }
 
 /**

@@ -1,8 +1,11 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { runCommand } from "./run.ts";
 import { controlCommand, type ControlVerb } from "./control.ts";
+import { explainCommand } from "./explain.ts";
 import { statusCommand } from "./status.ts";
 import { validateCommand } from "./validate.ts";
+import { simulateCommand } from "./simulate.ts";
+import { replayCommand } from "./replay.ts";
 import { VERSION } from "../version.ts";
 
 const port = (v: string) => {
@@ -74,6 +77,11 @@ export function buildProgram(): Command {
       "comma-separated namespaces to watch and write in, for namespaced RBAC; policies elsewhere are refused (default: all)",
       namespaceList,
     )
+    .option("--no-ui", "do not serve the read-only live page at /ui on the metrics port")
+    .option(
+      "--notify-config <file>",
+      "YAML file of notification channels (Slack, Teams, signed webhooks) for every policy",
+    )
     .option(
       "--analysis-min-window <seconds>",
       "smallest analysis window in whole seconds, about two scrape intervals (default 10)",
@@ -137,6 +145,63 @@ export function buildProgram(): Command {
       process.exitCode = await validateCommand(dir, process.stdout);
     });
 
+  program
+    .command("simulate")
+    .description(
+      "run a policy's analysis step by step against scripted metrics, offline; exit 0 promoted, 1 rolled back, 2 undecided, 3 invalid input",
+    )
+    .argument("<policy>", "policy file")
+    .argument("<metrics>", "scripted metrics file (see the README: steps → checks → values)")
+    .option("--svg <file>", "also draw each check against its bound per step, decisions marked")
+    .option("--policy <name>", "the policy to use when the file holds several")
+    .action(async (policy: string, metrics: string, o: { svg?: string; policy?: string }) => {
+      process.exitCode = await simulateCommand(policy, metrics, o, process.stdout, process.stderr);
+    });
+
+  program
+    .command("replay")
+    .description(
+      "run a policy's analysis against Prometheus history as if a rollout started at --from; same table, picture and exit codes as simulate",
+    )
+    .argument("<policy>", "policy file")
+    .option("--from <time>", "when the replayed rollout starts: ISO 8601 or Unix seconds")
+    .option("--to <time>", "no analysis after this time")
+    .option(
+      "--rollout",
+      "replay the latest rollout recorded in the route's Events (they expire after about an hour)",
+    )
+    .option(
+      "--kubeconfig <file>",
+      "with --rollout: kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)",
+    )
+    .option("--context <name>", "with --rollout: kubeconfig context to use")
+    .option("--prometheus <url>", "Prometheus to ask (default: the policy's analysis.prometheus.url)")
+    .option("--svg <file>", "also draw each check against its bound per step, decisions marked")
+    .option("--policy <name>", "the policy to use when the file holds several")
+    .option(
+      "--analysis-min-window <seconds>",
+      "smallest analysis window, as the daemon's option (default 10)",
+      wholeSeconds,
+    )
+    .action(
+      async (
+        policy: string,
+        o: {
+          from?: string;
+          to?: string;
+          rollout?: boolean;
+          kubeconfig?: string;
+          context?: string;
+          prometheus?: string;
+          svg?: string;
+          policy?: string;
+          analysisMinWindow?: number;
+        },
+      ) => {
+        process.exitCode = await replayCommand(policy, o, process.stdout, process.stderr);
+      },
+    );
+
   const kubeOptions = (c: Command) =>
     c
       .option("--kubeconfig <file>", "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
@@ -158,6 +223,17 @@ export function buildProgram(): Command {
     .action(async (policy: string | undefined, o: Record<string, string | boolean | undefined>) => {
       process.exitCode = await statusCommand(policy, o, process.stdout);
     });
+
+  kubeOptions(
+    program
+      .command("explain")
+      .description(
+        "one rollout in words: where it is and why, its last analysis, every decision since it began",
+      )
+      .argument("<route>", "the policy's route as <kind>/<name>, e.g. httproute/frontend"),
+  ).action(async (route: string, o: Record<string, string | undefined>) => {
+    process.exitCode = await explainCommand(route, o, process.stdout);
+  });
 
   const verbs: Array<[ControlVerb, string]> = [
     [

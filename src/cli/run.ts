@@ -31,6 +31,8 @@ export async function runCommand(o: Record<string, string | number | string[] | 
           ...(o.renewDeadline !== undefined ? { renewDeadlineMs: o.renewDeadline as number } : {}),
           ...(o.retryPeriod !== undefined ? { retryPeriodMs: o.retryPeriod as number } : {}),
         },
+        notifyConfig: o.notifyConfig as string | undefined,
+        ui: (o.ui as unknown) !== false,
       },
       log,
     );

@@ -8,7 +8,7 @@ import { stringify } from "yaml";
 import { toKubeError } from "../kube/errors.ts";
 import type { KObject } from "../kube/kinds.ts";
 import { kindInfo, kubeFrom, ROUTE_KINDS, type GlobalOptions } from "./target.ts";
-import { decodeState, type RolloutState, ANNOTATIONS } from "../contract.ts";
+import { decodeState, describeState, type RolloutState, ANNOTATIONS } from "../contract.ts";
 
 export interface StatusRow {
   namespace: string;
@@ -37,7 +37,9 @@ function checks(s: RolloutState): string {
             ? `<${c.min}`
             : "";
       const v =
-        c.value === null ? c.outcome : Number.isInteger(c.value) ? String(c.value) : c.value.toPrecision(3);
+        c.value === null || Number.isNaN(c.value)
+          ? c.outcome
+          : `${c.atLeast ? "≥" : ""}${!Number.isFinite(c.value) ? (c.value > 0 ? "+Inf" : "-Inf") : Number.isInteger(c.value) ? String(c.value) : c.value.toPrecision(3)}`;
       return `${c.name}=${v}${bound} ${c.verdict === "pass" ? "✓" : c.verdict === "fail" ? "✗" : "?"}`;
     })
     .join(", ");
@@ -53,6 +55,26 @@ function weightsOf(s: RolloutState): string {
   return `${s.stable}=${of(s.stable)} ${s.canary}=${of(s.canary)}`;
 }
 
+/** Shown in the table; `-o json` and `rolloutd explain` give all of it. */
+const WHY_CHARS = 100;
+
+/**
+ * Why the rollout is where it is, and for how long it has been at its step:
+ * a rollout held twelve times for too few requests says so, and since when.
+ */
+export function why(s: RolloutState, now: number): string {
+  const text = describeState(s) || "-";
+  const atStep =
+    s.phase === "Progressing" && s.stepStartedAt !== undefined
+      ? `; at this step for ${ago(now - s.stepStartedAt)}`
+      : s.phase === "Progressing"
+        ? `; waiting for the route to accept the step for ${ago(now - (s.weightsWrittenAt ?? s.updatedAt))}`
+        : "";
+  const full = `${text}${atStep}`;
+  const chars = [...full];
+  return chars.length <= WHY_CHARS ? full : `${chars.slice(0, WHY_CHARS - 1).join("")}…`;
+}
+
 /** A fixed-width table, as kubectl prints. */
 export function table(rows: StatusRow[], now: number, allNamespaces: boolean): string {
   const head = [
@@ -64,6 +86,7 @@ export function table(rows: StatusRow[], now: number, allNamespaces: boolean): s
     "WEIGHTS",
     "LAST ANALYSIS",
     "AGE",
+    "WHY",
   ];
   const body = rows.map(({ namespace, route, state: s }) => [
     ...(allNamespaces ? [namespace] : []),
@@ -74,6 +97,7 @@ export function table(rows: StatusRow[], now: number, allNamespaces: boolean): s
     s.applied?.length ? weightsOf(s) : `${s.stable} (stable)`,
     checks(s),
     ago(now - s.since),
+    why(s, now),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
   return (

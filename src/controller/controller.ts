@@ -20,7 +20,7 @@ import type { Metrics } from "../server/metrics.ts";
 import { AnalysisJobs } from "./jobs.ts";
 import { Reconciler, type GateProvider, type ObjectSource } from "./reconcile.ts";
 import { PolicyRegistry } from "./registry.ts";
-import { Reporter } from "./report.ts";
+import { Reporter, type ReportListener } from "./report.ts";
 
 export interface ControllerDeps {
   objects: ObjectSource;
@@ -47,6 +47,8 @@ export interface ControllerDeps {
     owns(policy: RolloutPolicy): boolean;
     run<T>(policy: RolloutPolicy, fn: () => T): T;
   };
+  /** Hear every decision after it is written (notifications, the live page); never awaited. */
+  listeners?: readonly ReportListener[];
 }
 
 export class RolloutController {
@@ -60,7 +62,7 @@ export class RolloutController {
 
   constructor(private readonly deps: ControllerDeps) {
     const { log, metrics } = deps;
-    this.reporter = new Reporter(log, metrics, deps.events);
+    this.reporter = new Reporter(log, metrics, deps.events, deps.listeners);
     this.jobs = new AnalysisJobs({
       done: (key) => this.queue.add(key),
       discarded: (_key, reason) => metrics.analysisDiscarded.inc({ reason }),
@@ -117,6 +119,7 @@ export class RolloutController {
       // Another policy on the same route may own it now.
       for (const other of this.registry.sharingRoute(gone)) this.queue.add(other);
       void this.deps.metrics.forgetPolicy(key).catch(() => {});
+      this.reporter.forget(key);
       this.deps.log.info({ policy: key }, "policy removed; its route is left as it is");
     }
     for (const p of upserted) {

@@ -7,7 +7,7 @@
  * result for a window that no longer exists is dropped and counted.
  */
 import type { AnalysisReport } from "../analysis/types.ts";
-import type { AnalysisSlot } from "../machine/derive.ts";
+import { ofStep, type AnalysisSlot } from "../machine/derive.ts";
 
 interface Job {
   step: string;
@@ -70,13 +70,14 @@ export class AnalysisJobs {
   }
 
   /**
-   * Keeps the job only if it is for `step` (the rollout's current analysis
-   * window, or none at all): a running job for another window is cancelled,
-   * a finished one for another window is stale.
+   * Keeps the job only if it belongs to `step` (the rollout's current
+   * analysis window — its deadline analysis or an in-step evaluation — or
+   * none at all): a running job for another window is cancelled, a finished
+   * one for another window is stale.
    */
   retain(key: string, step: string | undefined): void {
     const j = this.jobs.get(key);
-    if (!j || j.step === step) return;
+    if (!j || (step !== undefined && ofStep(j.step, step))) return;
     if (j.report) {
       this.jobs.delete(key);
       this.hooks.discarded(key, "stale");

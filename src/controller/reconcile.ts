@@ -14,12 +14,20 @@
 import type { Logger } from "pino";
 import type { AnalysisGate } from "../analysis/types.ts";
 import type { Clock } from "../clock.ts";
-import { decodeState, encodeState, readControls, StateDecodeError, type RolloutState } from "../contract.ts";
+import {
+  atRest,
+  decodeState,
+  encodeState,
+  readControls,
+  StateDecodeError,
+  type RolloutState,
+} from "../contract.ts";
 import type { CacheFreshness } from "../kube/cache.ts";
 import { KubeApiError } from "../kube/errors.ts";
-import type { KindName, KObject, ObjectRef } from "../kube/kinds.ts";
+import { apiVersionOf, KINDS, type KindName, type KObject, type ObjectRef } from "../kube/kinds.ts";
 import type { ReconcileResult } from "../kube/workqueue.ts";
 import { derive, stepKey, type Facts } from "../machine/derive.ts";
+import { cadenceOf, DEFAULT_HOLD_LIMIT } from "../policy/types.ts";
 import { decide, type Effect, type Settings } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
@@ -29,7 +37,7 @@ import type { Metrics } from "../server/metrics.ts";
 import type { AnalysisJobs } from "./jobs.ts";
 import { rolledOut, templateRevision } from "./observe.ts";
 import type { PolicyRecord, PolicyRegistry } from "./registry.ts";
-import type { Reporter } from "./report.ts";
+import type { EventTarget, Reporter } from "./report.ts";
 
 export interface ObjectSource {
   get(kind: KindName, namespace: string, name: string): KObject | undefined;
@@ -58,6 +66,34 @@ const MISSING_RETRY_MS = 30_000;
 const STALE_RETRY_MS = 2_000;
 /** After a write the API server refused as invalid, look again this late (the route's own edits wake it sooner). */
 const REJECTED_RETRY_MS = 30_000;
+/**
+ * In-step evaluations start at most IN_STEP_PER_SECOND a second (a token
+ * bucket) and only while fewer analyses than MAX_IN_STEP_IN_FLIGHT are
+ * running: that bounds the Prometheus load they add, whatever the fleet's
+ * size. A step's own analysis at its deadline always runs.
+ */
+const MAX_IN_STEP_IN_FLIGHT = 64;
+const IN_STEP_PER_SECOND = 50;
+
+/** Tokens refill continuously up to `burst`; take() spends one if there is one. */
+class TokenBucket {
+  private tokens: number;
+  private last: number | undefined;
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+  take(now: number): boolean {
+    if (this.last !== undefined)
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
 /** A compacted state keeps this much of the message. */
 const COMPACT_MESSAGE_CHARS = 300;
 
@@ -70,6 +106,7 @@ export function settingsOf(p: RolloutPolicy): Settings {
     noDataLimit: p.analysis?.noDataLimit ?? 3,
     onError: p.analysis?.onError ?? { action: "hold", limit: 5 },
     needsAcceptance: needsAcceptance(p.target.kind),
+    holdAction: (p.holdLimit ?? DEFAULT_HOLD_LIMIT).action,
   };
 }
 
@@ -79,6 +116,8 @@ function currentStep(s: RolloutState | undefined): string | undefined {
 }
 
 export class Reconciler {
+  private readonly inStepBudget = new TokenBucket(IN_STEP_PER_SECOND, IN_STEP_PER_SECOND);
+
   constructor(private readonly d: ReconcileDeps) {}
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
@@ -94,6 +133,8 @@ export class Reconciler {
         record,
         "error",
         `policy ${owner} already manages ${policy.target.kind} ${policy.namespace}/${policy.target.name}; this policy is ignored until that changes`,
+        {},
+        { reason: "PolicyConflict", target: this.named(policy) },
       );
       return;
     }
@@ -115,7 +156,19 @@ export class Reconciler {
       if (!(err instanceof RouteError)) throw err;
       this.d.registry.setRead(key, err.dependsOn);
       this.d.metrics.routeErrors.inc({ policy: key, reason: err.missing ? "NotFound" : "Invalid" });
-      reporter.problem(record, "warn", `${err.message}; will retry when it changes`);
+      const inFlight = record.last && !atRest(record.last.phase) ? record.last : undefined;
+      if (err.missing && inFlight) {
+        // The object holding the rollout's state is gone mid-rollout: remember it, so a re-created route
+        // does not silently take the revision under test as its baseline.
+        record.interrupted = { at: this.d.clock.now(), state: inFlight };
+      }
+      reporter.problem(
+        record,
+        "warn",
+        `${err.message}${record.interrupted ? ` (a rollout was in flight at step ${record.interrupted.state.stepIndex + 1})` : ""}; will retry when it changes`,
+        {},
+        { reason: err.missing ? "RouteNotFound" : "RouteInvalid", target: this.named(policy) },
+      );
       return { requeueAfterMs: MISSING_RETRY_MS };
     }
     this.d.registry.setRead(key, view.dependsOn);
@@ -133,14 +186,24 @@ export class Reconciler {
 
     const log = reporter.forPolicy(policy);
     const state = this.persisted(policy, view, log);
+    if (state) {
+      record.last = state;
+      record.interrupted = undefined;
+    }
     this.d.jobs.retain(key, currentStep(state));
     const now = this.d.clock.now();
     const observed = this.deployments(policy);
     const controls = readControls(view.target);
 
     if (!state) {
+      const interrupted = record.interrupted?.state;
+      const roles = interrupted ?? { stable: policy.stable, canary: policy.canary };
+      const baseline = { ...observed.revisions };
+      // A rollout cut short by the route's deletion: the revision it was testing is not taken as proven. Its
+      // canary gets no baseline, so the revision it runs now starts a rollout from the first step.
+      if (interrupted) delete baseline[interrupted.canary];
       const fresh: RolloutState = {
-        ...initialState({ stable: policy.stable, canary: policy.canary, baseline: observed.revisions, now }),
+        ...initialState({ stable: roles.stable, canary: roles.canary, baseline, now }),
         policy: key,
         // One-shot controls already on the route when we adopt it are history, not requests.
         tokens: {
@@ -152,14 +215,29 @@ export class Reconciler {
       };
       // Adoption writes rolloutd's own record and nothing else: traffic moves only with a rollout.
       await router.write(view, undefined, encodeState(fresh));
-      const adopted: Effect = {
-        type: "record",
-        severity: "Normal",
-        reason: "Adopted",
-        message: `rolloutd manages ${policy.stable}/${policy.canary} weights of this route (policy ${key})`,
-      };
-      reporter.decided(record, view.target, fresh, [adopted], log);
-      return;
+      const announced: Effect[] = [
+        {
+          type: "record",
+          severity: "Normal",
+          reason: "Adopted",
+          message: `rolloutd manages ${policy.stable}/${policy.canary} weights of this route (policy ${key})`,
+        },
+      ];
+      if (interrupted) {
+        announced.push({
+          type: "record",
+          severity: "Warning",
+          reason: "RolloutInterrupted",
+          message:
+            `the route was deleted during the rollout of ${interrupted.canary} ${interrupted.revision ?? ""} at step ` +
+            `${interrupted.stepIndex + 1} (${interrupted.canaryWeight}%); it is back, and that revision is rolled out again from the first step ` +
+            "rather than taken as the baseline",
+        });
+      }
+      record.interrupted = undefined;
+      record.last = fresh;
+      reporter.decided(record, view.target, fresh, announced, log);
+      return interrupted ? { requeueAfterMs: 0 } : undefined;
     }
 
     const facts: Facts = {
@@ -179,26 +257,50 @@ export class Reconciler {
           }
         : {}),
       analysis: this.d.jobs.slot(key),
+      ...this.earlySchedule(record, state),
     };
     const derived = derive(state, facts, now, {
       intervalMs: policy.intervalMs,
       routeReadyTimeoutMs: policy.routeReadyTimeoutMs,
+      holdAfterMs: (policy.holdLimit ?? DEFAULT_HOLD_LIMIT).afterMs,
     });
 
     if (derived.kind === "wait") {
       record.summary = { policy: key, phase: state.phase, canaryWeight: state.canaryWeight };
+      reporter.observed(record, state);
       if (derived.note) reporter.problem(record, derived.quiet ? "debug" : "info", derived.note);
       return derived.requeueAfterMs !== undefined ? { requeueAfterMs: derived.requeueAfterMs } : undefined;
     }
     if (derived.kind === "analyze") {
+      const early = derived.step !== stepKey(state);
+      if (
+        early &&
+        record.early &&
+        (this.d.jobs.running >= MAX_IN_STEP_IN_FLIGHT || !this.inStepBudget.take(now))
+      ) {
+        // In-step checks are extra evidence, not the step's verdict: under load they are shed, never queued.
+        record.early.at = now + cadenceOf(policy);
+        this.d.metrics.analysisDiscarded.inc({ reason: "shed" });
+        return { requeueAfterMs: Math.max(0, record.early.at - now) };
+      }
       this.startAnalysis(record, state, derived.step, derived.dueAt, now, log);
       return;
     }
 
     const event = derived.event;
+    // A result is used once, whatever the machine makes of it.
+    const resultAt =
+      event.type === "ANALYSIS" && facts.analysis.kind === "done"
+        ? this.d.jobs.take(key, facts.analysis.step)
+        : undefined;
+    if (event.type === "ANALYSIS" && event.early && record.early) {
+      record.early.at = now + cadenceOf(policy);
+    }
     const decision = decide(settingsOf(policy), state, event);
-    if (!decision.changed) return requeueFor(state, now);
-    const resultAt = event.type === "ANALYSIS" ? this.d.jobs.take(key, stepKey(state)) : undefined;
+    if (!decision.changed) {
+      if (event.type === "ANALYSIS") this.d.reporter.analysis(key, event.report);
+      return this.d.clock.now() < (state.analysisDueAt ?? 0) ? { requeueAfterMs: 0 } : requeueFor(state, now);
+    }
     const next: RolloutState = { ...decision.state, policy: key };
     let pair: PairWeight[] | undefined;
     const setW = decision.effects.find((e) => e.type === "setWeights");
@@ -223,6 +325,33 @@ export class Reconciler {
     reporter.decided(record, view.target, next, decision.effects, log);
     if (written === "weightsOnly") return { requeueAfterMs: REJECTED_RETRY_MS };
     return requeueFor(next, this.d.clock.now());
+  }
+
+  /**
+   * When the next in-step evaluation of the current step is due. The cadence
+   * lives in memory only: persisting it would cost a write per evaluation,
+   * and after a restart evaluating at once is what we want anyway.
+   */
+  private earlySchedule(record: PolicyRecord, s: RolloutState): Pick<Facts, "nextEarlyAt"> {
+    const cadence = cadenceOf(record.policy);
+    const step = currentStep(s);
+    if (!cadence || step === undefined || s.stepStartedAt === undefined) {
+      record.early = undefined;
+      return {};
+    }
+    if (record.early?.step !== step) record.early = { step, at: s.stepStartedAt + cadence };
+    return { nextEarlyAt: record.early.at };
+  }
+
+  /** The object the policy names, for an Event about it: with its UID when it exists, so Events follow that object. */
+  private named(p: RolloutPolicy): EventTarget {
+    const k = KINDS[p.target.kind];
+    const uid = this.d.objects.get(p.target.kind, p.namespace, p.target.name)?.metadata?.uid;
+    return {
+      apiVersion: apiVersionOf(k),
+      kind: k.kind,
+      metadata: { namespace: p.namespace, name: p.target.name, ...(uid ? { uid } : {}) },
+    };
   }
 
   /** Kinds this policy read whose watch is re-establishing. */
@@ -279,8 +408,8 @@ export class Reconciler {
   ): void {
     const policy = record.policy;
     const gate = this.d.gates.gateFor(policy);
-    // How late this analysis starts against its deadline: the "no missed step deadlines" measure.
-    this.d.metrics.deadlineLateness.observe(Math.max(0, now - dueAt) / 1000);
+    // How late a step's analysis starts against its deadline: the "no missed step deadlines" measure.
+    if (step === stepKey(s)) this.d.metrics.deadlineLateness.observe(Math.max(0, now - dueAt) / 1000);
     const stepStartedAt = s.stepStartedAt ?? now;
     this.d.jobs.start(policy.key, step, async (signal) => {
       const started = performance.now();

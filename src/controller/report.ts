@@ -22,6 +22,27 @@ export interface EventTarget {
 
 export type Level = "warn" | "error" | "info" | "debug";
 
+/** A record of a decision, as the machine announced it (the Event's severity, reason and message). */
+export type Announcement = Extract<Effect, { type: "record" }>;
+
+/**
+ * Hears what the Reporter tells: notifications and the live page are fed
+ * here. Called synchronously after the write; a listener must return at
+ * once (queue, never await) and is cut off from the decision if it throws.
+ */
+export interface ReportListener {
+  /** Decisions written to the cluster, with the state as written. */
+  decided?(p: RolloutPolicy, s: RolloutState, announced: readonly Announcement[]): void;
+  /** The persisted state as read by a pass that decided nothing (waiting, holding). */
+  observed?(p: RolloutPolicy, s: RolloutState): void;
+  /** Every Event recorded on the route, decisions and Warnings alike. */
+  event?(p: RolloutPolicy, severity: "Normal" | "Warning", reason: string, message: string): void;
+  /** A problem that keeps a rollout from moving (logged once while it persists). */
+  problem?(p: RolloutPolicy, level: Level, message: string): void;
+  /** The policy is gone. */
+  forget?(key: string): void;
+}
+
 export function routeLabel(p: RolloutPolicy): string {
   return `${p.target.kind}/${p.namespace}/${p.target.name}`;
 }
@@ -31,18 +52,57 @@ export class Reporter {
     private readonly log: Logger,
     private readonly metrics: Metrics,
     private readonly events: EventSink,
+    private readonly listeners: readonly ReportListener[] = [],
   ) {}
+
+  private tell(what: string, fn: (l: ReportListener) => void): void {
+    for (const l of this.listeners) {
+      try {
+        fn(l);
+      } catch (err) {
+        // A listener is a courtesy; it must never fail a decision.
+        this.log.error(
+          { err: err instanceof Error ? err.message : String(err), listener: what },
+          "report listener failed",
+        );
+      }
+    }
+  }
+
+  /** A pass that decided nothing: listeners still see the state (after a restart, say). */
+  observed(record: PolicyRecord, s: RolloutState): void {
+    this.tell("observed", (l) => l.observed?.(record.policy, s));
+  }
+
+  /** The policy was removed. */
+  forget(key: string): void {
+    this.tell("forget", (l) => l.forget?.(key));
+  }
 
   /** A child logger bound to the policy and its route, for one reconcile. */
   forPolicy(p: RolloutPolicy): Logger {
     return this.log.child({ policy: p.key, route: routeLabel(p) });
   }
 
-  /** Logs a problem once while it persists; a different problem (or a success) is logged anew. */
-  problem(record: PolicyRecord, level: Level, message: string, fields: Record<string, unknown> = {}): void {
+  /**
+   * Logs a problem once while it persists; a different problem (or a
+   * success) is logged anew. With `warn`, a rollout that cannot move (route
+   * missing, pair missing, no room, another policy owns the route) also gets
+   * a Warning Event on the route the policy names, once per problem: that is
+   * where `kubectl describe` and `rolloutd explain` look.
+   */
+  problem(
+    record: PolicyRecord,
+    level: Level,
+    message: string,
+    fields: Record<string, unknown> = {},
+    warn?: { reason: string; target: EventTarget },
+  ): void {
     if (record.lastProblem === message) return;
     record.lastProblem = message;
     this.log[level]({ policy: record.policy.key, route: routeLabel(record.policy), ...fields }, message);
+    this.tell("problem", (l) => l.problem?.(record.policy, level, message));
+    if (warn) this.event(record.policy, warn.target, "Warning", warn.reason, message);
   }
 
   /** A policy that is refused before it is managed (no record). */
@@ -56,6 +116,9 @@ export class Reporter {
     const m = this.metrics;
     record.lastProblem = undefined;
     record.summary = { policy: p.key, phase: s.phase, canaryWeight: s.canaryWeight };
+    // Listeners hear the decision before its Events, so the first Event of a rollout has a rollout to go with.
+    const announced = effects.filter((e): e is Announcement => e.type === "record");
+    this.tell("decided", (l) => l.decided?.(p, s, announced));
     for (const e of effects) {
       if (e.type !== "record") continue;
       m.decisions.inc({ policy: p.key, reason: e.reason });
@@ -103,6 +166,7 @@ export class Reporter {
     reason: string,
     message: string,
   ): void {
+    this.tell("event", (l) => l.event?.(p, severity, reason, message));
     void this.events.record(
       {
         apiVersion: t.apiVersion,

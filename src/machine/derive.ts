@@ -33,11 +33,15 @@ export interface Facts {
   /** The policy's cron window at `now`, when it has one. */
   window?: { open: boolean; nextOpen?: number; expression: string };
   analysis: AnalysisSlot;
+  /** When the next in-step evaluation is due (the controller keeps the cadence; none when disabled). */
+  nextEarlyAt?: number;
 }
 
 export interface Timing {
   intervalMs: number;
   routeReadyTimeoutMs: number;
+  /** A hold ends this long after it began (HOLD_EXPIRED). */
+  holdAfterMs: number;
 }
 
 export type Derived =
@@ -56,6 +60,21 @@ export type Derived =
 /** Identity of a step's analysis window: a result for any other window is stale. */
 export function stepKey(s: RolloutState): string {
   return `${s.revision ?? ""}|${s.stepIndex}|${s.stepStartedAt ?? ""}`;
+}
+
+/** Identity of one in-step evaluation of that window. */
+export function earlyKey(step: string, at: number): string {
+  return `${step}|early@${at}`;
+}
+
+/** The job keys that belong to a step's window: its deadline analysis and its in-step evaluations. */
+export function ofStep(jobStep: string, step: string): boolean {
+  return jobStep === step || jobStep.startsWith(`${step}|early@`);
+}
+
+function duration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 120 ? `${s} s` : `${Math.round(s / 60)} min`;
 }
 
 /** The canary has no weight anywhere: all of the pair's traffic is on stable. */
@@ -144,6 +163,13 @@ export function derive(s: RolloutState, f: Facts, now: number, t: Timing): Deriv
   if (s.stepStartedAt === undefined) {
     if (f.accepted) return event({ type: "ACCEPTED", ...base });
     const waited = now - (s.weightsWrittenAt ?? now);
+    if (waited >= t.holdAfterMs) {
+      return event({
+        type: "HOLD_EXPIRED",
+        reason: `the route's parents have not accepted step ${s.stepIndex + 1} for ${duration(waited)}: ${f.acceptanceDetail ?? "unknown"}`,
+        ...base,
+      });
+    }
     if (waited >= t.routeReadyTimeoutMs && !s.acceptWarned) {
       return event({
         type: "NOT_ACCEPTED",
@@ -153,15 +179,43 @@ export function derive(s: RolloutState, f: Facts, now: number, t: Timing): Deriv
         ...base,
       });
     }
+    const nextLook = s.acceptWarned
+      ? t.holdAfterMs - waited
+      : Math.min(t.routeReadyTimeoutMs, t.holdAfterMs) - waited;
     return wait(
       `waiting for the route's parents to accept the weights: ${f.acceptanceDetail ?? ""}`,
-      Math.max(1000, t.routeReadyTimeoutMs - waited),
+      Math.max(1000, nextLook),
       true,
     );
   }
 
+  if (s.heldSince !== undefined && now - s.heldSince >= t.holdAfterMs) {
+    return event({
+      type: "HOLD_EXPIRED",
+      reason: `held at step ${s.stepIndex + 1} (${s.canaryWeight}%) for ${duration(now - s.heldSince)}: ${s.holdReason ?? "no conclusive analysis"}`,
+      ...base,
+    });
+  }
+
   const due = s.analysisDueAt ?? s.stepStartedAt + t.intervalMs;
-  if (now < due) return wait(undefined, due - now);
+  const step = stepKey(s);
+  if (now < due) {
+    // In-step detection: evaluate before the deadline; only a breach can come of it.
+    const early = f.nextEarlyAt;
+    if (early !== undefined && early < due) {
+      const key = earlyKey(step, early);
+      if (f.analysis.kind === "done" && f.analysis.step === key) {
+        return event({ type: "ANALYSIS", report: f.analysis.report, early: true, ...base });
+      }
+      if (f.analysis.kind === "running" && f.analysis.step === key) {
+        return wait(`in-step check of step ${s.stepIndex + 1} in flight`, undefined, true);
+      }
+      if (now >= early) return { kind: "analyze", step: key, dueAt: early };
+    }
+    const holdEnds = s.heldSince !== undefined ? s.heldSince + t.holdAfterMs : Infinity;
+    const next = Math.min(due, early !== undefined && early > now ? early : Infinity, holdEnds);
+    return wait(undefined, next - now);
+  }
   if (f.window && !f.window.open) {
     const next = f.window.nextOpen;
     return wait(
@@ -169,7 +223,6 @@ export function derive(s: RolloutState, f: Facts, now: number, t: Timing): Deriv
       next ? Math.max(1000, next - now) : 3_600_000,
     );
   }
-  const step = stepKey(s);
   if (f.analysis.kind === "done" && f.analysis.step === step) {
     return event({ type: "ANALYSIS", report: f.analysis.report, ...base });
   }

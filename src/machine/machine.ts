@@ -21,6 +21,8 @@ export interface Settings {
   onError: { action: ErrorAction; limit: number };
   /** Gateway API: a step starts only when the route's parents accepted it. */
   needsAcceptance: boolean;
+  /** What ends a hold that lasted too long (derive sends HOLD_EXPIRED); absent: rollback. */
+  holdAction?: "rollback" | "pause";
 }
 
 /**
@@ -52,7 +54,13 @@ export type RolloutEvent =
   /** The route's parents have not accepted the step's weights within routeReadyTimeout; `reason` says which. */
   | ({ type: "NOT_ACCEPTED"; reason: string } & Observed)
   | ({ type: "DRIFT"; observed: Record<string, number>; resumeToken?: string } & Observed)
-  | ({ type: "ANALYSIS"; report: AnalysisReport } & Observed)
+  /**
+   * `early`: an in-step evaluation before the step's deadline. It can only
+   * count toward a breach (or clear the count); passing it advances nothing.
+   */
+  | ({ type: "ANALYSIS"; report: AnalysisReport; early?: boolean } & Observed)
+  /** A hold (no data, too few requests, errors, parents not accepting) outlasted the policy's holdLimit. */
+  | ({ type: "HOLD_EXPIRED"; reason: string } & Observed)
   | ({ type: "PROMOTE"; token: string } & Observed);
 
 export type RolloutEventType = RolloutEvent["type"];
@@ -82,6 +90,8 @@ function begin(ctx: RolloutContext, ev: Observed & { revision: string }, why: st
     errors: 0,
     pausedBy: undefined,
     acceptWarned: false,
+    heldSince: undefined,
+    holdReason: undefined,
     abort: undefined,
     message: `${why}: step 1/${ctx.settings.steps.length}, canary ${s.canary} at ${weight}%`,
     since: ev.now,
@@ -102,6 +112,8 @@ function toStep(ctx: RolloutContext, now: number, index: number, why: string): R
     noData: 0,
     errors: 0,
     acceptWarned: false,
+    heldSince: undefined,
+    holdReason: undefined,
     message: `${why}: step ${index + 1}/${ctx.settings.steps.length}, canary ${ctx.state.canary} at ${weight}%`,
     updatedAt: now,
   };
@@ -116,7 +128,8 @@ function recordAnalysis(s: RolloutRecord, report: AnalysisReport, now: number): 
     summary: report.summary,
     checks: report.checks.map((c) => ({
       name: c.name,
-      value: c.outcome.kind === "value" ? c.outcome.value : null,
+      value: c.outcome.kind === "value" ? c.outcome.value : c.outcome.kind === "nan" ? Number.NaN : null,
+      ...(c.outcome.kind === "value" && c.outcome.atLeast ? { atLeast: true as const } : {}),
       outcome: c.outcome.kind,
       ...(c.min !== undefined ? { min: c.min } : {}),
       ...(c.max !== undefined ? { max: c.max } : {}),
@@ -130,11 +143,42 @@ function recordAnalysis(s: RolloutRecord, report: AnalysisReport, now: number): 
  * rules and consecutive limits. Pure, so the rules can be tested as a table.
  */
 export interface Judgement {
-  outcome: "advance" | "hold" | "retry" | "rollback";
+  /**
+   * advance, hold, retry (a failure below the limit: a fresh window),
+   * rollback; for in-step evaluations also `count` (the consecutive count
+   * changed, nothing else) and `ignore` (no evidence either way).
+   */
+  outcome: "advance" | "hold" | "retry" | "rollback" | "count" | "ignore";
   failures: number;
   noData: number;
   errors: number;
   why: string;
+  /** For holds: the reason without counts, so the Events it raises fold into one. */
+  hold?: string;
+}
+
+/**
+ * An in-step evaluation: only a breach is evidence before the deadline. A
+ * failure counts toward failureLimit (rolling back when it is reached,
+ * without waiting for the interval); a pass clears a count; no data and
+ * errors change nothing (the deadline's analysis deals with them).
+ */
+export function judgeEarly(
+  settings: Settings,
+  s: Pick<RolloutState, "failures" | "noData" | "errors">,
+  verdict: AnalysisReport["verdict"],
+): Judgement {
+  const keep = { noData: s.noData, errors: s.errors };
+  if (verdict === "fail") {
+    const failures = s.failures + 1;
+    const why = `breach during the step (${failures}/${settings.failureLimit} consecutive)`;
+    return failures >= settings.failureLimit
+      ? { outcome: "rollback", failures, ...keep, why }
+      : { outcome: "count", failures, ...keep, why };
+  }
+  if (verdict === "pass" && s.failures > 0)
+    return { outcome: "count", failures: 0, ...keep, why: "in-step check passed: breach count cleared" };
+  return { outcome: "ignore", failures: s.failures, ...keep, why: "in-step check: no evidence" };
 }
 
 export function judge(
@@ -175,6 +219,7 @@ export function judge(
           noData,
           errors: 0,
           why: `no data or too few requests (${noData} in a row): holding`,
+          hold: "no data or too few requests",
         };
       }
       if (settings.onNoData === "pass") {
@@ -196,7 +241,7 @@ export function judge(
           failures: s.failures,
           noData: 0,
           errors,
-          why: `metrics unavailable for ${errors} consecutive analyses (onError.limit ${settings.onError.limit})`,
+          why: `analysis errored ${errors} times in a row: Prometheus unreachable or an answer unusable as one value (onError.limit ${settings.onError.limit})`,
         };
       }
       if (settings.onError.action === "pass") {
@@ -205,17 +250,17 @@ export function judge(
           failures: 0,
           noData: 0,
           errors,
-          why: "metrics unavailable: onError=pass advances",
+          why: "analysis errored: onError=pass advances",
         };
       }
-      if (settings.onError.action === "fail")
-        return { ...failed("metrics unavailable: onError=fail"), errors };
+      if (settings.onError.action === "fail") return { ...failed("analysis errored: onError=fail"), errors };
       return {
         outcome: "hold",
         failures: 0,
         noData: 0,
         errors,
-        why: `metrics unavailable (${errors}/${settings.onError.limit}): holding`,
+        why: `analysis errored (${errors}/${settings.onError.limit}): holding`,
+        hold: "analysis errored",
       };
     }
   }
@@ -401,9 +446,45 @@ function reduceStay(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutRecord {
     // holding on missing data keeps accumulating the same step's traffic.
     stepStartedAt: j.outcome === "retry" ? e.now : s.stepStartedAt,
     analysisDueAt: e.now + ctx.settings.intervalMs,
+    // A hold's clock runs from its first analysis; any other outcome stops it.
+    heldSince: j.outcome === "hold" ? (s.heldSince ?? e.now) : undefined,
+    holdReason: j.outcome === "hold" ? j.hold : undefined,
     message: `${e.report.summary} at step ${s.stepIndex + 1} (${s.canaryWeight}%): ${j.why}`,
     updatedAt: e.now,
   };
+}
+
+/** An in-step evaluation that moved the consecutive count: recorded, the step's window and deadline kept. */
+function reduceCount(ctx: RolloutContext, e: Ev<"ANALYSIS">): RolloutRecord {
+  const s = ctx.state;
+  const j = e.judgement;
+  return {
+    ...s,
+    failures: j.failures,
+    lastAnalysis: recordAnalysis(s, e.report, e.now),
+    message: `${e.report.summary} at step ${s.stepIndex + 1} (${s.canaryWeight}%): ${j.why}`,
+    updatedAt: e.now,
+  };
+}
+
+function reduceHoldExpired(ctx: RolloutContext, e: Ev<"HOLD_EXPIRED">, rollback: boolean): RolloutRecord {
+  const s = ctx.state;
+  const base = { ...s, heldSince: undefined, holdReason: undefined, since: e.now, updatedAt: e.now };
+  return rollback
+    ? {
+        ...base,
+        stepIndex: -1,
+        canaryWeight: 0,
+        weightsWrittenAt: e.now,
+        stepStartedAt: undefined,
+        analysisDueAt: undefined,
+        message: `${e.reason}; holdLimit reached: rolled back to ${s.stable}`,
+      }
+    : {
+        ...base,
+        pausedBy: "hold",
+        message: `${e.reason}; holdLimit reached: paused at ${s.canaryWeight}% (rolloutd resume starts the step again)`,
+      };
 }
 
 const outcomeOf = (e: MachineEvent) => (e as Ev<"ANALYSIS">).judgement.outcome;
@@ -442,6 +523,13 @@ export const rolloutMachine = setup({
     rollback: assign({ state: ({ context, event }) => reduceRollback(context, event as Ev<"ANALYSIS">) }),
     advance: assign({ state: ({ context, event }) => reduceAdvance(context, event as Ev<"ANALYSIS">) }),
     stay: assign({ state: ({ context, event }) => reduceStay(context, event as Ev<"ANALYSIS">) }),
+    count: assign({ state: ({ context, event }) => reduceCount(context, event as Ev<"ANALYSIS">) }),
+    holdRollback: assign({
+      state: ({ context, event }) => reduceHoldExpired(context, event as Ev<"HOLD_EXPIRED">, true),
+    }),
+    holdPause: assign({
+      state: ({ context, event }) => reduceHoldExpired(context, event as Ev<"HOLD_EXPIRED">, false),
+    }),
     // Effect markers: they do nothing here. decide() turns them into Effects
     // from the state after the transition, and the controller executes them.
     applyWeights: () => {},
@@ -456,6 +544,9 @@ export const rolloutMachine = setup({
     analysisPromotes: ({ context, event }) =>
       outcomeOf(event) === "advance" && context.state.stepIndex + 1 >= context.settings.steps.length,
     analysisAdvances: ({ event }) => outcomeOf(event) === "advance",
+    analysisCounts: ({ event }) => outcomeOf(event) === "count",
+    analysisHolds: ({ event }) => outcomeOf(event) === "hold" || outcomeOf(event) === "retry",
+    holdRollsBack: ({ context }) => (context.settings.holdAction ?? "rollback") === "rollback",
   },
 }).createMachine({
   id: "rollout",
@@ -565,11 +656,34 @@ export const rolloutMachine = setup({
               { type: "announce", params: { severity: "Normal", reason: "StepAdvanced" } },
             ],
           },
-          // Otherwise hold or retry: stay on this step and analyse again after another interval.
           {
+            guard: "analysisCounts",
+            actions: ["count", { type: "announce", params: { severity: "Warning", reason: "InStepBreach" } }],
+          },
+          // Hold or retry: stay on this step and analyse again after another interval. (`ignore`: no transition.)
+          {
+            guard: "analysisHolds",
             actions: [
               "stay",
               { type: "announce", params: { severity: "Warning", reason: "AnalysisNotPassed" } },
+            ],
+          },
+        ],
+        HOLD_EXPIRED: [
+          {
+            guard: "holdRollsBack",
+            target: "RolledBack",
+            actions: [
+              "holdRollback",
+              "applyWeights",
+              { type: "announce", params: { severity: "Warning", reason: "RolledBack" } },
+            ],
+          },
+          {
+            target: "Paused",
+            actions: [
+              "holdPause",
+              { type: "announce", params: { severity: "Warning", reason: "HoldExpired" } },
             ],
           },
         ],
@@ -650,7 +764,12 @@ export interface Decision {
 export function decide(settings: Settings, state: RolloutState, event: RolloutEvent): Decision {
   const snapshot = restore(settings, state);
   const input: MachineEvent =
-    event.type === "ANALYSIS" ? { ...event, judgement: judge(settings, state, event.report.verdict) } : event;
+    event.type === "ANALYSIS"
+      ? {
+          ...event,
+          judgement: (event.early ? judgeEarly : judge)(settings, state, event.report.verdict),
+        }
+      : event;
   if (!snapshot.can(input)) return { state, effects: [], changed: false };
   const [next, actions] = transition(rolloutMachine, snapshot, input);
   if (next.context === snapshot.context) return { state, effects: [], changed: false };
@@ -667,7 +786,15 @@ export function decide(settings: Settings, state: RolloutState, event: RolloutEv
     } else if (a.type === "announce") {
       const p = a.params as { severity: EventSeverity; reason: string };
       // The abort reason lives once in the state; the Event carries it for `kubectl describe`.
-      const message = p.reason === "Aborted" ? describeState(after) : after.message;
+      // A hold's Event says why without counts or values, so repeats fold into one Event with a count.
+      const hold =
+        input.type === "ANALYSIS" && input.judgement.outcome === "hold" ? input.judgement.hold : undefined;
+      const message =
+        p.reason === "Aborted"
+          ? describeState(after)
+          : hold
+            ? `holding at step ${after.stepIndex + 1} (${after.canaryWeight}%): ${hold}; the count and values are in rolloutd status`
+            : after.message;
       effects.push({ type: "record", severity: p.severity, reason: p.reason, message });
     }
   }

@@ -21,6 +21,7 @@ import {
 import { parseDuration, type DurationOptions } from "./duration.ts";
 import type { AnalysisSpec, CheckSpec, RolloutPolicy, TargetKind } from "./types.ts";
 import { cronExpressionError, isValidTimeZone } from "./window.ts";
+import { channelSchema, toChannels } from "../notify/config.ts";
 
 export const API_VERSION = "rolloutd.dev/v1alpha1";
 export const KIND = "RolloutPolicy";
@@ -268,6 +269,7 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       query: promqlSchema.optional(),
       min: z.number().optional(),
       max: z.number().optional(),
+      ...compareFields(),
     })
     .superRefine((c, ctx) => {
       if (c.template !== undefined && c.query !== undefined) {
@@ -275,7 +277,9 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       } else if (c.template === undefined && c.query === undefined) {
         ctx.addIssue({ code: "custom", path: [], message: "set either template or query" });
       }
-      if (c.min === undefined && c.max === undefined) {
+      if (c.compare !== undefined || c.maxIncrease !== undefined || c.maxDecrease !== undefined || c.judge) {
+        for (const issue of compareIssues(c)) ctx.addIssue({ code: "custom", ...issue });
+      } else if (c.min === undefined && c.max === undefined) {
         ctx.addIssue({
           code: "custom",
           path: [],
@@ -314,6 +318,8 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         });
       }),
     failureLimit: z.number().int().min(1).max(MAX_LIMIT).default(1),
+    // In-step detection: how often the checks run during a step (a breach rolls back before the interval ends).
+    cadence: z.union([z.literal(0), z.literal("0"), durationSchema({ min: 1_000, max: DAY_MS })]).optional(),
     onNoData: z.enum(["hold", "fail", "pass"]).default("hold"),
     noDataLimit: z.number().int().min(1).max(MAX_LIMIT).default(3),
     onError: z
@@ -335,6 +341,13 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       maxWeight: weightSchema().optional(),
       interval: durationSchema({ min: 1_000, max: DAY_MS }).prefault("1m"),
       routeReadyTimeout: durationSchema({ min: 1_000, max: DAY_MS }).prefault("2m"),
+      // Every hold (no data, too few requests, Prometheus errors, parents not accepting) ends after this.
+      holdLimit: z
+        .strictObject({
+          after: durationSchema({ min: 1_000, max: DAY_MS }).prefault("10m"),
+          action: z.enum(["rollback", "pause"]).default("rollback"),
+        })
+        .prefault({}),
       window: z
         .string()
         .superRefine((expr, ctx) => {
@@ -359,6 +372,7 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         })
         .optional(),
       analysis: analysis.optional(),
+      notify: z.array(channelSchema).max(10).optional(),
     })
     .superRefine((s, ctx) => {
       if (s.steps !== undefined && s.stepWeight !== undefined) {
@@ -378,6 +392,9 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
           path: ["maxWeight"],
           message: `maxWeight (${s.maxWeight}) must be at least stepWeight (${s.stepWeight})`,
         });
+      }
+      for (const issue of judgeSampleIssues(s.interval, s.analysis?.checks ?? [])) {
+        ctx.addIssue({ code: "custom", ...issue });
       }
       const stable = backendName(s.stable);
       const canary = backendName(s.canary);
@@ -440,6 +457,7 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         steps: s.steps ?? expandStepWeight(s.stepWeight ?? 100, s.maxWeight ?? 100),
         intervalMs: s.interval,
         routeReadyTimeoutMs: s.routeReadyTimeout,
+        holdLimit: { afterMs: s.holdLimit.after, action: s.holdLimit.action },
       };
       const namespaces: Record<string, string> = {};
       for (const b of [s.stable, s.canary])
@@ -448,8 +466,152 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       if (s.window !== undefined) policy.window = s.window;
       if (s.windowTimeZone !== undefined) policy.windowTimeZone = s.windowTimeZone;
       if (s.analysis !== undefined) policy.analysis = normalizeAnalysis(s.analysis);
+      if (s.notify?.length)
+        policy.notify = toChannels(s.notify, `${doc.metadata.namespace}/${doc.metadata.name}/`);
       return policy;
     });
+}
+
+// ---------------------------------------------------------------------------
+// Canary versus stable (compare: stable)
+
+/**
+ * ```yaml
+ * - name: p99-vs-stable
+ *   template: latency-p99
+ *   compare: stable                              # same query, rendered for the stable, same window
+ *   maxIncrease: { ratio: 0.2, absolute: 10 }    # canary ≤ stable + 20 % AND ≤ stable + 10 (units of the query)
+ * - name: p99-judged
+ *   template: latency-p99
+ *   compare: stable
+ *   judge: mann-whitney                          # or { kind: mann-whitney, confidence: 0.98, tolerance: 0.25,
+ *                                                #      sampleInterval: 10s, direction: increase, or
+ *                                                #      decrease for request-success-rate }
+ * ```
+ */
+function compareFields() {
+  const bound = z
+    .strictObject({ ratio: z.number().min(0).optional(), absolute: z.number().min(0).optional() })
+    .superRefine((b, ctx) => {
+      if (b.ratio === undefined && b.absolute === undefined) {
+        ctx.addIssue({ code: "custom", message: "set ratio, absolute or both" });
+      }
+    });
+  const judgeObject = z.strictObject({
+    kind: z.literal("mann-whitney"),
+    confidence: z.number().gt(0.5).lt(1).default(0.98),
+    tolerance: z.number().min(0).default(0.25),
+    sampleInterval: durationSchema({ min: 1_000, max: 3_600_000 }).prefault("10s"),
+    // Default: "decrease" for request-success-rate (lower is worse), "increase" for everything else.
+    direction: z.enum(["increase", "decrease", "either"]).optional(),
+  });
+  return {
+    compare: z.literal("stable").optional(),
+    maxIncrease: bound.optional(),
+    maxDecrease: bound.optional(),
+    judge: z
+      .union([
+        z.literal("mann-whitney").transform(() => judgeObject.parse({ kind: "mann-whitney" })),
+        judgeObject,
+      ])
+      .optional(),
+  };
+}
+
+function compareIssues(c: {
+  compare?: "stable" | undefined;
+  min?: number | undefined;
+  max?: number | undefined;
+  query?: string | undefined;
+  maxIncrease?: unknown;
+  maxDecrease?: unknown;
+  judge?: unknown;
+}): { path: PathSegment[]; message: string }[] {
+  const issues: { path: PathSegment[]; message: string }[] = [];
+  for (const field of ["maxIncrease", "maxDecrease", "judge"] as const) {
+    if (c[field] !== undefined && c.compare === undefined) {
+      issues.push({
+        path: [field],
+        message: `${field} compares with the stable backend: add compare: stable`,
+      });
+    }
+  }
+  if (c.compare === undefined) return issues;
+  if (c.maxIncrease === undefined && c.maxDecrease === undefined && c.judge === undefined) {
+    issues.push({ path: ["compare"], message: "compare: stable needs maxIncrease, maxDecrease or judge" });
+  }
+  for (const field of ["min", "max"] as const) {
+    if (c[field] !== undefined) {
+      issues.push({
+        path: [field],
+        message: `${field} is an absolute bound; a compare: stable check has relative ones (write a second check for ${field})`,
+      });
+    }
+  }
+  if (c.query !== undefined) {
+    let vars: readonly string[];
+    try {
+      vars = queryVariables(c.query);
+    } catch {
+      vars = ["canary"]; // reported by the query's own validation
+    }
+    if (!vars.includes("canary") && !vars.includes("canaryDeployment")) {
+      issues.push({
+        path: ["query"],
+        message: "a compare: stable query must select the canary with {{canary}} or {{canaryDeployment}}",
+      });
+    }
+  }
+  return issues;
+}
+
+/**
+ * The fewest samples per side with which a Mann-Whitney test can reach `confidence` at all: the smallest p-value
+ * of n against n samples is 1/C(2n, n) one-sided (twice that two-sided). Computed here, not imported from
+ * src/analysis/stats.ts: the policy format does not depend on the analysis code.
+ */
+export function judgeMinSamples(confidence: number, direction: "increase" | "decrease" | "either"): number {
+  const alpha = 1 - confidence;
+  let c = 1; // C(2n, n)
+  for (let n = 1; n <= 1000; n++) {
+    c = (c * (2 * n) * (2 * n - 1)) / (n * n);
+    if ((direction === "either" ? 2 : 1) / c < alpha) return n;
+  }
+  return Number.POSITIVE_INFINITY;
+}
+
+/**
+ * A judge whose step interval holds fewer samples than the test needs could never fail nor pass: it would be
+ * inconclusive at every deadline and end every rollout at holdLimit. Refused when the policy is loaded.
+ */
+function judgeSampleIssues(
+  intervalMs: number,
+  checks: readonly {
+    judge?:
+      | {
+          confidence: number;
+          sampleInterval: number;
+          direction?: "increase" | "decrease" | "either" | undefined;
+        }
+      | undefined;
+  }[],
+): { path: PathSegment[]; message: string }[] {
+  const issues: { path: PathSegment[]; message: string }[] = [];
+  checks.forEach((c, i) => {
+    if (c.judge === undefined) return;
+    const samples = Math.floor(intervalMs / c.judge.sampleInterval);
+    const need = judgeMinSamples(c.judge.confidence, c.judge.direction ?? "increase");
+    if (samples < need) {
+      issues.push({
+        path: ["analysis", "checks", i, "judge"],
+        message:
+          `a step's interval (${intervalMs / 1000}s) holds ${samples} samples of ${c.judge.sampleInterval / 1000}s per side; ` +
+          `the Mann-Whitney test needs at least ${need} to reach ${c.judge.confidence * 100} % confidence: ` +
+          "shorten sampleInterval or lengthen interval",
+      });
+    }
+  });
+  return issues;
 }
 
 /** [w, 2w, …] up to and including maxWeight. */
@@ -473,7 +635,8 @@ function deploymentsOf(s: {
   };
 }
 
-type ParsedAnalysis = Omit<AnalysisSpec, "prometheus" | "checks"> & {
+type ParsedAnalysis = Omit<AnalysisSpec, "prometheus" | "checks" | "cadenceMs"> & {
+  cadence?: number | "0" | undefined;
   prometheus: {
     url: string;
     timeout: number;
@@ -488,6 +651,18 @@ type ParsedAnalysis = Omit<AnalysisSpec, "prometheus" | "checks"> & {
     query?: string | undefined;
     min?: number | undefined;
     max?: number | undefined;
+    compare?: "stable" | undefined;
+    maxIncrease?: { ratio?: number | undefined; absolute?: number | undefined } | undefined;
+    maxDecrease?: { ratio?: number | undefined; absolute?: number | undefined } | undefined;
+    judge?:
+      | {
+          kind: "mann-whitney";
+          confidence: number;
+          tolerance: number;
+          sampleInterval: number;
+          direction?: "increase" | "decrease" | "either" | undefined;
+        }
+      | undefined;
   }[];
   requestsQuery?: string | undefined;
 };
@@ -498,13 +673,30 @@ function normalizeAnalysis(a: ParsedAnalysis): AnalysisSpec {
     prometheus: { ...dropUndefined(prom), timeoutMs: timeout },
     provider: a.provider,
     minRequests: a.minRequests,
-    checks: a.checks.map((c): CheckSpec => dropUndefined(c)),
+    checks: a.checks.map(normalizeCheck),
     failureLimit: a.failureLimit,
+    ...(a.cadence !== undefined ? { cadenceMs: Number(a.cadence) } : {}),
     onNoData: a.onNoData,
     noDataLimit: a.noDataLimit,
     onError: { action: a.onError.action, limit: a.onError.limit },
   };
   if (a.requestsQuery !== undefined) out.requestsQuery = a.requestsQuery;
+  return out;
+}
+
+function normalizeCheck(c: ParsedAnalysis["checks"][number]): CheckSpec {
+  const { maxIncrease, maxDecrease, judge, ...rest } = c;
+  const out: CheckSpec = dropUndefined(rest);
+  if (maxIncrease !== undefined) out.maxIncrease = dropUndefined(maxIncrease);
+  if (maxDecrease !== undefined) out.maxDecrease = dropUndefined(maxDecrease);
+  if (judge !== undefined) {
+    const { sampleInterval, direction, ...j } = judge;
+    out.judge = {
+      ...j,
+      sampleIntervalMs: sampleInterval,
+      direction: direction ?? (c.template === "request-success-rate" ? "decrease" : "increase"),
+    };
+  }
   return out;
 }
 

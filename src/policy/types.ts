@@ -4,6 +4,8 @@
  * schema and its defaults live in schema.ts.
  */
 
+import type { ChannelSpec } from "../notify/types.ts";
+
 export type TargetKind = "GatewayRoute" | "VirtualRouter" | "HTTPRoute" | "GRPCRoute";
 
 export type NoDataAction = "hold" | "fail" | "pass";
@@ -26,6 +28,35 @@ export interface CheckSpec {
   query?: string;
   min?: number;
   max?: number;
+  /**
+   * Canary versus stable: the same query is also rendered for the stable backend (`{{canary}}` := the
+   * stable's name, and the reverse) and evaluated in the same window. Then min/max are not set, and at least
+   * one of maxIncrease, maxDecrease, judge is.
+   */
+  compare?: "stable";
+  /** Canary at most `ratio` (0.2 = 20 %) AND at most `absolute` units above the stable; either may be omitted. */
+  maxIncrease?: RelativeBound;
+  /** Canary at most `ratio` AND at most `absolute` units below the stable. */
+  maxDecrease?: RelativeBound;
+  /** A statistical judgment of per-interval samples of canary and stable over the step's window. */
+  judge?: MannWhitneySpec;
+}
+
+export interface RelativeBound {
+  ratio?: number;
+  absolute?: number;
+}
+
+export interface MannWhitneySpec {
+  kind: "mann-whitney";
+  /** 0.98: a difference counts when the one-sided (two-sided for `either`) p-value is below 0.02. */
+  confidence: number;
+  /** 0.25: a significant difference fails only when the Hodges–Lehmann shift exceeds 25 % of the stable's median. */
+  tolerance: number;
+  /** Length of each sample's window and the spacing of the samples (the range query's step). */
+  sampleIntervalMs: number;
+  /** Which change is a regression: higher values (latency, errors), lower (success rate), or either. */
+  direction: "increase" | "decrease" | "either";
 }
 
 export interface AnalysisSpec {
@@ -39,6 +70,12 @@ export interface AnalysisSpec {
   checks: CheckSpec[];
   /** Consecutive failed analyses before rollback. */
   failureLimit: number;
+  /**
+   * How often checks run during a step, ms; 0: only at the step's deadline;
+   * absent: a fifth of the interval, at least 2 s (cadenceOf). A breach is
+   * acted on at once.
+   */
+  cadenceMs?: number;
   onNoData: NoDataAction;
   /** Consecutive inconclusive analyses tolerated before onNoData applies (hold ignores it). */
   noDataLimit: number;
@@ -49,6 +86,25 @@ export interface SourceLocation {
   file: string;
   line: number;
   column: number;
+}
+
+export interface HoldLimit {
+  afterMs: number;
+  action: "rollback" | "pause";
+}
+
+/** Ten minutes, then back to stable: a canary nobody can measure should not keep its traffic. */
+export const DEFAULT_HOLD_LIMIT: HoldLimit = { afterMs: 10 * 60_000, action: "rollback" };
+
+/**
+ * In-step cadence: as set, or a fifth of the interval (at least 2 s, about
+ * two scrapes at a 1 s interval), so a breach is seen within a small part of
+ * the step while the query rate scales down with longer steps. No analysis:
+ * no checks to run.
+ */
+export function cadenceOf(p: Pick<RolloutPolicy, "analysis" | "intervalMs">): number {
+  if (!p.analysis) return 0;
+  return p.analysis.cadenceMs ?? Math.max(2_000, Math.floor(p.intervalMs / 5));
 }
 
 export interface RolloutPolicy {
@@ -77,6 +133,13 @@ export interface RolloutPolicy {
   windowTimeZone?: string;
   /** How long a written weight may wait for the route's parents to accept it before it is reported. */
   routeReadyTimeoutMs: number;
+  /**
+   * Every hold — no data, too few requests, Prometheus errors, parents not
+   * accepting the weights — ends `afterMs` after it began, with `action`.
+   */
+  holdLimit?: HoldLimit;
   analysis?: AnalysisSpec;
+  /** Where this policy's rollouts are announced, besides the daemon's global channels. */
+  notify?: ChannelSpec[];
   source: SourceLocation;
 }

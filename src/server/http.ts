@@ -1,7 +1,8 @@
 /**
  * /healthz (the process is alive and its event loop turns), /readyz (watches
- * synced and policies loaded: ready to act), /metrics. Nothing else is
- * served, so the port can be exposed to Prometheus without a second thought.
+ * synced and policies loaded: ready to act), /metrics, and the read-only
+ * live page (/ui, src/ui/) unless it is turned off. Nothing here writes to
+ * the cluster.
  */
 import http from "node:http";
 import type { Logger } from "pino";
@@ -11,6 +12,11 @@ export interface Probe {
   ready(): { ok: boolean; detail: string };
 }
 
+/** More read-only pages on the same port; answers true when it handled the request. */
+export interface Pages {
+  handle(req: http.IncomingMessage, res: http.ServerResponse, path: string): boolean;
+}
+
 export class HttpServer {
   private server: http.Server | undefined;
 
@@ -18,6 +24,7 @@ export class HttpServer {
     private readonly registry: Registry,
     private readonly probe: Probe,
     private readonly log: Logger,
+    private readonly pages?: Pages,
   ) {}
 
   /** Listens; rejects with a clear error when the port is taken. Returns the bound port. */
@@ -52,6 +59,8 @@ export class HttpServer {
       } else if (path === "/metrics") {
         const body = await this.registry.metrics();
         res.writeHead(200, { "Content-Type": this.registry.contentType }).end(body);
+      } else if (this.pages?.handle(req, res, path ?? "/")) {
+        // answered by the page
       } else {
         res.writeHead(404, { "Content-Type": "text/plain" }).end("not found\n");
       }

@@ -151,8 +151,9 @@ export class Metrics {
     this.analysisDiscarded = new Counter({
       name: "rolloutd_analysis_discarded_total",
       help:
-        "Analyses whose result was not used: cancelled (the rollout moved on while the queries ran) " +
-        "or stale (the result arrived for a step that no longer exists).",
+        "Analyses whose result was not used: cancelled (the rollout moved on while the queries ran), " +
+        "stale (the result arrived for a step that no longer exists) or shed (an in-step check skipped " +
+        "while too many analyses were running).",
       labelNames: ["reason"],
       registers: r,
     });

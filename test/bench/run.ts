@@ -19,7 +19,12 @@
  *   C  --rollbacks rollouts whose analysis always fails (a real Prometheus,
  *      check `vector(1)` with max 0): analysis result → rollback written.
  *   D  --idle K policies whose routes are Steady, in a freshly started daemon: RSS.
- *   E  --rest 0,50,200,1000: for each size a fresh daemon with that many Steady
+ *   E  --breach-runs K: breach onset → 100 % stable at a 10 s interval (steps 20/40/60, failureLimit 2, real
+ *      Prometheus scraping prom-client backends every second, load split by the route's weights), K runs with
+ *      in-step checks (the default cadence) and K runs with `cadence: 0` (checks only at step deadlines, how
+ *      rolloutd decided before in-step detection). The breach (canary latency 20 → 600 ms, bound p99 300 ms)
+ *      starts at a random moment of step 2.
+ *   F  --rest 0,50,200,1000: for each size a fresh daemon with that many Steady
  *      policies, CPU seconds per minute at rest and RSS, read from /proc (not
  *      from /metrics, whose scrape would cost CPU itself); --churn K: CPU to add
  *      K policy files one at a time to a running daemon, until all are adopted.
@@ -50,6 +55,7 @@ import {
   type Sample,
 } from "./metrics.ts";
 import { RouteWatch } from "./watch.ts";
+import { Rig } from "../support/rig.ts";
 import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
 import { ANNOTATIONS } from "../../src/contract.ts";
 
@@ -65,11 +71,12 @@ const HELP = `usage: npm run bench -- [options]
   --hang                phase A with every rollout's analysis query hanging (a Prometheus that accepts and
                         never answers, query timeout 5m): the abort must not wait for any of them
   --idle K              idle (Steady) policies for phase D (default 0: skipped)
+  --breach-runs K       phase E runs per mode (default 0: skipped); with --rollouts 0 only E runs
   --idle-deployments    also create both Deployments of each idle policy (default: routes only)
-  --rest LIST           phase E: comma-separated policy counts measured at rest, e.g. 0,50,200,1000 (default: skipped)
-  --rest-seconds S      phase E: CPU measurement window at rest per size (default 60)
-  --churn K             phase E: policy files added one at a time to a running daemon (default 0: skipped)
-  --churn-every MS      phase E: pause between two added files (default 20)
+  --rest LIST           phase F: comma-separated policy counts measured at rest, e.g. 0,50,200,1000 (default: skipped)
+  --rest-seconds S      phase F: CPU measurement window at rest per size (default 60)
+  --churn K             phase F: policy files added one at a time to a running daemon (default 0: skipped)
+  --churn-every MS      phase F: pause between two added files (default 20)
   --workers W           passed to rolloutd run --workers (default: the daemon's default)
   --concurrency C       API requests in flight while creating objects (default 20)
   --heap-mb H           the daemon's --max-old-space-size (default: V8's choice for this machine's memory)
@@ -90,6 +97,7 @@ const { values: opt } = parseArgs({
     rollbacks: { type: "string", default: "100" },
     hang: { type: "boolean", default: false },
     idle: { type: "string", default: "0" },
+    "breach-runs": { type: "string", default: "0" },
     "idle-deployments": { type: "boolean", default: false },
     rest: { type: "string", default: "" },
     "rest-seconds": { type: "string", default: "60" },
@@ -129,6 +137,7 @@ const ABORT_BURST = int("abort-burst", 1);
 const WINDOW_S = int("lateness-seconds", 1);
 const ROLLBACKS = N > 0 ? int("rollbacks", 0) : 0;
 const IDLE = int("idle", 0);
+const BREACH_RUNS = int("breach-runs", 0);
 const CONCURRENCY = int("concurrency", 1);
 const REST = opt.rest
   ? opt.rest.split(",").map((x) => {
@@ -359,6 +368,14 @@ async function main(): Promise<void> {
       }
     }
     if (REST.length > 0 || CHURN > 0) {
+      if (daemon) {
+        await daemon.stop();
+        await daemon.dispose();
+        daemon = undefined;
+      }
+      await phaseF(c, policiesDir, extraArgs);
+    }
+    if (BREACH_RUNS > 0) {
       if (daemon) {
         await daemon.stop();
         await daemon.dispose();
@@ -691,7 +708,7 @@ async function phaseD(c: Cluster, dir: string, extraArgs: string[]): Promise<Dae
   return again;
 }
 
-// ---------------------------------------------------------------- phase E: at rest, and churn
+// ---------------------------------------------------------------- phase F: at rest, and churn
 
 /** CPU seconds (user + system) and RSS of a process, from /proc: costs the process nothing. */
 function procStats(pid: number): { cpu: number; rss: number } {
@@ -724,9 +741,9 @@ function writePolicyFile(dir: string, r: Rollout): void {
   );
 }
 
-async function phaseE(c: Cluster, dir: string, extraArgs: string[]): Promise<void> {
+async function phaseF(c: Cluster, dir: string, extraArgs: string[]): Promise<void> {
   say();
-  say(`## E. At rest: CPU and RSS by number of policies (each a fresh daemon; routes Steady)`);
+  say(`## F. At rest: CPU and RSS by number of policies (each a fresh daemon; routes Steady)`);
   const largest = Math.max(0, CHURN, ...REST);
   const rs = rolloutsFor("bench-e", largest);
   let t = performance.now();
@@ -774,6 +791,89 @@ async function phaseE(c: Cluster, dir: string, extraArgs: string[]): Promise<voi
     await d.dispose();
     for (const r of rs.slice(0, CHURN)) rmSync(path.join(dir, `e-${r.ns}-${r.name}.yaml`), { force: true });
   }
+}
+
+async function phaseE(c: Cluster, dir: string, extraArgs: string[]): Promise<void> {
+  say();
+  say(
+    `## E. breach onset → 100 % stable at a 10 s interval, ${BREACH_RUNS} runs each with and without in-step checks`,
+  );
+  const modes = [
+    { name: "in-step checks (the default cadence: interval/5 = 2 s)", cadence: [] as string[] },
+    { name: "step deadlines only (cadence 0)", cadence: ["    cadence: 0"] },
+  ];
+  const defaults = {
+    steps: [20, 40, 60],
+    interval: "10s",
+    rps: 25,
+    minRequests: 10,
+    p99MaxMs: 300,
+    errorRateMax: 0.05,
+  };
+  const rigs = modes.map((_, m) =>
+    Array.from({ length: BREACH_RUNS }, (_, i) => new Rig(httpRoute, `bench-e-${m}-${i}`, defaults)),
+  );
+  await Promise.all(rigs.flat().map((r) => r.startBackends()));
+  const prom = await startPrometheus({
+    targets: rigs.flat().flatMap((r) => r.targets()),
+    scrapeIntervalSeconds: 1,
+  });
+  const daemon = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir: dir, extraArgs, entry });
+  const random = seeded(20261130);
+  try {
+    for (const [m, mode] of modes.entries()) {
+      const times: number[] = [];
+      for (const r of rigs[m]!) {
+        const s = await r.given(c, dir, { maxDurationMs: 300_000, maxRequests: 20_000 });
+        r.writePolicy(prom.url, { failureLimit: 2, analysis: mode.cadence });
+        await s.until("adopted", (st) => st.phase === "Steady", 60_000);
+        await s.shipCanary("2");
+        const step2 = await s.until(
+          "step 2 analysing",
+          (st) => st.phase === "Progressing" && st.stepIndex === 1 && st.stepStartedAt !== undefined,
+          120_000,
+        );
+        // Onset at a random moment of the 10 s step (not before its window has a scrape or two).
+        const at = step2.stepStartedAt! + 2_000 + random() * 7_000;
+        await sleep(Math.max(0, at - Date.now()));
+        const onset = performance.now();
+        r.canary.setBehaviour({ latencyMs: 600 });
+        await s.until(
+          "back at 100 % stable",
+          (st, w) => st.phase === "RolledBack" && w[s.canary] === 0,
+          120_000,
+        );
+        times.push(performance.now() - onset);
+        r.close();
+        removePolicyFile(dir, r.ns);
+      }
+      times.sort((a, b) => a - b);
+      say(
+        `${mode.name}: onset → 100 % stable median ${(percentile(times, 50) / 1000).toFixed(1)} s, ` +
+          `max ${((times.at(-1) ?? NaN) / 1000).toFixed(1)} s, min ${((times[0] ?? NaN) / 1000).toFixed(1)} s ` +
+          `(n=${times.length}: ${times.map((t) => (t / 1000).toFixed(1)).join(", ")} s)`,
+      );
+    }
+    say("(Flagger v1.44, measured on the same breach before: median 25 s; the target is ≥ 5× faster, ≤ 5 s)");
+  } finally {
+    await Promise.all(rigs.flat().map((r) => r.stop()));
+    await daemon.stop().catch(() => null);
+    await daemon.dispose();
+    await prom.stop();
+  }
+}
+
+function removePolicyFile(dir: string, ns: string): void {
+  rmSync(path.join(dir, `${ns}.yaml`), { force: true });
+}
+
+/** A small seeded generator, so a run's onsets can be repeated. */
+function seeded(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => {
+    x = (x * 1664525 + 1013904223) >>> 0;
+    return x / 2 ** 32;
+  };
 }
 
 main().catch((err: unknown) => {

@@ -136,8 +136,10 @@ export async function ensureGoBinaries<Name extends string>(
     mkdirSync(staging, { recursive: true });
     log(`building ${spec.what} from Go modules into ${dir} (first run only; a few minutes on 2 cores)`);
     const started = Date.now();
-    for (const [name, pkg] of Object.entries<string>(spec.binaries)) {
-      await goBuild(spec, pkg, path.join(staging, name), log);
+    const all = Object.entries<string>(spec.binaries);
+    for (const [i, [name, pkg]] of all.entries()) {
+      const label = all.length > 1 ? `${name} (${i + 1} of ${all.length})` : name;
+      await goBuild(spec, pkg, path.join(staging, name), label, log);
     }
     mkdirSync(dir, { recursive: true });
     for (const name of Object.keys(spec.binaries)) renameSync(path.join(staging, name), path.join(dir, name));
@@ -156,21 +158,77 @@ function ldflags(): string {
   return `-s -w -X k8s.io/component-base/version.gitVersion=${k8s} -X k8s.io/client-go/pkg/version.gitVersion=${k8s}`;
 }
 
-function goBuild<Name extends string>(
+const buildEnv = () => ({ ...process.env, CGO_ENABLED: "0", GOFLAGS: "-mod=readonly -buildvcs=false" });
+
+/**
+ * How many packages `go build` will compile for `pkg`: those `go list` calls
+ * stale (not in the build cache). Resolving them also downloads the modules,
+ * so this is the "resolving" phase. Undefined when go list fails: the build
+ * then reports counts only, and its own error says what is wrong.
+ */
+function packagesToBuild(moduleDir: string, pkg: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const child = spawn("go", ["list", "-deps", "-f", "{{if .Stale}}x{{end}}", pkg], {
+      cwd: moduleDir,
+      env: buildEnv(),
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    let n = 0;
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (chunk: string) => {
+      for (const line of chunk.split("\n")) if (line === "x") n++;
+    });
+    child.on("error", () => resolve(undefined));
+    child.on("close", (code) => resolve(code === 0 ? n : undefined));
+  });
+}
+
+function duration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 90 ? `${s} s` : `${Math.round(s / 60)} min`;
+}
+
+/**
+ * "kube-apiserver: 412/1873 packages (22 %), 1 min 10 s so far, about 4 min left". The estimate is the
+ * rate so far applied to what is left; it is given once there is something to go by (5 % and 5 s).
+ */
+export function progressLine(
+  label: string,
+  done: number,
+  total: number | undefined,
+  elapsedMs: number,
+): string {
+  if (total === undefined || total === 0)
+    return `  ${label}: ${done} packages compiled, ${duration(elapsedMs)} so far`;
+  const shown = Math.min(done, total);
+  const pct = Math.floor((100 * shown) / total);
+  const base = `  ${label}: ${shown}/${total} packages (${pct} %), ${duration(elapsedMs)} so far`;
+  if (shown >= total) return base;
+  if (shown < total * 0.05 || elapsedMs < 5_000) return `${base}, estimating time left…`;
+  return `${base}, about ${duration((elapsedMs / shown) * (total - shown))} left`;
+}
+
+async function goBuild<Name extends string>(
   spec: GoBinariesSpec<Name>,
   pkg: string,
   out: string,
+  label: string,
   log: (line: string) => void,
 ): Promise<void> {
+  log(`  ${label}: resolving modules and counting packages to compile…`);
+  const total = await packagesToBuild(spec.moduleDir, pkg);
+  const started = Date.now();
+  log(progressLine(label, 0, total, 0));
   return new Promise((resolve, reject) => {
     // -v prints each package as it is compiled: that is the progress we show.
     const child = spawn("go", ["build", "-v", "-trimpath", `-ldflags=${spec.ldflags}`, "-o", out, pkg], {
       cwd: spec.moduleDir,
-      env: { ...process.env, CGO_ENABLED: "0", GOFLAGS: "-mod=readonly -buildvcs=false" },
+      env: buildEnv(),
       stdio: ["ignore", "pipe", "pipe"],
     });
     let compiled = 0;
-    let lastReport = 0;
+    let lastReport = Date.now();
+    let lastTenth = 0;
     const tail: string[] = [];
     child.stderr.setEncoding("utf8");
     child.stderr.on("data", (chunk: string) => {
@@ -180,16 +238,19 @@ function goBuild<Name extends string>(
         if (tail.length > 30) tail.shift();
         if (!line.includes(" ") && !line.startsWith("#")) compiled++;
       }
-      if (Date.now() - lastReport > 10_000) {
+      // Every 10 s, and at every tenth of the way.
+      const tenth = total ? Math.floor((10 * compiled) / total) : 0;
+      if (Date.now() - lastReport > 10_000 || (tenth > lastTenth && tenth < 10)) {
         lastReport = Date.now();
-        log(`  ${path.basename(out)}: ${compiled} packages compiled…`);
+        lastTenth = tenth;
+        log(progressLine(label, compiled, total, Date.now() - started));
       }
     });
     child.stdout.resume();
     child.on("error", (err) => reject(new ControlPlaneBuildError(`could not run go build: ${err.message}`)));
     child.on("close", (code) => {
       if (code === 0) {
-        log(`  ${path.basename(out)}: done (${compiled} packages)`);
+        log(`  ${label}: done, ${compiled} packages in ${duration(Date.now() - started)}`);
         resolve();
       } else {
         reject(

@@ -8,16 +8,14 @@
  * old loop waited for the query's full timeout, here 60 s).
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ANNOTATIONS, MAX_REASON_CHARS } from "../../src/contract.ts";
-import { eventually, startCluster, type Cluster } from "../support/cluster.ts";
-import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
+import { eventually, type Cluster } from "../support/cluster.ts";
+import type { DaemonProcess } from "../support/daemon.ts";
 import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
-import { appMeshVirtualRouter, FakeGatewayStatus, httpRoute } from "../support/routes.ts";
-import { Scenario } from "../support/scenario.ts";
+import { appMeshVirtualRouter, httpRoute } from "../support/routes.ts";
+import type { Scenario } from "../support/scenario.ts";
+import { startWorld, type World } from "../support/world.ts";
 
 /** The API server's limit on all of an object's annotations together (keys and values). */
 const ANNOTATION_BUDGET = 256 * 1024;
@@ -38,42 +36,26 @@ function annotationBytes(a: Record<string, string> | undefined): number {
 }
 
 void describe("an abort always lands", () => {
+  let w: World;
   let c: Cluster;
   let daemon: DaemonProcess;
-  let gateway: FakeGatewayStatus;
   let prom: FaultyPrometheus;
-  let policiesDir: string;
-  const scenarios: Scenario[] = [];
 
   before(async () => {
-    c = await startCluster();
-    gateway = new FakeGatewayStatus(c);
-    await gateway.start();
     prom = await startFaultyPrometheus();
     prom.hang();
-    policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-policies-"));
-    daemon = await startDaemon({
-      kubeconfig: c.cp.kubeconfigPath,
-      policiesDir,
-      extraArgs: ["--analysis-min-window=1"],
-    });
+    w = await startWorld({ daemonArgs: ["--analysis-min-window=1"] });
+    ({ c, daemon } = w);
   });
 
   after(async () => {
-    for (const s of scenarios) s.close();
-    gateway?.stop();
     await prom?.close();
-    await daemon?.stop();
-    await daemon?.dispose();
-    await c?.stop();
-    if (policiesDir) rmSync(policiesDir, { recursive: true, force: true });
+    await w?.stop();
   });
 
   /** A rollout held at step 1 (10 %) with its analysis query hanging for up to a minute. */
   const hangingRollout = async (ns: string, fam = httpRoute): Promise<Scenario> => {
-    const s = new Scenario(c, fam, ns, policiesDir);
-    scenarios.push(s);
-    await s.given();
+    const s = await w.scenario(fam, ns);
     s.writePolicy({
       steps: [10, 50, 100],
       interval: "1s",
@@ -150,9 +132,7 @@ void describe("an abort always lands", () => {
   });
 
   void it("after three API-server kills, /readyz was 503 while blind and an abort annotated at recovery lands", async () => {
-    const s = new Scenario(c, appMeshVirtualRouter, "abort-kill", policiesDir);
-    scenarios.push(s);
-    await s.given();
+    const s = await w.scenario(appMeshVirtualRouter, "abort-kill");
     s.writePolicy({ steps: [10, 50, 100], interval: "1h" });
     await s.until("adopted", (st) => st.phase === "Steady");
     await s.shipCanary("2");

@@ -13,124 +13,22 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
-import { startPrometheus, type PrometheusHandle, type ScrapeTarget } from "../controlplane/prometheus.ts";
-import { startBackend, type TestBackend } from "../support/backend.ts";
-import { eventually, startCluster, type Cluster } from "../support/cluster.ts";
+import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
+import { startCluster, type Cluster } from "../support/cluster.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { LoadGenerator, TestGateway, type GatewayRouteKind } from "../support/gateway.ts";
 import { appMeshVirtualRouter, FakeGatewayStatus, httpRoute, type RouteFamily } from "../support/routes.ts";
-import { Scenario } from "../support/scenario.ts";
+import { Rig, RIG_DEFAULTS } from "../support/rig.ts";
 import { type RecordedCheck, type RolloutState } from "../../src/contract.ts";
 
-/** Analysis interval and the daemon's minimum window: three 1 s scrapes. */
+/** Analysis interval and the daemon's minimum window: three 1 s scrapes (RIG_DEFAULTS.interval). */
 const INTERVAL_S = 3;
-const INTERVAL = `${INTERVAL_S}s`;
-const STEPS = [25, 50, 100];
-const RPS = 25;
-const MIN_REQUESTS = 10;
-const P99_MAX_MS = 300;
-const ERROR_RATE_MAX = 0.05;
+const STEPS = RIG_DEFAULTS.steps;
+const P99_MAX_MS = RIG_DEFAULTS.p99MaxMs;
 const SLOW_MS = 600;
 /** Long enough for adoption, acceptance, every step and a few held analyses on a loaded machine. */
 const ROLLOUT_TIMEOUT_MS = 90_000;
 
 const short = (fam: RouteFamily) => (fam === httpRoute ? "http" : "vr");
-
-/** One scenario's data plane: its two backends, the gateway that splits load by the route's weights, the load. */
-class Rig {
-  stable!: TestBackend;
-  canary!: TestBackend;
-  gateway!: TestGateway;
-  load!: LoadGenerator;
-  s!: Scenario;
-
-  constructor(
-    readonly fam: RouteFamily,
-    readonly ns: string,
-  ) {}
-
-  async startBackends(): Promise<this> {
-    // Names as the Scenario's route names them (web-v1 stable, web-v2 canary).
-    [this.stable, this.canary] = await Promise.all([
-      startBackend("web-v1", this.ns),
-      startBackend("web-v2", this.ns),
-    ]);
-    return this;
-  }
-
-  targets(): ScrapeTarget[] {
-    return [this.stable, this.canary].map((b) => ({ job: "backends", url: b.metricsUrl }));
-  }
-
-  /** Given: namespace, Deployments, route at 100 % stable, the gateway following it and load flowing. */
-  async given(c: Cluster, policiesDir: string, opts: { paused?: boolean } = {}): Promise<Scenario> {
-    this.s = new Scenario(c, this.fam, this.ns, policiesDir);
-    await this.s.given();
-    this.gateway = new TestGateway(c.kc, {
-      kind: this.fam.weightsKind as GatewayRouteKind,
-      namespace: this.ns,
-      name: this.fam.weightsObjectName(this.s.route),
-      stable: this.stable,
-      canary: this.canary,
-    });
-    await this.gateway.start();
-    await eventually(`${this.ns}: gateway sees the route`, () => this.gateway.weights());
-    this.load = new LoadGenerator(this.gateway, { rps: RPS, maxRequests: 6_000, maxDurationMs: 170_000 });
-    if (opts.paused === true) this.load.pause();
-    this.load.start();
-    return this.s;
-  }
-
-  writePolicy(promUrl: string, opts: { steps?: number[]; onErrorLimit?: number } = {}): void {
-    this.s.writePolicy({
-      steps: opts.steps ?? STEPS,
-      interval: INTERVAL,
-      extra: [
-        "  analysis:",
-        `    prometheus: { url: "${promUrl}", timeout: 2s }`,
-        "    provider: app",
-        `    minRequests: ${MIN_REQUESTS}`,
-        "    checks:",
-        `      - { name: p99-latency, template: latency-p99, max: ${P99_MAX_MS} }`,
-        `      - { name: error-rate, template: error-rate, max: ${ERROR_RATE_MAX} }`,
-        "    failureLimit: 1",
-        `    onError: { action: hold, limit: ${opts.onErrorLimit ?? 5} }`,
-      ].join("\n"),
-    });
-  }
-
-  /** Canary shares (percent) the gateway routed by, in order. */
-  shares(): number[] {
-    return this.gateway.seen.map((w) => Math.round((w.canary / Math.max(1, w.stable + w.canary)) * 100));
-  }
-
-  /** Then: the gateway sends nothing more to `idle` while `busy` keeps getting traffic. */
-  async assertNoTrafficTo(idle: TestBackend, busy: TestBackend): Promise<void> {
-    const idleName = idle === this.canary ? "canary" : "stable";
-    await eventually(`${this.ns}: gateway routes by the final weights`, () => {
-      const w = this.gateway.weights();
-      return w !== undefined && w[idleName] === 0;
-    });
-    const idleBefore = this.gateway.sentTo(idle);
-    const busyBefore = this.gateway.sentTo(busy);
-    await eventually(
-      `${this.ns}: ${RPS} more requests to ${busy.service}`,
-      () => this.gateway.sentTo(busy) >= busyBefore + RPS,
-    );
-    assert.equal(this.gateway.sentTo(idle), idleBefore, `no request reaches ${idle.service} any more`);
-  }
-
-  close(): void {
-    this.load?.stop();
-    this.gateway?.stop();
-    this.s?.close();
-  }
-
-  async stop(): Promise<void> {
-    this.close();
-    await Promise.all([this.stable?.stop(), this.canary?.stop()]);
-  }
-}
 
 const check = (s: RolloutState, name: string): RecordedCheck => {
   const c = s.lastAnalysis?.checks.find((x) => x.name === name);
@@ -165,13 +63,24 @@ void describe(
       slowVr: new Rig(appMeshVirtualRouter, "vr-slow"),
       errors: new Rig(httpRoute, "http-errors"),
       idle: new Rig(httpRoute, "http-idle"),
+      beyond: new Rig(httpRoute, "http-beyond"),
+      silent: new Rig(httpRoute, "http-silent"),
+      inStep: new Rig(httpRoute, "http-instep"),
+      infinite: new Rig(httpRoute, "http-inf"),
     };
     /** Scenario e: its own Prometheus, started in the test. */
     const promLimit = new Rig(httpRoute, "http-prom-limit");
     const promBack = new Rig(httpRoute, "http-prom-back");
     const all = [...Object.values(rigs), promLimit, promBack];
     /** Policies whose rollback is the expected outcome: their breach-to-rollback latency is reported. */
-    const rollbackPolicies = [rigs.slowHttp, rigs.slowVr, rigs.errors, promLimit].map((r) => `${r.ns}/web`);
+    const rollbackPolicies = [
+      rigs.slowHttp,
+      rigs.slowVr,
+      rigs.errors,
+      promLimit,
+      rigs.beyond,
+      rigs.inStep,
+    ].map((r) => `${r.ns}/web`);
 
     before(async () => {
       policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-analysis-policies-"));
@@ -335,8 +244,9 @@ void describe(
       const errors = check(rolled, "error-rate");
       assert.equal(errors.verdict, "fail");
       assert.ok(
-        // Half the answers are 500s: the measured share is near 0.5, far above the bound.
-        errors.value !== null && errors.value > 0.3 && errors.value < 0.75,
+        // Half the answers are 500s from the spike on. An in-step check may catch it while the step's window still
+        // holds healthy traffic from before the spike, so the measured share lies between the bound and ~0.5.
+        errors.value !== null && errors.value > RIG_DEFAULTS.errorRateMax && errors.value < 0.75,
         `error rate ${errors.value}`,
       );
       assert.equal(check(rolled, "p99-latency").verdict, "pass");
@@ -405,6 +315,101 @@ void describe(
       r.close();
     });
 
+    void it("f: a canary slower than the histogram's top bucket is rolled back, never promoted on the top bucket's bound (http)", async () => {
+      // Every canary request takes 3 s; the backends' top finite bucket is 2.5 s; the bound 2.6 s lies above it.
+      // histogram_quantile answers 2500 ms, which would pass; the daemon must call it "at least 2500 ms".
+      const r = rigs.beyond;
+      const s = await r.given(c, policiesDir);
+      r.canary.setBehaviour({ latencyMs: 3000 });
+      r.writePolicy(prom.url, { p99MaxMs: 2600 });
+      await s.until("adopted", (st) => st.phase === "Steady");
+      await s.shipCanary("2");
+      const rolled = await s.until("rolled back", (st) => st.phase === "RolledBack", ROLLOUT_TIMEOUT_MS);
+      const p99 = check(rolled, "p99-latency");
+      assert.deepEqual([p99.value, p99.atLeast, p99.verdict], [2500, true, "fail"]);
+      const ev = await s.eventWith("RolledBack");
+      assert.match(ev.message ?? "", /p99-latency ≥ 2500 ms, beyond the histogram's top finite bucket/);
+      assert.ok(!(await s.events()).some((e) => e.reason === "Promoted" || e.reason === "StepAdvanced"));
+      r.close();
+    });
+
+    void it("g: zero traffic does not hold forever: holdLimit rolls back, with one folded Event for the holds (http)", async () => {
+      const r = rigs.silent;
+      const s = await r.given(c, policiesDir, { paused: true });
+      r.writePolicy(prom.url, { spec: ["  holdLimit: { after: 8s, action: rollback }"] });
+      await s.until("adopted", (st) => st.phase === "Steady");
+      await s.shipCanary("2");
+      const held = await s.until(
+        "holding",
+        (st) => st.phase === "Progressing" && st.heldSince !== undefined,
+        ROLLOUT_TIMEOUT_MS,
+      );
+      const rolled = await s.until(
+        "rolled back at holdLimit",
+        (st, w) => st.phase === "RolledBack" && w[s.canary] === 0,
+        ROLLOUT_TIMEOUT_MS,
+      );
+      assert.match(
+        rolled.message,
+        /held at step 1 \(25%\) for \d+ s: no data or too few requests; holdLimit reached: rolled back to web-v1/,
+      );
+      assert.ok(rolled.since - held.heldSince! >= 8_000, "not before the limit");
+      const holds = (await s.events()).filter((e) => e.reason === "AnalysisNotPassed");
+      assert.equal(
+        holds.length,
+        1,
+        `one folded Event: ${JSON.stringify(holds.map((e) => [e.message, e.count]))}`,
+      );
+      assert.ok((holds[0]!.count ?? 0) >= 1);
+      assert.equal(r.gateway.sentTo(r.canary) + r.gateway.sentTo(r.stable), 0, "there really was no traffic");
+      r.close();
+    });
+
+    void it("h: a breach during a long step is rolled back before the step's interval ends (in-step detection, http)", async () => {
+      const r = rigs.inStep;
+      const s = await r.given(c, policiesDir);
+      r.canary.setBehaviour({ latencyMs: SLOW_MS });
+      // A one-hour interval: only an in-step evaluation (every 3 s) can see the breach in this test's time.
+      r.writePolicy(prom.url, { interval: "1h", analysis: ["    cadence: 3s"] });
+      await s.until("adopted", (st) => st.phase === "Steady");
+      await s.shipCanary("2");
+      const rolled = await s.until("rolled back", (st) => st.phase === "RolledBack", ROLLOUT_TIMEOUT_MS);
+      assert.match(rolled.message, /breach during the step \(1\/1 consecutive\)/);
+      assert.equal(check(rolled, "p99-latency").verdict, "fail");
+      assert.ok(
+        rolled.lastAnalysis!.stepIndex === 0,
+        "rolled back at the first step, long before its deadline",
+      );
+      r.close();
+    });
+
+    void it("i: a check measuring +Inf is stored, shown and judged as +Inf, not as 'no value' (http)", async () => {
+      // errors per success with no successes at all: Prometheus answers +Inf.
+      const r = rigs.infinite;
+      const s = await r.given(c, policiesDir);
+      r.writePolicy(prom.url, { analysis: ["    cadence: 0"] });
+      // Replace the checks with one whose value is +Inf (the Rig's checks stay valid PromQL for the other rigs).
+      s.writePolicy({
+        steps: STEPS,
+        interval: RIG_DEFAULTS.interval,
+        extra: [
+          "  analysis:",
+          `    prometheus: { url: "${prom.url}", timeout: 2s }`,
+          "    checks:",
+          "      - { name: errors-per-success, query: 'vector(1) / vector(0)', max: 1 }",
+        ].join("\n"),
+      });
+      await s.until("adopted", (st) => st.phase === "Steady");
+      await s.shipCanary("2");
+      const rolled = await s.until("rolled back", (st) => st.phase === "RolledBack", ROLLOUT_TIMEOUT_MS);
+      const ch = check(rolled, "errors-per-success");
+      assert.deepEqual([ch.outcome, ch.value, ch.verdict], ["value", Number.POSITIVE_INFINITY, "fail"]);
+      const raw = (await s.weightsObject()).metadata?.annotations?.["rolloutd.dev/state"] ?? "";
+      assert.match(raw, /"value":"\+Inf"/, "stored as +Inf in the annotation");
+      assert.match((await s.eventWith("RolledBack")).message ?? "", /errors-per-success \+Inf > 1/);
+      r.close();
+    });
+
     void it("e: Prometheus stopped mid-rollout holds (error), rolls back at onError.limit; restarted, it lets another rollout finish (http)", async (t) => {
       const limit = 3;
       const ownProm = await startPrometheus({
@@ -454,17 +459,14 @@ void describe(
         assert.equal(rolled.errors, limit, `rolled back at exactly ${limit} consecutive errors`);
         assert.equal(rolled.failures, 0, "an unreachable Prometheus is not a failed check");
         assert.equal(rolled.lastAnalysis?.verdict, "error");
-        assert.match(rolled.message, new RegExp(`metrics unavailable for ${limit} consecutive analyses`));
-        const events = await sLimit.events();
-        for (let i = 1; i < limit; i++) {
-          assert.ok(
-            events.some(
-              (e) =>
-                e.reason === "AnalysisNotPassed" && (e.message ?? "").includes(`(${i}/${limit}): holding`),
-            ),
-            `held at error ${i}/${limit}`,
-          );
-        }
+        assert.match(rolled.message, new RegExp(`analysis errored ${limit} times in a row`));
+        // The holds raised one Event with a stable message, folded: its count says how many.
+        const holds = (await sLimit.events()).filter(
+          (e) => e.reason === "AnalysisNotPassed" && /analysis errored/.test(e.message ?? ""),
+        );
+        assert.equal(holds.length, 1, JSON.stringify(holds.map((e) => e.message)));
+        assert.match(holds[0]!.message ?? "", /^holding at step \d+ \(\d+%\): analysis errored;/);
+        assert.equal(holds[0]!.count, limit - 1, "one Event counted once per hold");
         assert.match((await sLimit.eventWith("RolledBack")).message ?? "", /unreachable/);
 
         // The other policy, with a higher limit, holds at its step past the first policy's limit.

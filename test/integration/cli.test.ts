@@ -66,7 +66,7 @@ void describe("rolloutd CLI", () => {
     const t = await cli("status", "-n", "cli");
     assert.equal(t.code, 0, t.out);
     const [head, row] = t.out.trim().split("\n");
-    assert.match(head!, /^POLICY\s+ROUTE\s+PHASE\s+STEP\s+WEIGHTS\s+LAST ANALYSIS\s+AGE$/);
+    assert.match(head!, /^POLICY\s+ROUTE\s+PHASE\s+STEP\s+WEIGHTS\s+LAST ANALYSIS\s+AGE\s+WHY$/);
     assert.match(row!, /^web\s+httproute\/web\s+Progressing\s+\d \(\d+%\)\s+web-v1=\d+ web-v2=\d+/);
     const j = await cli("status", "-A", "-o", "json");
     const rows = JSON.parse(j.out) as Array<{ namespace: string; state: { policy: string; phase: string } }>;

@@ -5,14 +5,13 @@
  * scenarios live in analysis.test.ts.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { eventually, startCluster, type Cluster } from "../support/cluster.ts";
-import { FAMILIES, FakeGatewayStatus, httpRoute, type RouteFamily } from "../support/routes.ts";
-import { Scenario } from "../support/scenario.ts";
+import type { DaemonProcess } from "../support/daemon.ts";
+import { startWorld, type World } from "../support/world.ts";
+import { eventually, type Cluster } from "../support/cluster.ts";
+import { FAMILIES, httpRoute, type FakeGatewayStatus, type RouteFamily } from "../support/routes.ts";
 
 const short: Record<string, string> = {
   [FAMILIES[0]!.name]: "gr",
@@ -26,35 +25,25 @@ const canaryShares = (history: Array<Record<string, number>>, stable: string, ca
   history.map((w) => Math.round(((w[canary] ?? 0) / Math.max(1, (w[canary] ?? 0) + (w[stable] ?? 0))) * 100));
 
 void describe("rollout engine against a real API server", { concurrency: true }, () => {
+  let w: World;
+  // Shorthands for the world's parts, used throughout the tests.
   let c: Cluster;
   let daemon: DaemonProcess;
   let gateway: FakeGatewayStatus;
   let policiesDir: string;
-  const scenarios: Scenario[] = [];
 
   before(async () => {
-    c = await startCluster();
-    gateway = new FakeGatewayStatus(c);
-    await gateway.start();
-    policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-policies-"));
-    daemon = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir });
+    w = await startWorld();
+    ({ c, daemon, gateway, policiesDir } = w);
   });
 
   after(async () => {
-    for (const s of scenarios) s.close();
-    gateway?.stop();
-    const code = await daemon?.stop();
-    await daemon?.dispose();
-    await c?.stop();
-    if (policiesDir) rmSync(policiesDir, { recursive: true, force: true });
+    const code = await w?.stop();
     assert.equal(code, 0, "the daemon exits 0 on SIGTERM");
   });
 
-  const scenario = async (fam: RouteFamily, name: string, opts?: { createRoute?: boolean }) => {
-    const s = new Scenario(c, fam, `${short[fam.name]}-${name}`, policiesDir);
-    scenarios.push(s);
-    return s.given(opts);
-  };
+  const scenario = (fam: RouteFamily, name: string, opts?: { createRoute?: boolean }) =>
+    w.scenario(fam, `${short[fam.name]}-${name}`, opts);
 
   for (const fam of FAMILIES) {
     void describe(fam.name, { concurrency: true }, () => {

@@ -12,16 +12,14 @@
  *      other backend keeps its exact share.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { KObject } from "../../src/kube/kinds.ts";
 import { ANNOTATIONS } from "../../src/contract.ts";
-import { createNamespace, createObject, startCluster, type Cluster } from "../support/cluster.ts";
-import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { FakeGatewayStatus, type RouteFamily } from "../support/routes.ts";
-import { Scenario } from "../support/scenario.ts";
+import { createNamespace, createObject, type Cluster } from "../support/cluster.ts";
+import type { RouteFamily } from "../support/routes.ts";
+import { startWorld, type World } from "../support/world.ts";
 
 type Json = Record<string, any>;
 
@@ -77,34 +75,21 @@ function httpRouteWith(name: string, rules: (stable: string, canary: string) => 
 const prefix = (value: string) => [{ path: { type: "PathPrefix", value } }];
 
 void describe("weight contract on upstream objects (issue 8)", { concurrency: true }, () => {
+  let w: World;
+  // Shorthands for the world's parts, used throughout the tests.
   let c: Cluster;
-  let daemon: DaemonProcess;
-  let gateway: FakeGatewayStatus;
   let policiesDir: string;
-  const scenarios: Scenario[] = [];
 
   before(async () => {
-    c = await startCluster();
-    gateway = new FakeGatewayStatus(c);
-    await gateway.start();
-    policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-policies-"));
-    daemon = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir });
+    w = await startWorld();
+    ({ c, policiesDir } = w);
   });
 
   after(async () => {
-    for (const s of scenarios) s.close();
-    gateway?.stop();
-    await daemon?.stop();
-    await daemon?.dispose();
-    await c?.stop();
-    if (policiesDir) rmSync(policiesDir, { recursive: true, force: true });
+    await w?.stop();
   });
 
-  const scenario = async (fam: RouteFamily, ns: string) => {
-    const s = new Scenario(c, fam, ns, policiesDir);
-    scenarios.push(s);
-    return s.given();
-  };
+  const scenario = (fam: RouteFamily, ns: string) => w.scenario(fam, ns);
 
   void it("HTTPRoute: adoption writes only the state; each rule steps and aborts within its own pair total", async () => {
     const fam = httpRouteWith("two rules, two splits", (stable, canary) => [

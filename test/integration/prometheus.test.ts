@@ -17,6 +17,7 @@ import {
   TEMPLATE_NAMES,
   renderQuery,
   requestsTemplateText,
+  BUILTIN_TEMPLATES,
 } from "../../src/analysis/templates.ts";
 import type { QueryOutcome } from "../../src/analysis/types.ts";
 import type { AnalysisSpec } from "../../src/policy/types.ts";
@@ -132,6 +133,7 @@ void describe("PrometheusClient against a real Prometheus", () => {
     for (const provider of PROVIDERS) {
       const queries = [...TEMPLATE_NAMES.map((t) => renderQuery({ provider, template: t }, vars))];
       queries.push(renderQuery({ query: requestsTemplateText(provider) }, vars));
+      queries.push(renderQuery({ query: BUILTIN_TEMPLATES[provider].finiteShare }, vars));
       for (const q of queries) {
         const o: QueryOutcome = await client.query(q);
         assert.ok(o.kind === "noData" || o.kind === "value", `${provider}: ${q} → ${JSON.stringify(o)}`);
@@ -203,6 +205,55 @@ void describe("PrometheusClient against a real Prometheus", () => {
     assert.equal(report.verdict, "fail");
     assert.ok(report.windowSeconds >= 10, `window ${report.windowSeconds}s`);
     assert.match(report.summary, /p99-tight \d+(\.\d+)? ms > 400 ms/);
+  });
+
+  void it("a canary slower than the histogram's top bucket is measured as 'at least' that bucket and fails, never passes", async () => {
+    // Every request takes 3 s; the top finite bucket is 1 s; the bound (2 s) lies above it. histogram_quantile
+    // answers 1000 ms here, which alone would read as a pass.
+    const SLOW = { service: "slow-v2", namespace: "shop" };
+    // The series exist at zero first, so rate() sees the increase.
+    duration.zero(SLOW);
+    requests.inc({ ...SLOW, code: "200" }, 0);
+    await eventually("two samples of the zeroed series", async () => {
+      const n = await valueOf(
+        client,
+        `count_over_time(http_request_duration_seconds_count{service="slow-v2"}[1m])`,
+      );
+      return n !== undefined && n >= 2 ? n : undefined;
+    });
+    const stepStartedAt = Date.now();
+    for (let i = 0; i < 60; i++) {
+      duration.observe(SLOW, 3);
+      requests.inc({ ...SLOW, code: "200" });
+    }
+    await eventually("the slow observations to be scraped", async () => {
+      const n = await valueOf(client, `sum(http_request_duration_seconds_count{service="slow-v2"})`);
+      return n === 60 ? n : undefined;
+    });
+    const spec: AnalysisSpec = {
+      prometheus: { url: prom.url, timeoutMs: 5_000 },
+      provider: "app",
+      minRequests: 50,
+      checks: [{ name: "p99-latency", template: "latency-p99", max: 2000 }],
+      failureLimit: 1,
+      onNoData: "hold",
+      noDataLimit: 3,
+      onError: { action: "hold", limit: 5 },
+    };
+    const report = await new PrometheusGate({ spec, source: client }).analyze({
+      policyKey: "shop/slow",
+      namespace: "shop",
+      stable: "slow-v1",
+      canary: "slow-v2",
+      canaryWeight: 10,
+      stepStartedAt,
+      now: Date.now(),
+    });
+    const [p99] = report.checks;
+    assert.deepEqual(p99?.outcome, { kind: "value", value: 1000, atLeast: true }, JSON.stringify(report));
+    assert.equal(p99?.verdict, "fail");
+    assert.equal(report.verdict, "fail");
+    assert.match(p99?.reason ?? "", /≥ 1000 ms, beyond the histogram's top finite bucket/);
   });
 
   void it("after stop() the client gets unreachable; after start() on the same port it answers again", async () => {

@@ -100,7 +100,9 @@ async function main(): Promise<void> {
     },
     log,
   );
-  say(`daemon running; metrics at http://127.0.0.1:${daemon.port}/metrics`);
+  say(
+    `daemon running; live page at http://127.0.0.1:${daemon.port}/ui, metrics at http://127.0.0.1:${daemon.port}/metrics`,
+  );
 
   let stopping = false;
   const stop = async (code: number) => {

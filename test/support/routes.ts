@@ -7,7 +7,7 @@
 import { PatchStrategy, Watch, setHeaderOptions } from "@kubernetes/client-node";
 import type { KindName, KObject } from "../../src/kube/kinds.ts";
 import { createObject, getObject, jsonPatch, type Cluster } from "./cluster.ts";
-import { ANNOTATIONS, type RolloutState } from "../../src/contract.ts";
+import { ANNOTATIONS, type RolloutState, decodeState } from "../../src/contract.ts";
 
 export interface RouteFamily {
   name: string;
@@ -263,7 +263,8 @@ export const FAMILIES = [weightedGatewayRoute, appMeshVirtualRouter, httpRoute, 
 
 export function stateOf(obj: KObject): RolloutState | undefined {
   const raw = obj.metadata?.annotations?.[ANNOTATIONS.state];
-  return raw ? (JSON.parse(raw) as RolloutState) : undefined;
+  // The daemon's own decoder: it restores +Inf, -Inf and NaN, which JSON cannot write as numbers.
+  return raw ? decodeState(raw) : undefined;
 }
 
 export async function readWeightsObject(

@@ -229,8 +229,8 @@ void describe("PrometheusGate window", () => {
     assert.equal(report.windowSeconds, 95);
     assert.equal(
       ranges.length,
-      5,
-      "latency 1 + error-rate 3 (5xx by code, by status_code, total) + requests 1",
+      7,
+      "latency 1 + its finite-share guard 2 + error-rate 3 (5xx by code, by status_code, total) + requests 1",
     );
     assert.ok(
       ranges.every((r) => r === "95s"),
@@ -289,8 +289,10 @@ void describe("PrometheusGate construction and variables", () => {
     });
     await gate.analyze(request());
     await gate.analyze(request({ canary: "checkout-v1", stable: "checkout-v2" }));
-    assert.match(source.sent[0]!.query, /destination_workload="checkout-green"/);
-    assert.match(source.sent[1]!.query, /destination_workload="checkout-blue"/);
+    // Each analysis sends the quantile and its finite-share guard.
+    assert.equal(source.sent.length, 4);
+    assert.ok(source.sent.slice(0, 2).every((s) => /destination_workload="checkout-green"/.test(s.query)));
+    assert.ok(source.sent.slice(2).every((s) => /destination_workload="checkout-blue"/.test(s.query)));
   });
 
   void it("rejects an unknown template, an unknown variable and {{route}} without a route at construction", () => {
@@ -361,5 +363,45 @@ void describe("AlwaysPassGate and the factory", () => {
     assert.equal(factory.clientCount, 2);
     factory.close();
     assert.equal(closed, 2);
+  });
+});
+
+void describe("honest quantiles: a quantile beyond the histogram's top finite bucket", () => {
+  // histogram_quantile answers 250 (the top finite bound) whatever the true latency beyond it.
+  const gateWith = (finiteShare: number, check: CheckSpec = LAT) => {
+    const source = new ScriptedSource({
+      "histogram_quantile(0.99": value(250),
+      "max(sum by (le)": value(finiteShare),
+    });
+    return new PrometheusGate({ spec: spec([check]), source });
+  };
+
+  void it("is a lower bound that fails a maximum above it, and says the bound can never be measured", async () => {
+    const r = await gateWith(0.6).analyze(request());
+    assert.equal(r.verdict, "fail");
+    assert.deepEqual(r.checks[0]!.outcome, { kind: "value", value: 250, atLeast: true });
+    assert.match(r.checks[0]!.reason, /p99-latency ≥ 250 ms, beyond the histogram's top finite bucket/);
+    assert.match(r.checks[0]!.reason, /can never be measured/);
+  });
+
+  void it("fails a maximum below the top bucket as a plain breach", async () => {
+    const r = await gateWith(0.6, { ...LAT, max: 100 }).analyze(request());
+    assert.equal(r.verdict, "fail");
+    assert.match(r.checks[0]!.reason, /≥ 250 ms, beyond the histogram's top finite bucket, > 100 ms/);
+  });
+
+  void it("is an ordinary value when at least the quantile's share of requests is inside the histogram", async () => {
+    const r = await gateWith(0.995).analyze(request());
+    assert.equal(r.verdict, "pass");
+    assert.deepEqual(r.checks[0]!.outcome, { kind: "value", value: 250 });
+  });
+
+  void it("a guard that cannot be measured leaves the value as it is", async () => {
+    const source = new ScriptedSource({
+      "histogram_quantile(0.99": value(250),
+      "max(sum by (le)": { kind: "noData" },
+    });
+    const r = await new PrometheusGate({ spec: spec([LAT]), source }).analyze(request());
+    assert.equal(r.verdict, "pass");
   });
 });

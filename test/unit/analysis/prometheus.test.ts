@@ -117,6 +117,36 @@ void describe("PrometheusClient against canned responses", () => {
     assert.equal(errorOf(o).code, "cancelled");
   });
 
+  void it("a cancelled range query ends at once as cancelled too, long before its timeout", async () => {
+    reply = () => {};
+    const controller = new AbortController();
+    const range = { start: new Date(1_700_000_000_000), end: new Date(1_700_000_060_000), stepSeconds: 10 };
+    const pending = client({ timeoutMs: 60_000 }).queryRange("up", range, controller.signal);
+    setTimeout(() => controller.abort(), 50);
+    const o = await pending;
+    assert.equal(o.kind === "error" && o.error.code, "cancelled");
+  });
+
+  void it("POSTs a range query with start, end and step to <url>/api/v1/query_range", async () => {
+    reply = json(200, {
+      status: "success",
+      data: { resultType: "matrix", result: [{ metric: {}, values: [[1_700_000_010, "2.5"]] }] },
+    });
+    seen = [];
+    const range = { start: new Date(1_700_000_000_500), end: new Date(1_700_000_060_000), stepSeconds: 10 };
+    assert.deepEqual(await client().queryRange("up", range), {
+      kind: "series",
+      points: [[1_700_000_010, 2.5]],
+    });
+    const s = seen[0]!;
+    assert.equal(s.url, "/prom/api/v1/query_range");
+    const form = new URLSearchParams(s.body);
+    assert.deepEqual(
+      [form.get("query"), form.get("start"), form.get("end"), form.get("step")],
+      ["up", "1700000000.500", "1700000060.000", "10"],
+    );
+  });
+
   void it("POSTs a form with query and time to <url>/api/v1/query", async () => {
     assert.deepEqual(await outcome(vector([{}, "3"])), { kind: "value", value: 3 });
     const s = seen[0]!;

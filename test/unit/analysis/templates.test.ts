@@ -162,4 +162,44 @@ void describe("templates", () => {
       "route",
     ]);
   });
+
+  void describe("a name inside a regex matcher matches only itself", () => {
+    /** PromQL string text → the RE2 pattern Prometheus compiles (fully anchored). */
+    const matcher = (query: string, label: string): RegExp => {
+      const m = new RegExp(`${label}[=!]~("(?:[^"\\\\]|\\\\.)*"|\`[^\`]*\`)`).exec(query);
+      assert.ok(m?.[1], `no regex matcher on ${label} in ${query}`);
+      const literal = m[1];
+      const pattern = literal.startsWith("`") ? literal.slice(1, -1) : (JSON.parse(literal) as string); // PromQL's double-quoted escapes are Go's, as JSON's for these
+      return new RegExp(`^(?:${pattern})$`);
+    };
+    const dotted: TemplateVars = { ...vars, canary: "web.v2" };
+
+    void it("envoy: web.v2 matches its own clusters, never webxv2's", () => {
+      for (const name of TEMPLATE_NAMES) {
+        const q = renderQuery({ provider: "envoy", template: name }, dotted);
+        const re = matcher(q, "envoy_cluster_name");
+        assert.ok(re.test("cds_ingress_mesh_web.v2_demo_http_8080"), `${name}: own cluster`);
+        assert.ok(re.test("web.v2"), `${name}: bare name`);
+        assert.ok(!re.test("cds_ingress_mesh_webxv2_demo_http_8080"), `${name}: matched webxv2`);
+        assert.ok(!re.test("webxv2"), `${name}: matched bare webxv2`);
+      }
+      assert.ok(renderQuery({ provider: "envoy", template: "error-rate" }, dotted).includes("web\\\\.v2"));
+    });
+
+    void it("raw queries: escaped inside =~ and !~ (double-quoted and raw strings), verbatim elsewhere", () => {
+      const q = renderQuery(
+        { query: 'sum(x{a=~"{{canary}}-.*",b!~`{{canary}}`,c="{{canary}}"}) by (d) # {{canary}}' },
+        dotted,
+      );
+      assert.equal(q, 'sum(x{a=~"web\\\\.v2-.*",b!~`web\\.v2`,c="web.v2"}) by (d) # web.v2');
+      assert.ok(!matcher(q, "a").test("webxv2-1"));
+      assert.ok(matcher(q, "a").test("web.v2-1"));
+      assert.ok(!matcher(q, "b").test("webxv2"));
+    });
+
+    void it("names without metacharacters render as before", () => {
+      const q = renderQuery({ provider: "envoy", template: "error-rate" }, vars);
+      assert.ok(q.includes('envoy_cluster_name=~"(.*_)?checkout-v2(_.*)?"'));
+    });
+  });
 });

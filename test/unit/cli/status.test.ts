@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { table } from "../../../src/cli/status.ts";
+import { table, why } from "../../../src/cli/status.ts";
 import type { AppliedWeight } from "../../../src/contract.ts";
 import { initialState } from "../../../src/machine/state.ts";
 
@@ -30,5 +30,26 @@ void describe("rolloutd status: weights by backend from state.applied", () => {
     };
     const out = table([{ namespace: "shop", route: "httproute/web", state }], 0, false);
     assert.match(out.split("\n")[1]!, /web-v1 \(stable\)/);
+  });
+
+  void it("says why a held rollout is not moving, and for how long it has been at its step", () => {
+    const now = 12 * 60_000;
+    const state = {
+      ...initialState({ stable: "web-v1", canary: "web-v2", baseline: {}, now: 0 }),
+      policy: "shop/web",
+      phase: "Progressing" as const,
+      stepIndex: 0,
+      canaryWeight: 10,
+      applied,
+      stepStartedAt: 0,
+      noData: 12,
+      message: "no data or too few requests (12 in a row): holding",
+    };
+    const [head, row] = table([{ namespace: "shop", route: "httproute/web", state }], now, false).split("\n");
+    assert.match(head!, /AGE\s+WHY$/);
+    assert.match(row!, /no data or too few requests \(12 in a row\): holding; at this step for 12m$/);
+    const long = why({ ...state, message: "x".repeat(300) }, now);
+    assert.equal([...long].length, 100);
+    assert.ok(long.endsWith("…"));
   });
 });

@@ -2,12 +2,12 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { AnalysisReport } from "../../../src/analysis/types.ts";
 import type { AppliedWeight, Controls, RolloutState } from "../../../src/contract.ts";
-import { derive, stepKey, type Derived, type Facts } from "../../../src/machine/derive.ts";
+import { derive, earlyKey, stepKey, type Derived, type Facts } from "../../../src/machine/derive.ts";
 import { initialState } from "../../../src/machine/state.ts";
 
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
 const INTERVAL = 60_000;
-const TIMING = { intervalMs: INTERVAL, routeReadyTimeoutMs: 30_000 };
+const TIMING = { intervalMs: INTERVAL, routeReadyTimeoutMs: 30_000, holdAfterMs: 600_000 };
 const P0 = "/spec/rules/0/backendRefs/0/weight";
 const P1 = "/spec/rules/0/backendRefs/1/weight";
 
@@ -303,5 +303,84 @@ void describe("derive: facts in, one event out", () => {
     assert.notEqual(stepKey(progressing()), stepKey(progressing({ stepStartedAt: T0 + 5 })));
     assert.notEqual(stepKey(progressing()), stepKey(progressing({ stepIndex: 2 })));
     assert.notEqual(stepKey(progressing()), stepKey(progressing({ revision: "r3" })));
+  });
+});
+
+void describe("derive: holds have a deadline; checks run during the step", () => {
+  const due = T0 + INTERVAL;
+  void it("a hold older than holdAfterMs expires, naming what it held for", () => {
+    const s = progressing({
+      heldSince: T0,
+      holdReason: "no data or too few requests",
+      analysisDueAt: T0 + 700_000,
+    });
+    const d = derive(s, facts(), T0 + 600_000, TIMING);
+    assert.equal(kindOf(d), "HOLD_EXPIRED");
+    assert.match(
+      d.kind === "event" && d.event.type === "HOLD_EXPIRED" ? d.event.reason : "",
+      /10 min: no data or too few requests/,
+    );
+    assert.equal(kindOf(derive(s, facts(), T0 + 599_000, TIMING)), "wait");
+  });
+
+  void it("parents that never accept end in HOLD_EXPIRED after holdAfterMs", () => {
+    const s = progressing({ stepStartedAt: undefined, analysisDueAt: undefined, acceptWarned: true });
+    assert.equal(kindOf(derive(s, facts({ accepted: false }), T0 + 600_000, TIMING)), "HOLD_EXPIRED");
+  });
+
+  void it("the wait before the deadline ends at the hold's deadline when that comes first", () => {
+    const s = progressing({ heldSince: T0 - 590_000 });
+    assert.deepEqual(derive(s, facts(), T0 + 1_000, TIMING), { kind: "wait", requeueAfterMs: 9_000 });
+  });
+
+  void it("an in-step evaluation is started when due, waited for, and its result is an early ANALYSIS", () => {
+    const s = progressing();
+    const at = T0 + 10_000;
+    const key = earlyKey(stepKey(s), at);
+    assert.deepEqual(derive(s, facts({ nextEarlyAt: at }), T0 + 5_000, TIMING), {
+      kind: "wait",
+      requeueAfterMs: 5_000,
+    });
+    assert.deepEqual(derive(s, facts({ nextEarlyAt: at }), at, TIMING), {
+      kind: "analyze",
+      step: key,
+      dueAt: at,
+    });
+    assert.equal(
+      kindOf(derive(s, facts({ nextEarlyAt: at, analysis: { kind: "running", step: key } }), at + 1, TIMING)),
+      "wait",
+    );
+    const done = derive(
+      s,
+      facts({ nextEarlyAt: at, analysis: { kind: "done", step: key, report: REPORT } }),
+      at + 1,
+      TIMING,
+    );
+    assert.ok(done.kind === "event" && done.event.type === "ANALYSIS" && done.event.early === true);
+  });
+
+  void it("at the deadline the step's own analysis runs, not an in-step one", () => {
+    const s = progressing();
+    assert.deepEqual(derive(s, facts({ nextEarlyAt: due + 5_000 }), due, TIMING), {
+      kind: "analyze",
+      step: stepKey(s),
+      dueAt: due,
+    });
+  });
+
+  void it("abort still wins over an in-step evaluation in flight", () => {
+    const s = progressing();
+    const key = earlyKey(stepKey(s), T0 + 10_000);
+    const d = derive(
+      s,
+      facts({
+        controls: { ...NO_CONTROLS, abort: true },
+        nextEarlyAt: T0 + 10_000,
+        analysis: { kind: "running", step: key },
+      }),
+      T0 + 11_000,
+      TIMING,
+    );
+    assert.equal(kindOf(d), "ABORT");
   });
 });

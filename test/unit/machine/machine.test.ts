@@ -302,6 +302,12 @@ void describe("every phase × every event", () => {
           // The abort reason is stored once (state.abort); the Event carries it.
           if (e.type === "record" && e.reason === "Aborted")
             assert.ok(e.message.includes(d.state.abort!.reason), e.message);
+          // A hold's Event is a stable sentence (so repeats fold); the state keeps counts and values.
+          else if (e.type === "record" && e.reason === "AnalysisNotPassed" && d.state.heldSince !== undefined)
+            assert.match(
+              e.message,
+              /^holding at step \d+ \(\d+%\): [a-z ]+; the count and values are in rolloutd status$/,
+            );
           else if (e.type === "record") assert.equal(e.message, d.state.message);
           else assert.deepEqual([e.stable, e.canary], [d.state.stable, d.state.canary]);
         }
@@ -966,5 +972,121 @@ void describe("persisted state", () => {
         raw,
       );
     }
+  });
+});
+
+void describe("holds end: a deadline on every hold", () => {
+  const progressing = (): RolloutState => {
+    const base = initialState({ stable: "blue", canary: "green", baseline: {}, now: T0 });
+    return {
+      ...base,
+      phase: "Progressing",
+      revision: "green-r2",
+      stepIndex: 1,
+      canaryWeight: 10,
+      stepStartedAt: T0,
+      analysisDueAt: T0 + INTERVAL,
+    };
+  };
+
+  void it("a hold starts its clock at the first inconclusive analysis and keeps it on the next", () => {
+    const first = decide(settings(), progressing(), eventOf("ANALYSIS:inconclusive"));
+    assert.equal(first.state.heldSince, NOW);
+    assert.equal(first.state.holdReason, "no data or too few requests");
+    const second = decide(settings(), first.state, {
+      ...eventOf("ANALYSIS:inconclusive"),
+      now: NOW + 60_000,
+    });
+    assert.equal(second.state.heldSince, NOW, "the clock is not restarted by a repeat");
+    assert.equal(second.state.noData, 2);
+    const [a, b] = [first, second].map((d) => d.effects.find((e) => e.type === "record")!.message);
+    assert.equal(a, b, "repeats raise the same Event message, so they fold");
+  });
+
+  void it("any other outcome stops the clock", () => {
+    const held = decide(settings(), progressing(), eventOf("ANALYSIS:inconclusive")).state;
+    const passed = decide(settings(), held, { ...eventOf("ANALYSIS:pass"), now: NOW + 1 });
+    assert.equal(passed.state.heldSince, undefined);
+    const failed = decide(settings({ failureLimit: 3 }), held, { ...eventOf("ANALYSIS:fail"), now: NOW + 1 });
+    assert.equal(failed.state.heldSince, undefined);
+  });
+
+  void it("HOLD_EXPIRED rolls back by default, all traffic to stable, with the reason", () => {
+    const d = decide(settings(), progressing(), {
+      type: "HOLD_EXPIRED",
+      reason: "held for 10 min",
+      now: NOW,
+      revisions: {},
+    });
+    assert.equal(d.state.phase, "RolledBack");
+    assert.deepEqual(
+      d.effects.map((e) => (e.type === "setWeights" ? `w${e.canaryPercent}` : e.reason)),
+      ["w0", "RolledBack"],
+    );
+    assert.match(d.state.message, /held for 10 min; holdLimit reached: rolled back to blue/);
+  });
+
+  void it("HOLD_EXPIRED with action pause holds the weights and waits for a resume", () => {
+    const d = decide(settings({ holdAction: "pause" }), progressing(), {
+      type: "HOLD_EXPIRED",
+      reason: "held",
+      now: NOW,
+      revisions: {},
+    });
+    assert.equal(d.state.phase, "Paused");
+    assert.equal(d.state.pausedBy, "hold");
+    assert.equal(d.state.canaryWeight, 10);
+    assert.deepEqual(
+      d.effects.map((e) => e.type),
+      ["record"],
+      "no weight changes",
+    );
+  });
+});
+
+void describe("in-step evaluations", () => {
+  const running = (): RolloutState => ({
+    ...initialState({ stable: "blue", canary: "green", baseline: {}, now: T0 }),
+    phase: "Progressing",
+    revision: "green-r2",
+    stepIndex: 1,
+    canaryWeight: 10,
+    stepStartedAt: T0,
+    analysisDueAt: T0 + INTERVAL,
+  });
+  const early = (verdict: AnalysisVerdict): RolloutEvent => ({
+    type: "ANALYSIS",
+    report: report(verdict),
+    early: true,
+    now: T0 + 10_000,
+    revisions: {},
+  });
+
+  void it("a breach rolls back at once when it reaches failureLimit, without waiting for the interval", () => {
+    const d = decide(settings({ failureLimit: 1 }), running(), early("fail"));
+    assert.equal(d.state.phase, "RolledBack");
+  });
+
+  void it("below failureLimit it counts, keeping the step's window and deadline", () => {
+    const d = decide(settings({ failureLimit: 2 }), running(), early("fail"));
+    assert.equal(d.state.phase, "Progressing");
+    assert.equal(d.state.failures, 1);
+    assert.equal(d.state.stepStartedAt, T0);
+    assert.equal(d.state.analysisDueAt, T0 + INTERVAL);
+    const again = decide(settings({ failureLimit: 2 }), d.state, { ...early("fail"), now: T0 + 20_000 });
+    assert.equal(again.state.phase, "RolledBack");
+  });
+
+  void it("a pass never advances before the deadline; it clears a count, else changes nothing", () => {
+    assert.equal(decide(settings(), running(), early("pass")).changed, false);
+    const counted = decide(settings({ failureLimit: 3 }), running(), early("fail")).state;
+    const cleared = decide(settings({ failureLimit: 3 }), counted, { ...early("pass"), now: T0 + 20_000 });
+    assert.equal(cleared.state.failures, 0);
+    assert.equal(cleared.state.stepIndex, 1);
+  });
+
+  void it("no data and errors before the deadline are no evidence: nothing changes", () => {
+    assert.equal(decide(settings(), running(), early("inconclusive")).changed, false);
+    assert.equal(decide(settings(), running(), early("error")).changed, false);
   });
 });

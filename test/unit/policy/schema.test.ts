@@ -1,3 +1,4 @@
+import { cadenceOf } from "../../../src/policy/types.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -40,7 +41,30 @@ void test("defaults of a minimal policy", () => {
     steps: [10, 50],
     intervalMs: 60_000,
     routeReadyTimeoutMs: 120_000,
+    holdLimit: { afterMs: 600_000, action: "rollback" },
   });
+});
+
+void test("holdLimit and the in-step cadence are policy fields; cadence 0 turns in-step checks off", () => {
+  const doc = minimal();
+  doc.spec.holdLimit = { after: "3m", action: "pause" };
+  const analysis: Record<string, unknown> = {
+    prometheus: { url: "http://p:9090" },
+    checks: [{ name: "e", template: "error-rate", max: 0.01 }],
+    cadence: "30s",
+  };
+  doc.spec.analysis = analysis;
+  const p = ok(validatePolicyDocument(doc));
+  assert.deepEqual(p.holdLimit, { afterMs: 180_000, action: "pause" });
+  assert.equal(p.analysis?.cadenceMs, 30_000);
+  analysis.cadence = 0;
+  assert.equal(ok(validatePolicyDocument(doc)).analysis?.cadenceMs, 0);
+  delete analysis.cadence;
+  const dflt = ok(validatePolicyDocument(doc));
+  assert.equal(dflt.analysis?.cadenceMs, undefined);
+  assert.equal(cadenceOf(dflt), 12_000, "a fifth of the 1m interval");
+  assert.equal(cadenceOf({ ...dflt, intervalMs: 5_000 }), 2_000, "never below 2 s");
+  assert.equal(cadenceOf({ ...dflt, analysis: undefined }), 0, "no analysis, no checks");
 });
 
 void test("a backend may name its namespace; the plain string and a mapping without namespace mean the route's", () => {

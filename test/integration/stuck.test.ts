@@ -1,0 +1,96 @@
+/**
+ * Every way a rollout can stop moving explains itself where operators look
+ * (issue 13): a Warning Event on the route the policy names, keyed by that
+ * object's UID, not only a log line. And a route deleted mid-rollout and
+ * re-created does not silently take the revision under test as its
+ * baseline: the rollout is recorded as interrupted and starts again.
+ */
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { CoreV1Event } from "@kubernetes/client-node";
+import { KINDS } from "../../src/kube/kinds.ts";
+import { eventually, jsonPatch } from "../support/cluster.ts";
+import { httpRoute } from "../support/routes.ts";
+import type { Scenario } from "../support/scenario.ts";
+import { startWorld, type World } from "../support/world.ts";
+
+void describe("stuck states explain themselves", { concurrency: true }, () => {
+  let w: World;
+
+  before(async () => {
+    w = await startWorld();
+  });
+
+  after(async () => {
+    await w?.stop();
+  });
+
+  const warning = (s: Scenario, reason: string): Promise<CoreV1Event> =>
+    eventually(`${s.ns}: Warning ${reason}`, async () =>
+      (await s.events()).find((e) => e.reason === reason && e.type === "Warning"),
+    );
+
+  void it("a policy whose route does not exist gets a RouteNotFound Warning naming it", async () => {
+    const s = await w.scenario(httpRoute, "stuck-missing", { createRoute: false });
+    s.writePolicy({ steps: [50, 100], interval: "1s" });
+    const ev = await warning(s, "RouteNotFound");
+    assert.match(ev.message ?? "", /HTTPRoute stuck-missing\/web not found; will retry when it changes/);
+    assert.equal(ev.involvedObject.name, "web");
+    assert.equal(ev.involvedObject.kind, "HTTPRoute");
+  });
+
+  void it("a route that no longer holds the pair gets a RouteInvalid Warning on that route, keyed by its UID", async () => {
+    const s = await w.scenario(httpRoute, "stuck-pair");
+    s.writePolicy({ steps: [50, 100], interval: "1h" });
+    await s.until("adopted", (st) => st.phase === "Steady");
+    await s.shipCanary("2");
+    await s.until("step 1", (st) => st.phase === "Progressing");
+    // Someone removes the canary's backendRef from the route.
+    await jsonPatch(w.c, "HTTPRoute", s.ns, s.route, [{ op: "remove", path: "/spec/rules/1/backendRefs/1" }]);
+    const ev = await warning(s, "RouteInvalid");
+    assert.match(ev.message ?? "", /no rule whose backendRefs include both/);
+    assert.equal(ev.involvedObject.uid, (await s.weightsObject()).metadata?.uid);
+  });
+
+  void it("a second policy on a managed route gets a PolicyConflict Warning naming the owner", async () => {
+    const s = await w.scenario(httpRoute, "stuck-owner");
+    s.writePolicy({ steps: [50, 100], interval: "1s" });
+    await s.until("adopted", (st) => st.phase === "Steady");
+    const second = s.policyYaml({ steps: [10, 100], interval: "1s" }).replace("name: web,", "name: zz-web,");
+    writeFileSync(path.join(w.policiesDir, `${s.ns}-second.yaml`), second);
+    const ev = await warning(s, "PolicyConflict");
+    assert.match(ev.message ?? "", new RegExp(`policy ${s.ns}/web already manages HTTPRoute ${s.ns}/web`));
+  });
+
+  void it("a route deleted mid-rollout and re-created: the rollout is interrupted and starts again, not taken as the baseline", async () => {
+    const s = await w.scenario(httpRoute, "stuck-deleted");
+    s.writePolicy({ steps: [50, 100], interval: "1h" });
+    await s.until("adopted", (st) => st.phase === "Steady");
+    await s.shipCanary("2");
+    const running = await s.until("step 1", (st) => st.phase === "Progressing");
+    const oldUid = (await s.weightsObject()).metadata?.uid;
+    const k = KINDS.HTTPRoute;
+    await w.c.custom.deleteNamespacedCustomObject({
+      group: k.group,
+      version: k.version,
+      namespace: s.ns,
+      plural: k.plural,
+      name: s.route,
+    });
+    await warning(s, "RouteNotFound");
+    // Re-created from its manifest: 100 % stable, no state.
+    await httpRoute.create(w.c, s.ns, s.route, s.stable, s.canary);
+    const again = await s.until(
+      "the interrupted revision rolled out again",
+      (st) => st.phase === "Progressing" && st.revision === running.revision,
+    );
+    assert.equal(again.stepIndex, 0, "from the first step");
+    const ev = await warning(s, "RolloutInterrupted");
+    assert.match(ev.message ?? "", /deleted during the rollout of web-v2 .* at step 1 \(50%\)/);
+    const newUid = (await s.weightsObject()).metadata?.uid;
+    assert.notEqual(newUid, oldUid);
+    assert.equal(ev.involvedObject.uid, newUid, "the Event is on the new object, not the deleted one");
+  });
+});

@@ -1,0 +1,150 @@
+/**
+ * One analysis scenario's data plane, for end-to-end tests and benchmarks:
+ * two prom-client backends (stable, canary) in a namespace, the Scenario's
+ * route, a test gateway that splits generated load between the backends by
+ * the route's current weights, and the load itself.
+ */
+import assert from "node:assert/strict";
+import type { ScrapeTarget } from "../controlplane/prometheus.ts";
+import { startBackend, type TestBackend } from "./backend.ts";
+import { eventually, type Cluster } from "./cluster.ts";
+import { LoadGenerator, TestGateway, type GatewayRouteKind } from "./gateway.ts";
+import type { RouteFamily } from "./routes.ts";
+import { Scenario } from "./scenario.ts";
+
+export interface RigDefaults {
+  steps: number[];
+  interval: string;
+  rps: number;
+  minRequests: number;
+  p99MaxMs: number;
+  errorRateMax: number;
+}
+
+export const RIG_DEFAULTS: RigDefaults = {
+  steps: [25, 50, 100],
+  interval: "3s",
+  rps: 25,
+  minRequests: 10,
+  p99MaxMs: 300,
+  errorRateMax: 0.05,
+};
+
+/** One scenario's data plane: its two backends, the gateway that splits load by the route's weights, the load. */
+export class Rig {
+  stable!: TestBackend;
+  canary!: TestBackend;
+  gateway!: TestGateway;
+  load!: LoadGenerator;
+  s!: Scenario;
+
+  constructor(
+    readonly fam: RouteFamily,
+    readonly ns: string,
+    readonly d: RigDefaults = RIG_DEFAULTS,
+  ) {}
+
+  async startBackends(): Promise<this> {
+    // Names as the Scenario's route names them (web-v1 stable, web-v2 canary).
+    [this.stable, this.canary] = await Promise.all([
+      startBackend("web-v1", this.ns),
+      startBackend("web-v2", this.ns),
+    ]);
+    return this;
+  }
+
+  targets(): ScrapeTarget[] {
+    return [this.stable, this.canary].map((b) => ({ job: "backends", url: b.metricsUrl }));
+  }
+
+  /** Given: namespace, Deployments, route at 100 % stable, the gateway following it and load flowing. */
+  async given(
+    c: Cluster,
+    policiesDir: string,
+    opts: { paused?: boolean; maxRequests?: number; maxDurationMs?: number } = {},
+  ): Promise<Scenario> {
+    this.s = new Scenario(c, this.fam, this.ns, policiesDir);
+    await this.s.given();
+    this.gateway = new TestGateway(c.kc, {
+      kind: this.fam.weightsKind as GatewayRouteKind,
+      namespace: this.ns,
+      name: this.fam.weightsObjectName(this.s.route),
+      stable: this.stable,
+      canary: this.canary,
+    });
+    await this.gateway.start();
+    await eventually(`${this.ns}: gateway sees the route`, () => this.gateway.weights());
+    this.load = new LoadGenerator(this.gateway, {
+      rps: this.d.rps,
+      maxRequests: opts.maxRequests ?? 6_000,
+      maxDurationMs: opts.maxDurationMs ?? 170_000,
+    });
+    if (opts.paused === true) this.load.pause();
+    this.load.start();
+    return this.s;
+  }
+
+  writePolicy(
+    promUrl: string,
+    opts: {
+      steps?: number[];
+      onErrorLimit?: number;
+      failureLimit?: number;
+      interval?: string;
+      p99MaxMs?: number;
+      /** More lines of spec (before analysis), and of the analysis block. */
+      spec?: string[];
+      analysis?: string[];
+    } = {},
+  ): void {
+    this.s.writePolicy({
+      steps: opts.steps ?? this.d.steps,
+      interval: opts.interval ?? this.d.interval,
+      extra: [
+        ...(opts.spec ?? []),
+        "  analysis:",
+        `    prometheus: { url: "${promUrl}", timeout: 2s }`,
+        "    provider: app",
+        `    minRequests: ${this.d.minRequests}`,
+        "    checks:",
+        `      - { name: p99-latency, template: latency-p99, max: ${opts.p99MaxMs ?? this.d.p99MaxMs} }`,
+        `      - { name: error-rate, template: error-rate, max: ${this.d.errorRateMax} }`,
+        `    failureLimit: ${opts.failureLimit ?? 1}`,
+        `    onError: { action: hold, limit: ${opts.onErrorLimit ?? 5} }`,
+        ...(opts.analysis ?? []),
+      ].join("\n"),
+    });
+  }
+
+  /** Canary shares (percent) the gateway routed by, in order. */
+  shares(): number[] {
+    return this.gateway.seen.map((w) => Math.round((w.canary / Math.max(1, w.stable + w.canary)) * 100));
+  }
+
+  /** Then: the gateway sends nothing more to `idle` while `busy` keeps getting traffic. */
+  async assertNoTrafficTo(idle: TestBackend, busy: TestBackend): Promise<void> {
+    const idleName = idle === this.canary ? "canary" : "stable";
+    await eventually(`${this.ns}: gateway routes by the final weights`, () => {
+      const w = this.gateway.weights();
+      return w !== undefined && w[idleName] === 0;
+    });
+    const idleBefore = this.gateway.sentTo(idle);
+    const busyBefore = this.gateway.sentTo(busy);
+    await eventually(
+      `${this.ns}: ${this.d.rps} more requests to ${busy.service}`,
+      () => this.gateway.sentTo(busy) >= busyBefore + this.d.rps,
+    );
+    assert.equal(this.gateway.sentTo(idle), idleBefore, `no request reaches ${idle.service} any more`);
+  }
+
+  close(): void {
+    this.load?.stop();
+    this.gateway?.stop();
+    this.s?.close();
+  }
+
+  async stop(): Promise<void> {
+    this.close();
+    await Promise.all([this.stable?.stop(), this.canary?.stop()]);
+  }
+}
