@@ -39,8 +39,10 @@ import { Scenario } from "../support/scenario.ts";
 
 const STEPS = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
 const PER_FAMILY = 8;
-/** At least this many aborts: the held rollouts (2 per family). */
-const ABORTS = 8;
+/** Rollouts per family held at their first step (a 10-minute interval): more than the chaos can abort. */
+const HELD_PER_FAMILY = 3;
+/** At least this many aborts: every held rollout is aborted, by the chaos or at its end. */
+const ABORTS = HELD_PER_FAMILY * 4;
 const ABORT_MARGIN_STEPS = 3;
 const FLEET = "chaos";
 const LEASE_NS = "rolloutd-system";
@@ -151,7 +153,7 @@ void describe("a fleet of three replicas under SIGKILL, SIGSTOP and a rolling up
           await fam.create(c, s.ns, s.route, s.stable, s.canary);
           const rec = new WeightsRecorder(c, fam, s.ns, fam.weightsObjectName(s.route));
           await rec.start();
-          const long = i < 2;
+          const long = i < HELD_PER_FAMILY;
           s.writePolicy({ steps: STEPS, interval: long ? "10m" : "1s" });
           return { s, rec, started: false, long };
         })),
@@ -195,16 +197,27 @@ void describe("a fleet of three replicas under SIGKILL, SIGSTOP and a rolling up
         30_000,
       );
 
-      // When: canaries ship over the first 20 s; chaos runs for about 45 s.
+      // When: the held rollouts start first (an abort always has a candidate), the others ship over the
+      // first 20 s; chaos runs for about 45 s.
+      const held = rollouts.filter((r) => r.long);
+      await Promise.all(
+        held.map(async (r) => {
+          await r.s.shipCanary("2");
+          await r.rec.waitFor((o) => o.state?.phase === "Progressing");
+          r.started = true;
+        }),
+      );
       const shipAt = new Map<Rollout, number>();
       for (const r of shuffle(rollouts, rng)) shipAt.set(r, rng() * 20_000);
       const chaosStart = Date.now();
       const shipping = Promise.all(
-        rollouts.map(async (r) => {
-          await sleep(chaosStart + shipAt.get(r)! - Date.now());
-          await r.s.shipCanary("2");
-          r.started = true;
-        }),
+        rollouts
+          .filter((r) => !r.long)
+          .map(async (r) => {
+            await sleep(chaosStart + shipAt.get(r)! - Date.now());
+            await r.s.shipCanary("2");
+            r.started = true;
+          }),
       );
 
       const kills: Array<{ at: number; identity: string; shards: number[] }> = [];
