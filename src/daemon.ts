@@ -167,6 +167,13 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
             ok: false,
             detail: `API server not ready for ${Math.round((now - down.since) / 1000)} s: ${down.detail}`,
           };
+        // Without Leases this replica holds no shard, so nothing it watches would be written.
+        const leases = fleet.trouble();
+        if (leases && leases.forMs >= graceMs)
+          return {
+            ok: false,
+            detail: `cannot read the fleet's Leases in ${fleetNamespace} for ${Math.round(leases.forMs / 1000)} s: ${leases.error}`,
+          };
         const blind = cache.blind(now, graceMs);
         if (blind.length)
           return {

@@ -92,7 +92,8 @@ export class Fleet {
   private expiry: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
-  private listFailing = false;
+  /** Since when (monotonic ms) the Leases cannot be read, and why; undefined while they can. */
+  private failing: { since: number; error: string } | undefined;
   private readonly shardNames: string[];
   private readonly memberNames: string[];
 
@@ -121,6 +122,13 @@ export class Fleet {
   /** The shards held at the last tick (what onChange last said). */
   ownedShards(): ReadonlySet<number> {
     return this.owned;
+  }
+
+  /** Why the Leases cannot be read, and for how long (ms), while they cannot. */
+  trouble(): { forMs: number; error: string } | undefined {
+    return this.failing
+      ? { forMs: this.d.monotonic() - this.failing.since, error: this.failing.error }
+      : undefined;
   }
 
   /** Live replicas as last counted (members whose slot is held and fresh). */
@@ -187,15 +195,19 @@ export class Fleet {
     let leases: ObservedLease[];
     try {
       leases = await this.bounded(this.d.api.list());
-      if (this.listFailing) this.d.log.info("fleet: Leases can be read again");
-      this.listFailing = false;
+      if (this.failing) this.d.log.info("fleet: Leases can be read again");
+      this.failing = undefined;
     } catch (err) {
-      if (!this.listFailing)
-        this.d.log.warn(
+      if (!this.failing) {
+        const forbidden = err instanceof KubeApiError && err.status === 403;
+        this.d.log[forbidden ? "error" : "warn"](
           { err: message(err) },
-          "fleet: cannot read Leases; shards are held only until their renew deadline",
+          forbidden
+            ? "fleet: not allowed to list Leases; this replica manages nothing until it may (RBAC: get, list, watch, create, update on leases in its own namespace)"
+            : "fleet: cannot read Leases; shards are held only until their renew deadline",
         );
-      this.listFailing = true;
+        this.failing = { since: this.d.monotonic(), error: message(err) };
+      }
       this.dropExpired(this.d.monotonic());
       this.emit();
       return;

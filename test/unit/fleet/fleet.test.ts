@@ -303,6 +303,24 @@ void describe("fleet: Lease election and sharding", () => {
     assert.equal(b.held().length, 8);
   });
 
+  void it("says when and why the Leases cannot be read (for /readyz), and when they can again", async () => {
+    const store = new MemoryLeases();
+    const clock = { t: 0 };
+    const a = replica(store, "a", clock);
+    await a.fleet.tick();
+    assert.equal(a.fleet.trouble(), undefined);
+    store.down = true;
+    clock.t = 2_000;
+    await a.fleet.tick();
+    clock.t = 5_000;
+    await a.fleet.tick();
+    assert.deepEqual(a.fleet.trouble(), { forMs: 3_000, error: "down" });
+    store.down = false;
+    await a.fleet.tick();
+    assert.equal(a.fleet.trouble(), undefined);
+    assert.equal(a.held().length, 8, "taken back: the records still name it");
+  });
+
   void it("refuses timings client-go would refuse", () => {
     const bad = (o: Partial<FleetOptions>) =>
       assert.throws(() => replica(new MemoryLeases(), "a", { t: 0 }, o), FleetError);
