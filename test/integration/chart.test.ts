@@ -43,6 +43,15 @@ const PACKAGE = JSON.parse(readFileSync(new URL("../../package.json", import.met
 };
 
 /** What the daemon uses (src/kube: informer lists/watches, writer patches, events create/patch), and nothing else. */
+/** The fleet's Leases, in the release's namespace only. */
+const LEASE_RULES: V1PolicyRule[] = [
+  {
+    apiGroups: ["coordination.k8s.io"],
+    resources: ["leases"],
+    verbs: ["get", "list", "watch", "create", "update"],
+  },
+];
+
 const EXPECTED_RULES: V1PolicyRule[] = [
   {
     apiGroups: ["appmesh.k8s.aws"],
@@ -191,19 +200,30 @@ void describe("Helm chart charts/rolloutd", () => {
     }
   });
 
-  void it("renders with default values: one Recreate replica, hardened Pod, probes, policies mounted, a ClusterRole with exactly the daemon's rules", async () => {
+  void it("renders with default values: two replicas rolling one at a time, a PDB, Lease RBAC in its own namespace only, hardened Pod, probes, policies mounted, a ClusterRole with exactly the daemon's rules", async () => {
     const objs = await render();
     assert.deepEqual(kinds(objs).sort(), [
       "ClusterRole//rolloutd",
       "ClusterRoleBinding//rolloutd",
       "ConfigMap/rolloutd-system/rolloutd-policies",
       "Deployment/rolloutd-system/rolloutd",
+      "PodDisruptionBudget/rolloutd-system/rolloutd",
+      "Role/rolloutd-system/rolloutd-leases",
+      "RoleBinding/rolloutd-system/rolloutd-leases",
       "Service/rolloutd-system/rolloutd-metrics",
       "ServiceAccount/rolloutd-system/rolloutd",
     ]);
     const d = only(objs, "Deployment");
-    assert.equal(d.spec.replicas, 1);
-    assert.deepEqual(d.spec.strategy, { type: "Recreate" });
+    assert.equal(d.spec.replicas, 2);
+    assert.deepEqual(d.spec.strategy, {
+      type: "RollingUpdate",
+      rollingUpdate: { maxSurge: 1, maxUnavailable: 0 },
+    });
+    assert.equal(only(objs, "PodDisruptionBudget").spec.maxUnavailable, 1);
+    assert.deepEqual(only(objs, "Role").rules, LEASE_RULES);
+    assert.deepEqual(only(objs, "RoleBinding").subjects, [
+      { kind: "ServiceAccount", name: "rolloutd", namespace: "rolloutd-system" },
+    ]);
     const pod = d.spec.template.spec;
     assert.equal(pod.serviceAccountName, "rolloutd");
     assert.equal(pod.securityContext.runAsNonRoot, true);
@@ -224,6 +244,14 @@ void describe("Helm chart charts/rolloutd", () => {
     const args = ctr.args as string[];
     assert.ok(args.includes("--policies=/etc/rolloutd/policies"));
     assert.ok(args.includes("--metrics-port=8080"));
+    assert.ok(args.includes("--fleet=rolloutd") && args.includes("--shards=8"), args.join(" "));
+    assert.deepEqual(
+      (ctr.env as Json[]).filter((e) => e.valueFrom).map((e) => [e.name, e.valueFrom.fieldRef.fieldPath]),
+      [
+        ["POD_NAME", "metadata.name"],
+        ["POD_NAMESPACE", "metadata.namespace"],
+      ],
+    );
     assert.ok(!args.some((a) => a.startsWith("--namespaces")), "cluster scope watches everywhere");
     const mount = (ctr.volumeMounts as Json[]).find((m) => m.mountPath === "/etc/rolloutd/policies");
     const vol = (pod.volumes as Json[]).find((v) => v.name === mount?.name);
@@ -247,15 +275,25 @@ void describe("Helm chart charts/rolloutd", () => {
     const objs = await render({ rbac: { scope: "namespaced", namespaces: ["team-a", "team-b"] } });
     assert.ok(!objs.some((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding"));
     for (const ns of ["team-a", "team-b"]) {
-      const role = objs.find((o) => o.kind === "Role" && o.metadata?.namespace === ns) as Json;
+      const role = objs.find(
+        (o) => o.kind === "Role" && o.metadata?.namespace === ns && o.metadata.name === "rolloutd",
+      ) as Json;
       assert.deepEqual(role.rules, EXPECTED_RULES);
-      const rb = objs.find((o) => o.kind === "RoleBinding" && o.metadata?.namespace === ns) as Json;
+      const rb = objs.find(
+        (o) => o.kind === "RoleBinding" && o.metadata?.namespace === ns && o.metadata.name === "rolloutd",
+      ) as Json;
       assert.deepEqual(rb.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "rolloutd" });
       assert.deepEqual(rb.subjects, [
         { kind: "ServiceAccount", name: "rolloutd", namespace: "rolloutd-system" },
       ]);
     }
-    assert.equal(objs.filter((o) => o.kind === "Role").length, 2);
+    assert.deepEqual(
+      objs
+        .filter((o) => o.kind === "Role")
+        .map((o) => `${o.metadata?.namespace}/${o.metadata?.name}`)
+        .sort(),
+      ["rolloutd-system/rolloutd-leases", "team-a/rolloutd", "team-b/rolloutd"],
+    );
     const args = only(objs, "Deployment").spec.template.spec.containers[0].args as string[];
     assert.ok(args.includes("--namespaces=team-a,team-b"), args.join(" "));
   });
@@ -323,7 +361,8 @@ void describe("Helm chart charts/rolloutd", () => {
   void it("a wrong value fails at template time with a schema error that names it", async () => {
     const cases: Array<[string[], RegExp]> = [
       [["--set", "replicas=two"], /\/replicas.*got string, want integer/],
-      [["--set", "replicas=2"], /\/replicas.*maximum/],
+      [["--set", "replicas=65"], /\/replicas.*maximum/],
+      [["--set", "fleet.shards=0"], /\/fleet\/shards.*minimum/],
       [["--set", "rbac.scope=galaxy"], /\/rbac\/scope.*value must be one of 'cluster', 'namespaced'/],
       [["--set", "rbac.scope=namespaced"], /\/rbac\/namespaces.*minItems/],
       [
@@ -441,6 +480,16 @@ void describe("Helm chart charts/rolloutd", () => {
         ["create", "", "pods"],
       ] as const)
         assert.ok(!(await canI(sa.kc, verb, group, resource, "chart-http")), `may not ${verb} ${resource}`);
+      for (const verb of ["get", "list", "watch", "create", "update"])
+        assert.ok(
+          await canI(sa.kc, verb, "coordination.k8s.io", "leases", ns),
+          `may ${verb} leases in ${ns}`,
+        );
+      assert.ok(!(await canI(sa.kc, "delete", "coordination.k8s.io", "leases", ns)), "may not delete leases");
+      assert.ok(
+        !(await canI(sa.kc, "create", "coordination.k8s.io", "leases", "chart-http")),
+        "no Leases outside its own namespace",
+      );
 
       const daemon = await startDaemon({
         kubeconfig: sa.file,
