@@ -23,6 +23,7 @@ import {
 } from "@kubernetes/client-node";
 import { parse, parseAllDocuments } from "yaml";
 import type { KObject } from "../../src/kube/kinds.ts";
+import { parseNotifyConfig } from "../../src/notify/config.ts";
 import { Metrics } from "../../src/server/metrics.ts";
 import { kubeconfig } from "../controlplane/controlplane.ts";
 import { ensureHelm, pinnedVersions, runHelm, type HelmResult } from "../helm/build.ts";
@@ -318,6 +319,50 @@ void describe("Helm chart charts/rolloutd", () => {
     const pod = only(objs, "Deployment").spec.template.spec;
     assert.equal((pod.volumes as Json[]).find((v) => v.configMap)?.configMap.name, "my-policies");
     assert.equal(pod.containers[0].image, "registry.example.com/rolloutd:0.2.0-rc.1");
+  });
+
+  void it("notifications: the notify values become the daemon's --notify-config file, secrets mounted from a Secret", async () => {
+    const notify = {
+      channels: [
+        {
+          name: "ops",
+          type: "slack",
+          urlFile: "/etc/rolloutd/secrets/slack-url",
+          on: ["rolledBack", "aborted"],
+        },
+        {
+          name: "audit",
+          type: "webhook",
+          url: "https://audit.example.com/rolloutd",
+          secretFile: "/etc/rolloutd/secrets/hmac",
+        },
+      ],
+      stuckAfter: "2m",
+    };
+    const objs = await render({ notify, notifySecret: "rolloutd-notify-secrets" });
+    const cm = only(objs, "ConfigMap", "rolloutd-notify");
+    // The daemon's own parser accepts the rendered file.
+    const parsed = parseNotifyConfig("notify.yaml", cm.data["notify.yaml"] as string);
+    assert.deepEqual(
+      parsed.channels.map((c) => c.name),
+      ["ops", "audit"],
+    );
+    const pod = only(objs, "Deployment").spec.template.spec;
+    const c0 = pod.containers[0];
+    assert.ok((c0.args as string[]).includes("--notify-config=/etc/rolloutd/notify/notify.yaml"));
+    const mounts = Object.fromEntries((c0.volumeMounts as Json[]).map((m) => [m.name, m.mountPath]));
+    assert.equal(mounts.notify, "/etc/rolloutd/notify");
+    assert.equal(mounts["notify-secrets"], "/etc/rolloutd/secrets");
+    const secretVol = (pod.volumes as Json[]).find((v) => v.name === "notify-secrets");
+    assert.equal(secretVol?.secret.secretName, "rolloutd-notify-secrets");
+    // Without notify values: no flag, no ConfigMap.
+    const plain = await render({});
+    assert.ok(!plain.some((o) => o.kind === "ConfigMap" && o.metadata?.name === "rolloutd-notify"));
+    assert.ok(
+      !(only(plain, "Deployment").spec.template.spec.containers[0].args as string[]).some((a) =>
+        a.startsWith("--notify-config"),
+      ),
+    );
   });
 
   void it("the Grafana dashboard shows rollouts by phase, canary weight, check values, aborts/rollbacks/promotions, from metrics the daemon exports", async () => {
