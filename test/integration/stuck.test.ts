@@ -14,6 +14,7 @@ import { table } from "../../src/cli/status.ts";
 import { KINDS } from "../../src/kube/kinds.ts";
 import { eventually, jsonPatch } from "../support/cluster.ts";
 import { httpRoute } from "../support/routes.ts";
+import type { RolloutState } from "../../src/contract.ts";
 import type { Scenario } from "../support/scenario.ts";
 import { startWorld, type World } from "../support/world.ts";
 
@@ -105,5 +106,34 @@ void describe("stuck states explain themselves", { concurrency: true }, () => {
     const newUid = (await s.weightsObject()).metadata?.uid;
     assert.notEqual(newUid, oldUid);
     assert.equal(ev.involvedObject.uid, newUid, "the Event is on the new object, not the deleted one");
+  });
+
+  const whyLine = (s: Scenario, st: RolloutState): string =>
+    table([{ namespace: s.ns, route: "httproute/web", state: st }], Date.now(), false).split("\n")[1]!;
+
+  void it("parents that do not accept a step: RouteNotAccepted names the parent, status says so", async () => {
+    const s = await w.scenario(httpRoute, "stuck-accept");
+    w.gateway.holdNamespaces.add(s.ns);
+    s.writePolicy({ steps: [50, 100], interval: "1s", extra: "  routeReadyTimeout: 1s" });
+    await s.until("adopted", (st) => st.phase === "Steady");
+    await s.shipCanary("2");
+    const ev = await warning(s, "RouteNotAccepted");
+    assert.match(ev.message ?? "", /not accepted by every parent: Gateway stuck-accept\/gw/);
+    const st = await s.until("state says why", (x) => x.acceptWarned === true);
+    assert.match(whyLine(s, st), /not accepted by every parent/);
+    w.gateway.holdNamespaces.delete(s.ns);
+  });
+
+  void it("weights changed by another writer: WeightsDrifted, paused, status says who changed what", async () => {
+    const s = await w.scenario(httpRoute, "stuck-drift");
+    s.writePolicy({ steps: [50, 100], interval: "1h" });
+    await s.until("adopted", (st) => st.phase === "Steady");
+    await s.shipCanary("2");
+    await s.until("step 1", (st) => st.phase === "Progressing" && st.stepStartedAt !== undefined);
+    await httpRoute.foreignWeights(w.c, s.ns, s.route, 70, 30);
+    const ev = await warning(s, "WeightsDrifted");
+    assert.match(ev.message ?? "", /weights changed by another writer/);
+    const st = await s.until("paused by drift", (x) => x.phase === "Paused" && x.pausedBy === "drift");
+    assert.match(whyLine(s, st), /Paused\(drift\).*weights changed by another writer/);
   });
 });
