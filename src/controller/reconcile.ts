@@ -15,23 +15,21 @@ import type { Logger } from "pino";
 import type { AnalysisGate } from "../analysis/types.ts";
 import type { Clock } from "../clock.ts";
 import {
-  ANNOTATIONS,
   atRest,
   decodeState,
   encodeState,
   readControls,
   StateDecodeError,
+  type Controls,
   type RolloutState,
 } from "../contract.ts";
 import type { CacheFreshness } from "../kube/cache.ts";
-import { KubeApiError } from "../kube/errors.ts";
 import { apiVersionOf, KINDS, type KindName, type KObject, type ObjectRef } from "../kube/kinds.ts";
 import type { ReconcileResult } from "../kube/workqueue.ts";
 import { derive, stepKey, type Facts } from "../machine/derive.ts";
-import { cadenceOf, DEFAULT_HOLD_LIMIT } from "../policy/types.ts";
 import { decide, type Effect, type Settings } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
-import type { RolloutPolicy } from "../policy/types.ts";
+import { cadenceOf, DEFAULT_HOLD_LIMIT, type RolloutPolicy } from "../policy/types.ts";
 import { needsAcceptance, type RouterRegistry } from "../routers/index.ts";
 import { RouteError, type PairWeight, type RouteView, type TrafficRouter } from "../routers/types.ts";
 import type { Metrics } from "../server/metrics.ts";
@@ -39,6 +37,8 @@ import type { AnalysisJobs } from "./jobs.ts";
 import { rolledOut, templateRevision } from "./observe.ts";
 import type { PolicyRecord, PolicyRegistry } from "./registry.ts";
 import type { EventTarget, Reporter } from "./report.ts";
+import { TokenBucket } from "./budget.ts";
+import { StateWriter } from "./write.ts";
 
 export interface ObjectSource {
   get(kind: KindName, namespace: string, name: string): KObject | undefined;
@@ -76,28 +76,6 @@ const REJECTED_RETRY_MS = 30_000;
 const MAX_IN_STEP_IN_FLIGHT = 64;
 const IN_STEP_PER_SECOND = 50;
 
-/** Tokens refill continuously up to `burst`; take() spends one if there is one. */
-class TokenBucket {
-  private tokens: number;
-  private last: number | undefined;
-  constructor(
-    private readonly perSecond: number,
-    private readonly burst: number,
-  ) {
-    this.tokens = burst;
-  }
-  take(now: number): boolean {
-    if (this.last !== undefined)
-      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
-    this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
-/** A compacted state keeps this much of the message. */
-const COMPACT_MESSAGE_CHARS = 300;
-
 export function settingsOf(p: RolloutPolicy): Settings {
   return {
     steps: p.steps,
@@ -118,8 +96,11 @@ function currentStep(s: RolloutState | undefined): string | undefined {
 
 export class Reconciler {
   private readonly inStepBudget = new TokenBucket(IN_STEP_PER_SECOND, IN_STEP_PER_SECOND);
+  private readonly writer: StateWriter;
 
-  constructor(private readonly d: ReconcileDeps) {}
+  constructor(private readonly d: ReconcileDeps) {
+    this.writer = new StateWriter(d);
+  }
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
     const record = this.d.registry.get(key);
@@ -166,7 +147,7 @@ export class Reconciler {
       const reason = err.missing ? "RouteNotFound" : "RouteInvalid";
       const message = `${err.message}${record.interrupted ? ` (a rollout was in flight at step ${record.interrupted.state.stepIndex + 1})` : ""}; will retry when it changes`;
       reporter.problem(record, "warn", message, {}, { reason, target: this.named(policy) });
-      await this.recordStuck(policy, reason, err.message);
+      await this.writer.recordStuck(policy, reason, err.message);
       return { requeueAfterMs: MISSING_RETRY_MS };
     }
     this.d.registry.setRead(key, view.dependsOn);
@@ -196,50 +177,7 @@ export class Reconciler {
     const observed = this.deployments(policy);
     const controls = readControls(view.target);
 
-    if (!state) {
-      const interrupted = record.interrupted?.state;
-      const roles = interrupted ?? { stable: policy.stable, canary: policy.canary };
-      const baseline = { ...observed.revisions };
-      // A rollout cut short by the route's deletion: the revision it was testing is not taken as proven. Its
-      // canary gets no baseline, so the revision it runs now starts a rollout from the first step.
-      if (interrupted) delete baseline[interrupted.canary];
-      const fresh: RolloutState = {
-        ...initialState({ stable: roles.stable, canary: roles.canary, baseline, now }),
-        policy: key,
-        // One-shot controls already on the route when we adopt it are history, not requests.
-        tokens: {
-          start: controls.start,
-          retry: controls.retry,
-          resume: controls.resume,
-          promote: controls.promote,
-        },
-      };
-      // Adoption writes rolloutd's own record and nothing else: traffic moves only with a rollout.
-      await router.write(view, undefined, encodeState(fresh));
-      const announced: Effect[] = [
-        {
-          type: "record",
-          severity: "Normal",
-          reason: "Adopted",
-          message: `rolloutd manages ${policy.stable}/${policy.canary} weights of this route (policy ${key})`,
-        },
-      ];
-      if (interrupted) {
-        announced.push({
-          type: "record",
-          severity: "Warning",
-          reason: "RolloutInterrupted",
-          message:
-            `the route was deleted during the rollout of ${interrupted.canary} ${interrupted.revision ?? ""} at step ` +
-            `${interrupted.stepIndex + 1} (${interrupted.canaryWeight}%); it is back, and that revision is rolled out again from the first step ` +
-            "rather than taken as the baseline",
-        });
-      }
-      record.interrupted = undefined;
-      record.last = fresh;
-      reporter.decided(record, view.target, fresh, announced, log);
-      return interrupted ? { requeueAfterMs: 0 } : undefined;
-    }
+    if (!state) return this.adopt(record, router, view, observed.revisions, controls, now, log);
 
     const facts: Facts = {
       controls,
@@ -315,7 +253,7 @@ export class Reconciler {
     }
     // Cancel before writing: nothing the old step's queries say can matter any more.
     this.d.jobs.retain(key, currentStep(next));
-    const written = await this.write(record, router, view, pair, next, log);
+    const written = await this.writer.write(policy, router, view, pair, next, log);
     if (event.type === "ANALYSIS") {
       reporter.analysis(key, event.report);
       if (resultAt !== undefined) {
@@ -333,6 +271,66 @@ export class Reconciler {
   }
 
   /**
+   * A route rolloutd has no record on yet: write its record and nothing else
+   * (traffic moves only with a rollout). A route that was deleted mid-rollout
+   * and is back does not take the revision under test as its baseline.
+   */
+  private async adopt(
+    record: PolicyRecord,
+    router: TrafficRouter,
+    view: RouteView,
+    revisions: Record<string, string>,
+    controls: Controls,
+    now: number,
+    log: Logger,
+  ): Promise<ReconcileResult | void> {
+    const policy = record.policy;
+    const key = policy.key;
+    const interrupted = record.interrupted?.state;
+    const roles = interrupted ?? { stable: policy.stable, canary: policy.canary };
+    const baseline = { ...revisions };
+    // A rollout cut short by the route's deletion: the revision it was testing is not taken as proven. Its
+    // canary gets no baseline, so the revision it runs now starts a rollout from the first step.
+    if (interrupted) delete baseline[interrupted.canary];
+    const fresh: RolloutState = {
+      ...initialState({ stable: roles.stable, canary: roles.canary, baseline, now }),
+      policy: key,
+      // One-shot controls already on the route when we adopt it are history, not requests.
+      tokens: {
+        start: controls.start,
+        retry: controls.retry,
+        resume: controls.resume,
+        promote: controls.promote,
+      },
+    };
+    // Adoption writes rolloutd's own record and nothing else: traffic moves only with a rollout.
+    await router.write(view, undefined, encodeState(fresh));
+    const announced: Effect[] = [
+      {
+        type: "record",
+        severity: "Normal",
+        reason: "Adopted",
+        message: `rolloutd manages ${policy.stable}/${policy.canary} weights of this route (policy ${key})`,
+      },
+    ];
+    if (interrupted) {
+      announced.push({
+        type: "record",
+        severity: "Warning",
+        reason: "RolloutInterrupted",
+        message:
+          `the route was deleted during the rollout of ${interrupted.canary} ${interrupted.revision ?? ""} at step ` +
+          `${interrupted.stepIndex + 1} (${interrupted.canaryWeight}%); it is back, and that revision is rolled out again from the first step ` +
+          "rather than taken as the baseline",
+      });
+    }
+    record.interrupted = undefined;
+    record.last = fresh;
+    this.d.reporter.decided(record, view.target, fresh, announced, log);
+    return interrupted ? { requeueAfterMs: 0 } : undefined;
+  }
+
+  /**
    * When the next in-step evaluation of the current step is due. The cadence
    * lives in memory only: persisting it would cost a write per evaluation,
    * and after a restart evaluating at once is what we want anyway.
@@ -346,33 +344,6 @@ export class Reconciler {
     }
     if (record.early?.step !== step) record.early = { step, at: s.stepStartedAt + cadence };
     return { nextEarlyAt: record.early.at };
-  }
-
-  /**
-   * When the object the policy names holds rolloutd's state but cannot be
-   * used (the pair is gone from it, say), the state says why and since when,
-   * so `rolloutd status` and `explain` show it, not a step that no longer
-   * moves. Written once per reason; an object without our state is left alone.
-   */
-  private async recordStuck(p: RolloutPolicy, reason: string, message: string): Promise<void> {
-    const obj = this.d.objects.get(p.target.kind, p.namespace, p.target.name);
-    const raw = obj?.metadata?.annotations?.[ANNOTATIONS.state];
-    if (!obj || raw === undefined) return;
-    let state: RolloutState;
-    try {
-      state = decodeState(raw);
-    } catch {
-      return;
-    }
-    if (state.stuck?.reason === reason && state.stuck.message === message) return;
-    const now = this.d.clock.now();
-    const since = state.stuck?.reason === reason ? state.stuck.since : now;
-    const next: RolloutState = { ...state, stuck: { reason, message, since }, updatedAt: now };
-    await this.d.routers.writeStateOnly(
-      { kind: p.target.kind, namespace: p.namespace, name: p.target.name },
-      obj,
-      encodeState(next),
-    );
   }
 
   /** The object the policy names, for an Event about it: with its UID when it exists, so Events follow that object. */
@@ -458,56 +429,6 @@ export class Reconciler {
       log.debug({ verdict: report.verdict, ms: Math.round(performance.now() - started) }, "analysis done");
       return report;
     });
-  }
-
-  /**
-   * The guarded write. A 422 means the object as patched would be invalid;
-   * the likeliest cause is the 256 KiB annotation budget, filled by someone
-   * else's annotations. The state is then written compacted, and if even that
-   * is refused, the weights alone: traffic on stable is the promise, the
-   * record is the courtesy.
-   */
-  private async write(
-    record: PolicyRecord,
-    router: TrafficRouter,
-    view: RouteView,
-    pair: PairWeight[] | undefined,
-    next: RolloutState,
-    log: Logger,
-  ): Promise<"whole" | "compact" | "weightsOnly"> {
-    try {
-      await router.write(view, pair, encodeState(next));
-      return "whole";
-    } catch (err) {
-      if (!(err instanceof KubeApiError && err.isInvalid)) throw err;
-      log.warn({ err: err.message }, "state write refused as invalid; retrying with a compact state");
-    }
-    const compact: RolloutState = {
-      ...next,
-      lastAnalysis: undefined,
-      message: [...next.message].slice(0, COMPACT_MESSAGE_CHARS).join(""),
-      ...(next.abort
-        ? { abort: { at: next.abort.at, reason: [...next.abort.reason].slice(0, 200).join("") } }
-        : {}),
-    };
-    try {
-      await router.write(view, pair, encodeState(compact));
-      return "compact";
-    } catch (err) {
-      if (!(err instanceof KubeApiError && err.isInvalid) || !pair) throw err;
-      await router.write(view, pair, undefined);
-      this.d.metrics.stateWriteRejected.inc({ policy: record.policy.key });
-      this.d.reporter.warning(
-        record.policy,
-        view.target,
-        "StateNotRecorded",
-        `weights set (${pair.map((w) => `${w.backend}=${w.weight}`).join(" ")}) but the API server refused rolloutd's ` +
-          `state annotation: ${err.message}. The object's annotations are likely near the 256 KiB limit; ` +
-          "remove large annotations so the rollout can be recorded",
-        log,
-      );
-      return "weightsOnly";
-    }
   }
 }
 
