@@ -12,6 +12,7 @@ import { checkReachable, loadKubeConfig, makeClients } from "./kube/client.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
 import { ApiHealth, apiServerReadyz } from "./kube/health.ts";
 import { KubeWriter } from "./kube/writer.ts";
+import { discoveryGet } from "./kube/discovery.ts";
 import { loadNotifyConfig } from "./notify/config.ts";
 import { NotificationDispatcher } from "./notify/dispatcher.ts";
 import { NotifyListener } from "./notify/listener.ts";
@@ -58,8 +59,8 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   const metrics = new Metrics();
   const namespaces = opts.namespaces?.length ? opts.namespaces : undefined;
   if (namespaces) log.info({ namespaces }, "limited to namespaces: watching and writing only in these");
-  const cache = new ClusterCache(clients, log, { namespaces });
-  const routers = new RouterRegistry(cache, new KubeWriter(clients));
+  const cache = new ClusterCache(clients, log, { namespaces, discovery: discoveryGet(kc) });
+  const routers = new RouterRegistry(cache, new KubeWriter(clients, (kind) => cache.served(kind)));
   const notifyConfig = opts.notifyConfig ? await loadNotifyConfig(opts.notifyConfig) : { channels: [] };
   const channels = notifyConfig.channels;
   if (channels.length)

@@ -112,7 +112,7 @@ export async function collectStatus(o: GlobalOptions & { allNamespaces?: boolean
   const api = kc.makeApiClient(CustomObjectsApi);
   const rows: StatusRow[] = [];
   for (const kind of ROUTE_KINDS) {
-    const k = kindInfo(kind);
+    const k = await kindInfo(kc, kind);
     let items: KObject[];
     try {
       const list = (

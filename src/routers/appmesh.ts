@@ -1,9 +1,12 @@
 /**
- * App Mesh (appmesh.k8s.aws/v1beta2), in the two shapes users have:
+ * App Mesh (appmesh.k8s.aws, whichever version the cluster serves: AWS's
+ * v1beta2, or the design document's v1beta1; see kube/discovery.ts), in the
+ * two shapes users have:
  *
  * - the weighted GatewayRoute of the user's design document (NOT in AWS's
  *   CRD, which requires action.target and prunes weightedTargets):
- *   spec.{http,http2,grpc}Route.action.weightedTargets[].targetRef.virtualServiceRef + weight;
+ *   spec.{http,http2,grpc}Route.action.weightedTargets[].targetRef.virtualServiceRef
+ *   with `weight` inside targetRef, as the document writes it, or beside it;
  * - App Mesh as AWS ships it: a GatewayRoute has one target and no weights, so
  *   we follow action.target.virtualService.virtualServiceRef → the
  *   VirtualService's spec.provider.virtualRouter.virtualRouterRef → the
@@ -41,7 +44,37 @@ interface Lists {
   lists: Array<{ path: string; items: unknown[] }>;
   /** The ref of one item ({name, namespace}), or undefined when it has none (an ARN). */
   refOf: (item: Record<string, unknown>) => Record<string, unknown> | undefined;
+  /** Where in one item its weight lives, relative to the item ("weight", or the document's "targetRef/weight"). */
+  weightField?: (item: Record<string, unknown>, where: string) => string;
   deps: ObjectRef[];
+}
+
+/**
+ * The design document puts `weight` inside `targetRef`, next to
+ * virtualServiceRef; rolloutd's earlier form has it beside targetRef. Either
+ * is read and stepped where it is; a field that is absent in both places is
+ * added beside (the form of AWS's weightedTargets). Both at once is
+ * ambiguous: rolloutd says so instead of guessing which one the mesh reads.
+ */
+function gatewayRouteWeightField(src: { what: string; deps: ObjectRef[] }) {
+  return (item: Record<string, unknown>, where: string): string => {
+    const inside = asRecord(item.targetRef)?.weight !== undefined;
+    const beside = item.weight !== undefined;
+    if (inside && beside) {
+      throw new RouteError(
+        `${src.what} ${where} has a weight both beside and inside targetRef; ` +
+          "rolloutd cannot tell which one the mesh reads: keep one",
+        undefined,
+        src.deps,
+      );
+    }
+    return inside ? "targetRef/weight" : "weight";
+  };
+}
+
+/** An entry's weight wherever it is; an entry without one carries no traffic. */
+function appMeshWeight(item: Record<string, unknown>): number {
+  return asNumber(item.weight, asNumber(asRecord(item.targetRef)?.weight, 0));
 }
 
 /** Every weight field of the pair, in each weightedTargets list holding both backends. */
@@ -72,10 +105,12 @@ function pairIn(src: Lists, policy: RolloutPolicy, roles: Roles): PairWeight[] {
     for (const [backend, i] of [[roles.stable, s[0]!] as const, [roles.canary, c[0]!] as const].sort(
       (a, b) => a[1] - b[1],
     )) {
+      const item = asRecord(list.items[i]) ?? {};
+      const field = src.weightField?.(item, `${list.path}/${i}`) ?? "weight";
       pair.push({
         backend,
-        path: `${list.path}/${i}/weight`,
-        weight: asNumber(asRecord(list.items[i])?.weight, 0),
+        path: `${list.path}/${i}/${field}`,
+        weight: appMeshWeight(item),
       });
     }
   }
@@ -86,6 +121,10 @@ export class AppMeshRouter extends PatchRouter {
   protected readonly maxWeight = APP_MESH_MAX_WEIGHT;
   /** Upstream requires the field; an entry without one carries no traffic. */
   protected readonly defaultWeight = 0;
+
+  protected override entryWeight(entry: Record<string, unknown>): number {
+    return appMeshWeight(entry);
+  }
 
   read(policy: RolloutPolicy, roles: Roles): RouteView {
     const ns = policy.namespace;
@@ -123,6 +162,7 @@ export class AppMeshRouter extends PatchRouter {
           namespace: target.metadata?.namespace ?? ns,
           lists: weightedLists,
           refOf: (it) => asRecord(asRecord(it.targetRef)?.virtualServiceRef),
+          weightField: gatewayRouteWeightField({ what, deps: [targetRef] }),
           deps: [targetRef],
         },
         policy,
