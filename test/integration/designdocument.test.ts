@@ -73,7 +73,7 @@ void describe("the design document's GatewayRoute as written (v1beta1, weight in
     })) as KObject;
   const targets = (o: KObject) => (o.spec as Json).httpRoute.action.weightedTargets as Json[];
   /** Weights by virtual service, read where the document puts them. */
-  const weights = (o: KObject) =>
+  const weights = (o: KObject): Record<string, number> =>
     Object.fromEntries(targets(o).map((t) => [t.targetRef.virtualServiceRef.name, t.targetRef.weight]));
   const state = (o: KObject): RolloutState | undefined => {
     const raw = o.metadata?.annotations?.[ANNOTATIONS.state];
