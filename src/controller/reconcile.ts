@@ -20,7 +20,9 @@ import { KubeApiError } from "../kube/errors.ts";
 import type { KindName, KObject, ObjectRef } from "../kube/kinds.ts";
 import type { ReconcileResult } from "../kube/workqueue.ts";
 import { derive, stepKey, type Facts } from "../machine/derive.ts";
-import { cadenceOf, DEFAULT_HOLD_LIMIT } from "../policy/types.ts";
+import { allSteps, cadenceOf, DEFAULT_HOLD_LIMIT, stageAt } from "../policy/types.ts";
+import type { JsonPatchOp } from "../kube/access.ts";
+import { STAGE_RULE_NAME, type Stage } from "../routers/stagerule.ts";
 import { decide, type Effect, type Settings } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
@@ -92,7 +94,7 @@ const COMPACT_MESSAGE_CHARS = 300;
 
 export function settingsOf(p: RolloutPolicy): Settings {
   return {
-    steps: p.steps,
+    steps: allSteps(p),
     intervalMs: p.intervalMs,
     failureLimit: p.analysis?.failureLimit ?? 1,
     onNoData: p.analysis?.onNoData ?? "hold",
@@ -253,9 +255,13 @@ export class Reconciler {
     const decision = decide(settingsOf(policy), state, event);
     if (!decision.changed) {
       if (event.type === "ANALYSIS") this.d.reporter.analysis(key, event.report);
+      // Level-based: the owned stage rule is what the state says even when nothing is decided.
+      const fix = withStageRule(policy, router, view, state, state);
+      if (fix.ops.length) await router.write(view, undefined, encodeState(fix.state), fix.ops);
       return this.d.clock.now() < (state.analysisDueAt ?? 0) ? { requeueAfterMs: 0 } : requeueFor(state, now);
     }
-    const next: RolloutState = { ...decision.state, policy: key };
+    const staged = withStageRule(policy, router, view, state, { ...decision.state, policy: key });
+    const next: RolloutState = staged.state;
     let pair: PairWeight[] | undefined;
     const setW = decision.effects.find((e) => e.type === "setWeights");
     if (setW) {
@@ -264,7 +270,7 @@ export class Reconciler {
     }
     // Cancel before writing: nothing the old step's queries say can matter any more.
     this.d.jobs.retain(key, currentStep(next));
-    const written = await this.write(record, router, view, pair, next, log);
+    const written = await this.write(record, router, view, pair, next, log, staged.ops);
     if (event.type === "ANALYSIS") {
       reporter.analysis(key, event.report);
       if (resultAt !== undefined) {
@@ -385,9 +391,10 @@ export class Reconciler {
     pair: PairWeight[] | undefined,
     next: RolloutState,
     log: Logger,
+    stageOps: JsonPatchOp[] = [],
   ): Promise<"whole" | "compact" | "weightsOnly"> {
     try {
-      await router.write(view, pair, encodeState(next));
+      await router.write(view, pair, encodeState(next), stageOps);
       return "whole";
     } catch (err) {
       if (!(err instanceof KubeApiError && err.isInvalid)) throw err;
@@ -402,11 +409,12 @@ export class Reconciler {
         : {}),
     };
     try {
-      await router.write(view, pair, encodeState(compact));
+      await router.write(view, pair, encodeState(compact), stageOps);
       return "compact";
     } catch (err) {
       if (!(err instanceof KubeApiError && err.isInvalid) || !pair) throw err;
-      await router.write(view, pair, undefined);
+      // Without a state nothing would record a rule as rolloutd's: only its removal goes with the weights.
+      await router.write(view, pair, undefined, next.stageRule ? [] : stageOps);
       this.d.metrics.stateWriteRejected.inc({ policy: record.policy.key });
       this.d.reporter.warning(
         record.policy,
@@ -420,6 +428,33 @@ export class Reconciler {
       return "weightsOnly";
     }
   }
+}
+
+/** The request stage whose rule belongs in the route: while a rollout is in (or paused at) a stage step. */
+function stageFor(policy: RolloutPolicy, s: RolloutState): { index: number; stage: Stage } | undefined {
+  return s.phase === "Progressing" || s.phase === "Paused" ? stageAt(policy, s.stepIndex) : undefined;
+}
+
+/**
+ * `next` with the owned stage rule it implies, and the operations that make
+ * the route match: added when a stage begins, replaced by the next stage,
+ * removed when the stages end (a weight step, promotion, rollback, abort).
+ */
+function withStageRule(
+  policy: RolloutPolicy,
+  router: TrafficRouter,
+  view: RouteView,
+  was: RolloutState,
+  next: RolloutState,
+): { state: RolloutState; ops: JsonPatchOp[] } {
+  const desired = stageFor(policy, next);
+  const ops =
+    router.stageOps?.(view, { stable: next.stable, canary: next.canary }, desired, was.stageRule) ?? [];
+  const { stageRule: _old, ...rest } = next;
+  return {
+    state: desired ? { ...rest, stageRule: { name: STAGE_RULE_NAME, stage: desired.index } } : rest,
+    ops,
+  };
 }
 
 function requeueFor(s: RolloutState, now: number): ReconcileResult | void {

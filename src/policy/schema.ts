@@ -20,6 +20,7 @@ import {
 } from "./query.ts";
 import { parseDuration, type DurationOptions } from "./duration.ts";
 import type { AnalysisSpec, CheckSpec, RolloutPolicy, TargetKind } from "./types.ts";
+import type { Stage } from "../routers/stagerule.ts";
 import { cronExpressionError, isValidTimeZone } from "./window.ts";
 import { channelSchema, toChannels } from "../notify/config.ts";
 
@@ -50,6 +51,27 @@ const FLAGGER_VARIABLES: Readonly<Record<string, TemplateVariable>> = {
 };
 
 export const MAX_STEPS = 100;
+
+type StageInput =
+  | { header: { name: string; value: string } | { name: string; regex: string } }
+  | { cookie: { name: string; value: string } }
+  | { query: { name: string; value: string } }
+  | { pathPrefix: string };
+
+function toStage(s: StageInput): Stage {
+  if ("header" in s) {
+    const h = s.header;
+    return {
+      match: {
+        header:
+          "regex" in h
+            ? { name: h.name, value: h.regex, type: "RegularExpression" }
+            : { name: h.name, value: h.value, type: "Exact" },
+      },
+    };
+  }
+  return { match: s };
+}
 export const MAX_CHECKS = 20;
 const DAY_MS = 24 * 3_600_000;
 
@@ -323,9 +345,30 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       .prefault({}),
   });
 
+  // A request stage: only matching requests go to the canary (Gateway API: a rule rolloutd owns).
+  const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$/, "not an HTTP header name");
+  const matchValue = z.string().min(1).max(1024);
+  const stage = z.union([
+    z.strictObject({
+      header: z.union([
+        z.strictObject({ name: headerName, value: matchValue }),
+        z.strictObject({ name: headerName, regex: matchValue }),
+      ]),
+    }),
+    z.strictObject({
+      cookie: z.strictObject({
+        name: z.string().regex(/^[A-Za-z0-9_\-.]{1,256}$/),
+        value: z.string().regex(/^[A-Za-z0-9_\-.]{1,1024}$/),
+      }),
+    }),
+    z.strictObject({ query: z.strictObject({ name: z.string().min(1).max(256), value: matchValue }) }),
+    z.strictObject({ pathPrefix: z.string().regex(/^\/[^\s?#]{0,1023}$/, "a path starting with /") }),
+  ]);
+
   const spec = z
     .strictObject({
       target,
+      stages: z.array(stage).min(1).max(MAX_STEPS).optional(),
       stable: backendSchema(),
       canary: backendSchema(),
       trigger: trigger.optional(),
@@ -388,6 +431,23 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       }
       for (const issue of judgeSampleIssues(s.interval, s.analysis?.checks ?? [])) {
         ctx.addIssue({ code: "custom", ...issue });
+      }
+      if (s.stages && s.target.kind !== "HTTPRoute" && s.target.kind !== "GRPCRoute") {
+        ctx.addIssue({
+          code: "custom",
+          path: ["stages"],
+          message: `request stages need an HTTPRoute or a GRPCRoute (not yet ${s.target.kind})`,
+        });
+      }
+      if (s.target.kind === "GRPCRoute") {
+        (s.stages ?? []).forEach((st, i) => {
+          if ("query" in st || "pathPrefix" in st)
+            ctx.addIssue({
+              code: "custom",
+              path: ["stages", i],
+              message: "a GRPCRoute matches headers (or cookies), not query parameters or paths",
+            });
+        });
       }
       const stable = backendName(s.stable);
       const canary = backendName(s.canary);
@@ -456,6 +516,7 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       for (const b of [s.stable, s.canary])
         if (typeof b !== "string" && b.namespace !== undefined) namespaces[b.name] = b.namespace;
       if (Object.keys(namespaces).length) policy.backendNamespaces = namespaces;
+      if (s.stages) policy.stages = s.stages.map(toStage);
       if (s.window !== undefined) policy.window = s.window;
       if (s.windowTimeZone !== undefined) policy.windowTimeZone = s.windowTimeZone;
       if (s.analysis !== undefined) policy.analysis = normalizeAnalysis(s.analysis);

@@ -14,7 +14,7 @@ import {
   pointerGet,
   weightsPatch,
 } from "./locations.ts";
-import type { ObjectReader, ObjectWriter } from "../kube/access.ts";
+import type { JsonPatchOp, ObjectReader, ObjectWriter } from "../kube/access.ts";
 import type { PairWeight, RouteView, TrafficRouter } from "./types.ts";
 import { planLocation } from "./weights.ts";
 
@@ -72,10 +72,11 @@ export abstract class PatchRouter implements TrafficRouter {
     view: RouteView,
     weights: PairWeight[] | undefined,
     stateAnnotation: string | undefined,
+    stageOps: JsonPatchOp[] = [],
   ): Promise<void> {
-    await this.writer.jsonPatch(
-      view.weightsRef,
-      weightsPatch(view.object, view.pair, weights, stateAnnotation),
-    );
+    await this.writer.jsonPatch(view.weightsRef, [
+      ...weightsPatch(view.object, view.pair, weights, stateAnnotation),
+      ...stageOps,
+    ]);
   }
 }
