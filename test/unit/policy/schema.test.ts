@@ -304,3 +304,37 @@ void test("a document that is not a mapping, or lacks apiVersion", () => {
     ],
   });
 });
+
+void test("request stages: each kind of match, in order, as the router writes it", () => {
+  const doc = minimal();
+  doc.spec.stages = [
+    { header: { name: "x-canary", value: "always" } },
+    { header: { name: "x-user", regex: "^beta-" } },
+    { cookie: { name: "canary", value: "yes" } },
+    { query: { name: "v", value: "2" } },
+    { pathPrefix: "/api/v2" },
+  ];
+  assert.deepEqual(ok(validatePolicyDocument(doc)).stages, [
+    { match: { header: { name: "x-canary", value: "always", type: "Exact" } } },
+    { match: { header: { name: "x-user", value: "^beta-", type: "RegularExpression" } } },
+    { match: { cookie: { name: "canary", value: "yes" } } },
+    { match: { query: { name: "v", value: "2" } } },
+    { match: { pathPrefix: "/api/v2" } },
+  ]);
+});
+
+void test("request stages: refused on App Mesh (not yet), and paths or queries on a GRPCRoute", () => {
+  const mesh = minimal();
+  mesh.spec.target = { kind: "GatewayRoute", name: "checkout" };
+  mesh.spec.stages = [{ header: { name: "x-canary", value: "always" } }];
+  const r1 = validatePolicyDocument(mesh);
+  assert.ok(!r1.ok && r1.issues.some((i) => /request stages need an HTTPRoute/.test(i.message)));
+  const grpc = minimal();
+  grpc.spec.target = { kind: "GRPCRoute", name: "checkout" };
+  grpc.spec.stages = [{ header: { name: "x-canary", value: "a" } }, { pathPrefix: "/x" }];
+  const r2 = validatePolicyDocument(grpc);
+  assert.ok(!r2.ok && r2.issues.some((i) => /matches headers/.test(i.message)));
+  const bad = minimal();
+  bad.spec.stages = [{ header: { name: "x canary", value: "a" } }];
+  assert.ok(!validatePolicyDocument(bad).ok, "not a header name");
+});
