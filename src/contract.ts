@@ -155,7 +155,11 @@ export interface RolloutState {
    * written in the same patch as the rule: a rule of that name is rolloutd's
    * only while this says so.
    */
-  stageRule?: { name: string; stage: number };
+  stageRule?: {
+    name: string;
+    stage: number;
+    /** What the stage sends to the canary, for people. */ match?: string;
+  };
   weightsWrittenAt?: number;
   /** When the current weight took effect (route accepted it); the analysis window starts here. */
   stepStartedAt?: number;

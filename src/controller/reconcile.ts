@@ -22,7 +22,7 @@ import type { ReconcileResult } from "../kube/workqueue.ts";
 import { derive, stepKey, type Facts } from "../machine/derive.ts";
 import { allSteps, cadenceOf, DEFAULT_HOLD_LIMIT, stageAt } from "../policy/types.ts";
 import type { JsonPatchOp } from "../kube/access.ts";
-import { STAGE_RULE_NAME, type Stage } from "../routers/stagerule.ts";
+import { STAGE_RULE_NAME, stageLabel, type Stage } from "../routers/stagerule.ts";
 import { decide, type Effect, type Settings } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
@@ -95,6 +95,7 @@ const COMPACT_MESSAGE_CHARS = 300;
 export function settingsOf(p: RolloutPolicy): Settings {
   return {
     steps: allSteps(p),
+    ...(p.stages ? { stageLabels: p.stages.map(stageLabel) } : {}),
     intervalMs: p.intervalMs,
     failureLimit: p.analysis?.failureLimit ?? 1,
     onNoData: p.analysis?.onNoData ?? "hold",
@@ -452,7 +453,12 @@ function withStageRule(
     router.stageOps?.(view, { stable: next.stable, canary: next.canary }, desired, was.stageRule) ?? [];
   const { stageRule: _old, ...rest } = next;
   return {
-    state: desired ? { ...rest, stageRule: { name: STAGE_RULE_NAME, stage: desired.index } } : rest,
+    state: desired
+      ? {
+          ...rest,
+          stageRule: { name: STAGE_RULE_NAME, stage: desired.index, match: stageLabel(desired.stage) },
+        }
+      : rest,
     ops,
   };
 }

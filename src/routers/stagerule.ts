@@ -126,3 +126,15 @@ export function stageRuleOps(
   if (!ours) return [{ op: "add", path: "/spec/rules/-", value: want }];
   return [guard, { op: "replace", path: `/spec/rules/${at}`, value: want }];
 }
+
+/** For people: "header x-canary=always", "cookie canary=yes", "query v=2", "path /api/v2*". */
+export function stageLabel(s: Stage): string {
+  const m = s.match;
+  if ("header" in m)
+    return m.header.type === "Exact"
+      ? `header ${m.header.name}=${m.header.value}`
+      : `header ${m.header.name}~/${m.header.value}/`;
+  if ("cookie" in m) return `cookie ${m.cookie.name}=${m.cookie.value}`;
+  if ("query" in m) return `query ${m.query.name}=${m.query.value}`;
+  return `path ${m.pathPrefix}*`;
+}

@@ -61,7 +61,8 @@ void describe("request stages on Gateway API", () => {
     const before = await s.weightsObject();
     await s.shipCanary("2");
     const live = await s.until("stage 1 live", (st) => st.phase === "Progressing" && st.stepIndex === 0);
-    assert.deepEqual(live.stageRule, { name: STAGE_RULE_NAME, stage: 0 });
+    assert.deepEqual(live.stageRule, { name: STAGE_RULE_NAME, stage: 0, match: "header x-canary=always" });
+    assert.match(live.message, /step 1\/3 \(stage: header x-canary=always → web-v2\)/);
     let obj = await s.weightsObject();
     assert.equal(owned(obj).length, 1, "exactly one owned rule");
     const rule = owned(obj)[0]!;
