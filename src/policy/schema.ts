@@ -369,6 +369,9 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
     .strictObject({
       target,
       stages: z.array(stage).min(1).max(MAX_STEPS).optional(),
+      // Blue/green: a verified preview (a request stage), then 100 % at once, analysed after the switch too.
+      strategy: z.enum(["canary", "blueGreen"]).default("canary"),
+      preview: stage.optional(),
       stable: backendSchema(),
       canary: backendSchema(),
       trigger: trigger.optional(),
@@ -411,7 +414,25 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       notify: z.array(channelSchema).max(10).optional(),
     })
     .superRefine((s, ctx) => {
-      if (s.steps !== undefined && s.stepWeight !== undefined) {
+      if (s.strategy === "blueGreen") {
+        for (const field of ["steps", "stepWeight", "maxWeight", "stages"] as const) {
+          if (s[field] !== undefined)
+            ctx.addIssue({
+              code: "custom",
+              path: [field],
+              message: "a blueGreen policy switches 100 % at once after its preview: no steps or stages",
+            });
+        }
+        if (s.preview === undefined)
+          ctx.addIssue({
+            code: "custom",
+            path: ["preview"],
+            message:
+              "missing: a blueGreen policy needs a preview (a request match sent to the new version first)",
+          });
+      } else if (s.preview !== undefined) {
+        ctx.addIssue({ code: "custom", path: ["preview"], message: "preview needs strategy: blueGreen" });
+      } else if (s.steps !== undefined && s.stepWeight !== undefined) {
         ctx.addIssue({
           code: "custom",
           path: ["stepWeight"],
@@ -432,19 +453,20 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       for (const issue of judgeSampleIssues(s.interval, s.analysis?.checks ?? [])) {
         ctx.addIssue({ code: "custom", ...issue });
       }
-      if (s.stages && s.target.kind !== "HTTPRoute" && s.target.kind !== "GRPCRoute") {
+      const requestStages = [...(s.stages ?? []), ...(s.preview ? [s.preview] : [])];
+      if (requestStages.length && s.target.kind !== "HTTPRoute" && s.target.kind !== "GRPCRoute") {
         ctx.addIssue({
           code: "custom",
-          path: ["stages"],
+          path: [s.stages ? "stages" : "preview"],
           message: `request stages need an HTTPRoute or a GRPCRoute (not yet ${s.target.kind})`,
         });
       }
       if (s.target.kind === "GRPCRoute") {
-        (s.stages ?? []).forEach((st, i) => {
+        requestStages.forEach((st, i) => {
           if ("query" in st || "pathPrefix" in st)
             ctx.addIssue({
               code: "custom",
-              path: ["stages", i],
+              path: s.stages ? ["stages", i] : ["preview"],
               message: "a GRPCRoute matches headers (or cookies), not query parameters or paths",
             });
         });
@@ -507,7 +529,10 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         stable: backendName(s.stable),
         canary: backendName(s.canary),
         deployments: deploymentsOf(s),
-        steps: s.steps ?? expandStepWeight(s.stepWeight ?? 100, s.maxWeight ?? 100),
+        steps:
+          s.strategy === "blueGreen"
+            ? [100]
+            : (s.steps ?? expandStepWeight(s.stepWeight ?? 100, s.maxWeight ?? 100)),
         intervalMs: s.interval,
         routeReadyTimeoutMs: s.routeReadyTimeout,
         holdLimit: { afterMs: s.holdLimit.after, action: s.holdLimit.action },
@@ -517,6 +542,10 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         if (typeof b !== "string" && b.namespace !== undefined) namespaces[b.name] = b.namespace;
       if (Object.keys(namespaces).length) policy.backendNamespaces = namespaces;
       if (s.stages) policy.stages = s.stages.map(toStage);
+      if (s.strategy === "blueGreen" && s.preview) {
+        policy.strategy = "blueGreen";
+        policy.stages = [toStage(s.preview)];
+      }
       if (s.window !== undefined) policy.window = s.window;
       if (s.windowTimeZone !== undefined) policy.windowTimeZone = s.windowTimeZone;
       if (s.analysis !== undefined) policy.analysis = normalizeAnalysis(s.analysis);

@@ -134,6 +134,12 @@ export interface RolloutPolicy {
    * weight step. The machine sees them as steps at 0 % (allSteps).
    */
   stages?: Stage[];
+  /**
+   * blueGreen: `stages` is the one preview stage and `steps` is [100]: the
+   * preview is analysed, then all traffic switches at once and is analysed
+   * for one more interval before promotion; a breach switches back at once.
+   */
+  strategy?: "blueGreen";
   /** Analysis time per step. */
   intervalMs: number;
   /** Optional cron expression; steps advance only inside it. */

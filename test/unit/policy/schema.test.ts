@@ -338,3 +338,24 @@ void test("request stages: refused on App Mesh (not yet), and paths or queries o
   bad.spec.stages = [{ header: { name: "x canary", value: "a" } }];
   assert.ok(!validatePolicyDocument(bad).ok, "not a header name");
 });
+
+void test("blueGreen: the preview is the one stage, then 100 % at once; steps and stages refused", () => {
+  const doc = minimal();
+  delete doc.spec.steps;
+  doc.spec.strategy = "blueGreen";
+  doc.spec.preview = { header: { name: "x-preview", value: "1" } };
+  const p = ok(validatePolicyDocument(doc));
+  assert.equal(p.strategy, "blueGreen");
+  assert.deepEqual(p.steps, [100]);
+  assert.deepEqual(p.stages, [{ match: { header: { name: "x-preview", value: "1", type: "Exact" } } }]);
+  const withSteps = { ...doc, spec: { ...doc.spec, steps: [10, 100] } };
+  const r = validatePolicyDocument(withSteps);
+  assert.ok(!r.ok && r.issues.some((i) => /switches 100 % at once/.test(i.message)));
+  const noPreview = { ...doc, spec: { ...doc.spec, preview: undefined } };
+  delete noPreview.spec.preview;
+  const r2 = validatePolicyDocument(noPreview);
+  assert.ok(!r2.ok && r2.issues.some((i) => /needs a preview/.test(i.message)));
+  const canaryWithPreview = minimal();
+  canaryWithPreview.spec.preview = { header: { name: "x-preview", value: "1" } };
+  assert.ok(!validatePolicyDocument(canaryWithPreview).ok);
+});
