@@ -454,13 +454,7 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         ctx.addIssue({ code: "custom", ...issue });
       }
       const requestStages = [...(s.stages ?? []), ...(s.preview ? [s.preview] : [])];
-      if (requestStages.length && s.target.kind !== "HTTPRoute" && s.target.kind !== "GRPCRoute") {
-        ctx.addIssue({
-          code: "custom",
-          path: [s.stages ? "stages" : "preview"],
-          message: `request stages need an HTTPRoute or a GRPCRoute (not yet ${s.target.kind})`,
-        });
-      }
+
       if (s.target.kind === "GRPCRoute") {
         requestStages.forEach((st, i) => {
           if ("query" in st || "pathPrefix" in st)

@@ -30,6 +30,8 @@ import { PatchRouter } from "./patchrouter.ts";
 import { ANNOTATIONS } from "../contract.ts";
 import { RouteError, type PairWeight, type RouteView } from "./types.ts";
 import { APP_MESH_MAX_WEIGHT } from "./weights.ts";
+import type { JsonPatchOp } from "../kube/access.ts";
+import { appMeshStageRoute, ownedRuleOps, type OwnedRule, type Stage } from "./stagerule.ts";
 
 const GATEWAY_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute"] as const;
 const VIRTUAL_ROUTER_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute", "tcpRoute"] as const;
@@ -124,6 +126,55 @@ export class AppMeshRouter extends PatchRouter {
 
   protected override entryWeight(entry: Record<string, unknown>): number {
     return appMeshWeight(entry);
+  }
+
+  /**
+   * Request stages in a VirtualRouter (named directly, or followed from a
+   * GatewayRoute): one route rolloutd owns, before the pair's (stagerule.ts).
+   * The weighted GatewayRoute form has no place for one yet.
+   */
+  stageOps(
+    view: RouteView,
+    roles: Roles,
+    desired: { index: number; stage: Stage } | undefined,
+    owned: OwnedRule | undefined,
+  ): JsonPatchOp[] {
+    const what = `${view.weightsRef.kind} ${view.weightsRef.namespace}/${view.weightsRef.name}`;
+    if (view.weightsRef.kind !== "VirtualRouter") {
+      if (desired)
+        throw new RouteError(
+          `${what}: request stages on the weighted GatewayRoute form are not built yet; ` +
+            "they work on a VirtualRouter (named, or behind the GatewayRoute)",
+          undefined,
+          view.dependsOn,
+        );
+      return [];
+    }
+    const routes = asArray(asRecord(view.object.spec)?.routes);
+    return ownedRuleOps(
+      { path: "/spec/routes", items: routes, what },
+      (stage) => {
+        const first = view.pair.find((w) => w.backend === roles.canary);
+        const m =
+          first &&
+          /^\/spec\/routes\/(\d+)\/(httpRoute|http2Route|grpcRoute)\/action\/weightedTargets\/(\d+)\/weight$/.exec(
+            first.path,
+          );
+        if (!m)
+          throw new RouteError(
+            `${what}: the pair is in a TCP route; request stages need an HTTP or gRPC route`,
+          );
+        return appMeshStageRoute(
+          asRecord(routes[Number(m[1])]) ?? {},
+          m[2] as "httpRoute" | "http2Route" | "grpcRoute",
+          Number(m[3]),
+          stage,
+          what,
+        );
+      },
+      desired,
+      owned,
+    );
   }
 
   read(policy: RolloutPolicy, roles: Roles): RouteView {

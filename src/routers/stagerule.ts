@@ -94,12 +94,37 @@ export interface OwnedRule {
 }
 
 /**
- * The JSON Patch operations that make the route's owned rule what the stage
- * says: added, replaced (another stage), removed, or none when it already is.
+ * The JSON Patch operations that make a list of rules (Gateway API
+ * spec.rules, App Mesh spec.routes) hold the owned rule the stage says:
+ * added, replaced (another stage), removed, or none when it already is.
  * `owned` is what the persisted state records. The rule as stored carries the
  * API server's defaults, so it is compared by the stage it was written for,
  * never field by field.
  */
+export function ownedRuleOps(
+  list: { path: string; items: unknown[]; what: string },
+  build: (stage: Stage) => Record<string, unknown>,
+  desired: { index: number; stage: Stage } | undefined,
+  owned: OwnedRule | undefined,
+): JsonPatchOp[] {
+  const at = list.items.findIndex((r) => asRecord(r)?.name === STAGE_RULE_NAME);
+  const ours = at >= 0 && owned?.name === STAGE_RULE_NAME;
+  if (at >= 0 && !ours) {
+    if (!desired) return [];
+    throw new RouteError(
+      `${list.what} has a rule named ${STAGE_RULE_NAME} that rolloutd's state does not record as its own; ` +
+        "rolloutd will not replace it. Rename it to run request stages",
+    );
+  }
+  const guard: JsonPatchOp = { op: "test", path: `${list.path}/${at}/name`, value: STAGE_RULE_NAME };
+  if (!desired) return ours ? [guard, { op: "remove", path: `${list.path}/${at}` }] : [];
+  if (ours && owned.stage === desired.index) return [];
+  const want = build(desired.stage);
+  if (!ours) return [{ op: "add", path: `${list.path}/-`, value: want }];
+  return [guard, { op: "replace", path: `${list.path}/${at}`, value: want }];
+}
+
+/** Gateway API: the owned rule in spec.rules, copied from the pair's rule. */
 export function stageRuleOps(
   route: KObject,
   kind: "HTTPRoute" | "GRPCRoute",
@@ -107,24 +132,75 @@ export function stageRuleOps(
   desired: { index: number; stage: Stage } | undefined,
   owned: OwnedRule | undefined,
 ): JsonPatchOp[] {
-  const rules = asArray(asRecord(route.spec)?.rules).map((r) => asRecord(r) ?? {});
-  const at = rules.findIndex((r) => r.name === STAGE_RULE_NAME);
-  const ours = at >= 0 && owned?.name === STAGE_RULE_NAME;
-  if (at >= 0 && !ours) {
-    if (!desired) return [];
+  const rules = asArray(asRecord(route.spec)?.rules);
+  return ownedRuleOps(
+    {
+      path: "/spec/rules",
+      items: rules,
+      what: `${kind} ${route.metadata?.namespace}/${route.metadata?.name}`,
+    },
+    (stage) => {
+      const pairRule = asRecord(rules[pair.rule]);
+      if (!pairRule) throw new Error(`rule ${pair.rule} is not in the route`);
+      return stageRule(kind, pairRule, pair.canaryIndex, stage);
+    },
+    desired,
+    owned,
+  );
+}
+
+/**
+ * App Mesh: the owned route in a VirtualRouter's spec.routes, copied from
+ * the pair's route with the stage's match added, the canary virtual node its
+ * only target, and a priority one higher than the pair's (App Mesh: a lower
+ * number wins; a route without one counts as 1000, the lowest).
+ */
+export function appMeshStageRoute(
+  pairRoute: Record<string, unknown>,
+  routeKind: "httpRoute" | "http2Route" | "grpcRoute",
+  canaryIndex: number,
+  stage: Stage,
+  what: string,
+): Record<string, unknown> {
+  const priority = typeof pairRoute.priority === "number" ? pairRoute.priority : 1000;
+  if (priority <= 0)
     throw new RouteError(
-      `${kind} ${route.metadata?.namespace}/${route.metadata?.name} has a rule named ${STAGE_RULE_NAME} that ` +
-        "rolloutd's state does not record as its own; rolloutd will not replace it. Rename it to run request stages",
+      `${what}: the pair's route has priority 0; a stage's route cannot be placed before it`,
     );
+  const spec = asRecord(pairRoute[routeKind]) ?? {};
+  const action = asRecord(spec.action) ?? {};
+  const canary = { ...(asRecord(asArray(action.weightedTargets)[canaryIndex]) ?? {}), weight: 1 };
+  const match = { ...(asRecord(spec.match) ?? {}) };
+  const m = stage.match;
+  const headers = asArray(match.headers);
+  if ("header" in m) {
+    match.headers = [
+      ...headers,
+      {
+        name: m.header.name.toLowerCase(),
+        match: m.header.type === "Exact" ? { exact: m.header.value } : { regex: m.header.value },
+      },
+    ];
+  } else if ("cookie" in m) {
+    match.headers = [
+      ...headers,
+      { name: "cookie", match: { regex: cookieRegex(m.cookie.name, m.cookie.value) } },
+    ];
+  } else if (routeKind === "grpcRoute") {
+    throw new RouteError(`${what}: a gRPC route's stages match headers (or cookies) only`);
+  } else if ("query" in m) {
+    match.queryParameters = [
+      ...asArray(match.queryParameters),
+      { name: m.query.name, match: { exact: m.query.value } },
+    ];
+  } else {
+    match.prefix = m.pathPrefix;
   }
-  const guard: JsonPatchOp = { op: "test", path: `/spec/rules/${at}/name`, value: STAGE_RULE_NAME };
-  if (!desired) return ours ? [guard, { op: "remove", path: `/spec/rules/${at}` }] : [];
-  if (ours && owned.stage === desired.index) return [];
-  const pairRule = rules[pair.rule];
-  if (!pairRule) throw new Error(`rule ${pair.rule} is not in the route`);
-  const want = stageRule(kind, pairRule, pair.canaryIndex, desired.stage);
-  if (!ours) return [{ op: "add", path: "/spec/rules/-", value: want }];
-  return [guard, { op: "replace", path: `/spec/rules/${at}`, value: want }];
+  return {
+    name: STAGE_RULE_NAME,
+    priority: priority - 1,
+    [routeKind]: { ...spec, match, action: { ...action, weightedTargets: [canary] } },
+  };
 }
 
 /** For people: "header x-canary=always", "cookie canary=yes", "query v=2", "path /api/v2*". */

@@ -12,7 +12,7 @@ import { ANNOTATIONS } from "../../src/contract.ts";
 import type { KObject } from "../../src/kube/kinds.ts";
 import { STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { grpcRoute, httpRoute } from "../support/routes.ts";
+import { appMeshVirtualRouter, grpcRoute, httpRoute } from "../support/routes.ts";
 import type { Scenario } from "../support/scenario.ts";
 import { startWorld, type World } from "../support/world.ts";
 
@@ -143,5 +143,33 @@ void describe("request stages on Gateway API", () => {
     const obj = await s.weightsObject();
     assert.equal(owned(obj).length, 0);
     assert.deepEqual(userPart(obj, 0), userPart(before, 0));
+  });
+
+  void it("App Mesh: a header stage is a route of its own in the VirtualRouter, before the pair's; abort removes it", async () => {
+    const s = await staged(
+      "stage-mesh",
+      "    - header: { name: x-canary, value: always }",
+      "10m",
+      appMeshVirtualRouter,
+    );
+    const before = await s.weightsObject();
+    const routes = (o: KObject) => (o.spec as Json).routes as Json[];
+    await s.shipCanary("2");
+    await s.until("stage live", (st) => st.phase === "Progressing" && st.stageRule !== undefined);
+    let obj = await s.weightsObject();
+    const own = routes(obj).filter((r) => r.name === STAGE_RULE_NAME);
+    assert.equal(own.length, 1);
+    const pairRoute = routes(before)[1]!;
+    assert.equal(own[0]!.priority, ((pairRoute.priority as number | undefined) ?? 1000) - 1);
+    assert.deepEqual(own[0]!.httpRoute.match.headers, [{ name: "x-canary", match: { exact: "always" } }]);
+    assert.equal(own[0]!.httpRoute.match.prefix, pairRoute.httpRoute.match.prefix);
+    assert.deepEqual(own[0]!.httpRoute.action.weightedTargets, [
+      { virtualNodeRef: { name: s.canary }, weight: 1 },
+    ]);
+    assert.deepEqual(s.fam.weights(obj), s.fam.weights(before), "no weight moved in a stage");
+    await s.annotateTarget({ [ANNOTATIONS.abort]: "true" });
+    await s.until("aborted", (x) => x.phase === "Aborted" && x.stageRule === undefined);
+    obj = await s.weightsObject();
+    assert.deepEqual(routes(obj), routes(before), "the VirtualRouter's routes as before, byte for byte");
   });
 });
