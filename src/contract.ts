@@ -150,6 +150,16 @@ export interface RolloutState {
   canaryWeight: number;
   /** The pair's weight fields as last written; a difference means another writer. */
   applied?: AppliedWeight[];
+  /**
+   * The route rule rolloutd added for the current request stage (Gateway API),
+   * written in the same patch as the rule: a rule of that name is rolloutd's
+   * only while this says so.
+   */
+  stageRule?: {
+    name: string;
+    stage: number;
+    /** What the stage sends to the canary, for people. */ match?: string;
+  };
   weightsWrittenAt?: number;
   /** When the current weight took effect (route accepted it); the analysis window starts here. */
   stepStartedAt?: number;

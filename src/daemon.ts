@@ -19,6 +19,7 @@ import { Fleet, FLEET_DEFAULTS, type FleetOptions } from "./fleet/fleet.ts";
 import { WriteFence } from "./fleet/fence.ts";
 import { KubeLeaseApi } from "./fleet/lease.ts";
 import { shardOf } from "./fleet/shards.ts";
+import { discoveryGet } from "./kube/discovery.ts";
 import { loadNotifyConfig } from "./notify/config.ts";
 import { NotificationDispatcher } from "./notify/dispatcher.ts";
 import { NotifyListener } from "./notify/listener.ts";
@@ -87,7 +88,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   const metrics = new Metrics();
   const namespaces = opts.namespaces?.length ? opts.namespaces : undefined;
   if (namespaces) log.info({ namespaces }, "limited to namespaces: watching and writing only in these");
-  const cache = new ClusterCache(clients, log, { namespaces });
+  const cache = new ClusterCache(clients, log, { namespaces, discovery: discoveryGet(kc) });
   const env = opts.env ?? process.env;
   const fleetOptions: FleetOptions = {
     ...FLEET_DEFAULTS,
@@ -97,7 +98,10 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   const fleetNamespace = leaseNamespace(kc, env, opts.fleet?.namespace);
   // Every route write is fenced by the shard of the policy it is made for (fleet/fence.ts).
   const fence = new WriteFence((p) => fleet.holds(shardOf(p, fleetOptions.shards)));
-  const routers = new RouterRegistry(cache, fence.wrap(new KubeWriter(clients)));
+  const routers = new RouterRegistry(
+    cache,
+    fence.wrap(new KubeWriter(clients, (kind) => cache.served(kind))),
+  );
   const notifyConfig = opts.notifyConfig ? await loadNotifyConfig(opts.notifyConfig) : { channels: [] };
   const channels = notifyConfig.channels;
   if (channels.length)

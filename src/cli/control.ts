@@ -44,7 +44,7 @@ export async function controlCommand(
 ): Promise<number> {
   const target = parseTarget(routeArg);
   const { kc, namespace } = kubeFrom(o);
-  const k = kindInfo(target.kind);
+  const k = await kindInfo(kc, target.kind);
   const annotations = annotationsFor(verb, { reason: o.reason, now: new Date(), user: userInfo().username });
   try {
     await kc.makeApiClient(CustomObjectsApi).patchNamespacedCustomObject(

@@ -151,7 +151,7 @@ export async function explainCommand(
 ): Promise<number> {
   const target = parseTarget(routeArg);
   const { kc, namespace } = kubeFrom(o);
-  const k = kindInfo(target.kind);
+  const k = await kindInfo(kc, target.kind);
   const route = `${target.kind.toLowerCase()}/${target.name}`;
   const api = kc.makeApiClient(CustomObjectsApi);
   let obj: KObject;

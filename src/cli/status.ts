@@ -93,7 +93,11 @@ export function table(rows: StatusRow[], now: number, allNamespaces: boolean): s
     s.policy?.split("/")[1] ?? "-",
     route,
     s.phase === "Paused" && s.pausedBy ? `Paused(${s.pausedBy})` : s.phase,
-    s.stepIndex >= 0 ? `${s.stepIndex + 1} (${s.canaryWeight}%)` : "-",
+    s.stepIndex < 0
+      ? "-"
+      : s.stageRule
+        ? `${s.stepIndex + 1} (stage: ${s.stageRule.match ?? "request match"})`
+        : `${s.stepIndex + 1} (${s.canaryWeight}%)`,
     s.applied?.length ? weightsOf(s) : `${s.stable} (stable)`,
     checks(s),
     ago(now - s.since),
@@ -112,7 +116,7 @@ export async function collectStatus(o: GlobalOptions & { allNamespaces?: boolean
   const api = kc.makeApiClient(CustomObjectsApi);
   const rows: StatusRow[] = [];
   for (const kind of ROUTE_KINDS) {
-    const k = kindInfo(kind);
+    const k = await kindInfo(kc, kind);
     let items: KObject[];
     try {
       const list = (

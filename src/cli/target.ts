@@ -3,7 +3,8 @@
  * and the kube clients the operator commands use.
  */
 import type { KubeConfig } from "@kubernetes/client-node";
-import { KINDS, type KindName } from "../kube/kinds.ts";
+import { KINDS, type KindInfo, type KindName } from "../kube/kinds.ts";
+import { discoveryGet, servedKind } from "../kube/discovery.ts";
 import { loadKubeConfig } from "../kube/client.ts";
 
 export const ROUTE_KINDS = [
@@ -55,4 +56,6 @@ export function kubeFrom(o: GlobalOptions): { kc: KubeConfig; namespace: string 
   return { kc, namespace };
 }
 
-export const kindInfo = (k: RouteKind) => KINDS[k];
+/** The kind addressed by the version the cluster serves (App Mesh: v1beta2 or the design document's v1beta1). */
+export const kindInfo = (kc: KubeConfig, k: KindName): Promise<KindInfo> =>
+  servedKind(discoveryGet(kc), KINDS[k]);

@@ -23,13 +23,15 @@ import {
   type Controls,
   type RolloutState,
 } from "../contract.ts";
+import type { JsonPatchOp } from "../kube/access.ts";
 import type { CacheFreshness } from "../kube/cache.ts";
 import { apiVersionOf, KINDS, type KindName, type KObject, type ObjectRef } from "../kube/kinds.ts";
 import type { ReconcileResult } from "../kube/workqueue.ts";
 import { derive, stepKey, type Facts } from "../machine/derive.ts";
+import { STAGE_RULE_NAME, stageLabel, type Stage } from "../routers/stagerule.ts";
 import { decide, type Effect, type Settings } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
-import { cadenceOf, DEFAULT_HOLD_LIMIT, type RolloutPolicy } from "../policy/types.ts";
+import { allSteps, cadenceOf, DEFAULT_HOLD_LIMIT, stageAt, type RolloutPolicy } from "../policy/types.ts";
 import { needsAcceptance, type RouterRegistry } from "../routers/index.ts";
 import { RouteError, type PairWeight, type RouteView, type TrafficRouter } from "../routers/types.ts";
 import type { Metrics } from "../server/metrics.ts";
@@ -78,7 +80,8 @@ const IN_STEP_PER_SECOND = 50;
 
 export function settingsOf(p: RolloutPolicy): Settings {
   return {
-    steps: p.steps,
+    steps: allSteps(p),
+    ...(p.stages ? { stageLabels: p.stages.map(stageLabel) } : {}),
     intervalMs: p.intervalMs,
     failureLimit: p.analysis?.failureLimit ?? 1,
     onNoData: p.analysis?.onNoData ?? "hold",
@@ -242,9 +245,13 @@ export class Reconciler {
     const decision = decide(settingsOf(policy), state, event);
     if (!decision.changed) {
       if (event.type === "ANALYSIS") this.d.reporter.analysis(key, event.report);
+      // Level-based: the owned stage rule is what the state says even when nothing is decided.
+      const fix = withStageRule(policy, router, view, state, state);
+      if (fix.ops.length) await router.write(view, undefined, encodeState(fix.state), fix.ops);
       return this.d.clock.now() < (state.analysisDueAt ?? 0) ? { requeueAfterMs: 0 } : requeueFor(state, now);
     }
-    const next: RolloutState = { ...decision.state, policy: key };
+    const staged = withStageRule(policy, router, view, state, { ...decision.state, policy: key });
+    const next: RolloutState = staged.state;
     let pair: PairWeight[] | undefined;
     const setW = decision.effects.find((e) => e.type === "setWeights");
     if (setW) {
@@ -253,7 +260,7 @@ export class Reconciler {
     }
     // Cancel before writing: nothing the old step's queries say can matter any more.
     this.d.jobs.retain(key, currentStep(next));
-    const written = await this.writer.write(policy, router, view, pair, next, log);
+    const written = await this.writer.write(policy, router, view, pair, next, log, staged.ops);
     if (event.type === "ANALYSIS") {
       reporter.analysis(key, event.report);
       if (resultAt !== undefined) {
@@ -430,6 +437,38 @@ export class Reconciler {
       return report;
     });
   }
+}
+
+/** The request stage whose rule belongs in the route: while a rollout is in (or paused at) a stage step. */
+function stageFor(policy: RolloutPolicy, s: RolloutState): { index: number; stage: Stage } | undefined {
+  return s.phase === "Progressing" || s.phase === "Paused" ? stageAt(policy, s.stepIndex) : undefined;
+}
+
+/**
+ * `next` with the owned stage rule it implies, and the operations that make
+ * the route match: added when a stage begins, replaced by the next stage,
+ * removed when the stages end (a weight step, promotion, rollback, abort).
+ */
+function withStageRule(
+  policy: RolloutPolicy,
+  router: TrafficRouter,
+  view: RouteView,
+  was: RolloutState,
+  next: RolloutState,
+): { state: RolloutState; ops: JsonPatchOp[] } {
+  const desired = stageFor(policy, next);
+  const ops =
+    router.stageOps?.(view, { stable: next.stable, canary: next.canary }, desired, was.stageRule) ?? [];
+  const { stageRule: _old, ...rest } = next;
+  return {
+    state: desired
+      ? {
+          ...rest,
+          stageRule: { name: STAGE_RULE_NAME, stage: desired.index, match: stageLabel(desired.stage) },
+        }
+      : rest,
+    ops,
+  };
 }
 
 function requeueFor(s: RolloutState, now: number): ReconcileResult | void {

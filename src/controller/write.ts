@@ -9,6 +9,7 @@
 import type { Logger } from "pino";
 import type { Clock } from "../clock.ts";
 import { ANNOTATIONS, decodeState, encodeState, type RolloutState } from "../contract.ts";
+import type { JsonPatchOp } from "../kube/access.ts";
 import { KubeApiError } from "../kube/errors.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
 import type { RouterRegistry } from "../routers/index.ts";
@@ -49,9 +50,11 @@ export class StateWriter {
     pair: PairWeight[] | undefined,
     next: RolloutState,
     log: Logger,
+    /** A request stage's rule added or removed in the same patch. */
+    stageOps: JsonPatchOp[] = [],
   ): Promise<"whole" | "compact" | "weightsOnly"> {
     try {
-      await router.write(view, pair, encodeState(next));
+      await router.write(view, pair, encodeState(next), stageOps);
       return "whole";
     } catch (err) {
       if (!(err instanceof KubeApiError && err.isInvalid)) throw err;
@@ -66,11 +69,12 @@ export class StateWriter {
         : {}),
     };
     try {
-      await router.write(view, pair, encodeState(compact));
+      await router.write(view, pair, encodeState(compact), stageOps);
       return "compact";
     } catch (err) {
       if (!(err instanceof KubeApiError && err.isInvalid) || !pair) throw err;
-      await router.write(view, pair, undefined);
+      // Without a state nothing would record a rule as rolloutd's: only its removal goes with the weights.
+      await router.write(view, pair, undefined, next.stageRule ? [] : stageOps);
       this.d.metrics.stateWriteRejected.inc({ policy: policy.key });
       this.d.reporter.warning(
         policy,

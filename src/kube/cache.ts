@@ -14,7 +14,8 @@
 import type { Logger } from "pino";
 import type { KubeClients } from "./client.ts";
 import { Watcher, type WatcherStatus } from "./informer.ts";
-import { KINDS, type KindName, type KObject, type ObjectRef } from "./kinds.ts";
+import { KINDS, type KindInfo, type KindName, type KObject, type ObjectRef } from "./kinds.ts";
+import { servedKind, type DiscoveryGet } from "./discovery.ts";
 
 export type ChangeHandler = (ref: ObjectRef, obj: KObject) => void;
 
@@ -29,6 +30,8 @@ export interface ClusterCacheOptions {
   kinds?: KindName[];
   /** Watch only these namespaces (one watch per kind and namespace); all namespaces when absent. */
   namespaces?: readonly string[];
+  /** Discovery documents, to address kinds of several versions (App Mesh) by the one the cluster serves. */
+  discovery?: DiscoveryGet;
 }
 
 /** Key of the watch that holds a namespace's objects; "" is the cluster-wide watch. */
@@ -59,6 +62,9 @@ export class ClusterCache {
               onResync: () => {
                 for (const h of this.resyncHandlers) h(kind);
               },
+              ...(opts.discovery && (KINDS[kind] as KindInfo).versions
+                ? { resolve: (k: KindInfo) => servedKind(opts.discovery!, k) }
+                : {}),
             },
           ),
         );
@@ -96,6 +102,12 @@ export class ClusterCache {
 
   get(kind: KindName, namespace: string, name: string): KObject | undefined {
     return this.watcherFor(kind, namespace)?.get(namespace, name);
+  }
+
+  /** The kind as the cluster serves it, as its watch last listed it: writes address the same version. */
+  served(kind: KindName): KindInfo {
+    const w = this.watchers.get(kind)?.values().next().value;
+    return w?.served ?? KINDS[kind];
   }
 
   status(): WatcherStatus[] {

@@ -52,6 +52,8 @@ export class Watcher {
   private retryTimer: NodeJS.Timeout | undefined;
   private firstAttempt: { promise: Promise<void>; resolve: () => void };
   readonly status: WatcherStatus;
+  /** The kind as the cluster serves it (discovery's version), as last listed. */
+  served: KindInfo;
 
   constructor(
     private readonly kc: KubeConfig,
@@ -65,8 +67,11 @@ export class Watcher {
       namespace?: string;
       /** Called when the watch has listed again after a failure (not on the first sync). */
       onResync?: () => void;
+      /** The version the cluster serves, asked before every (re)list: a CRD may be installed or changed meanwhile. */
+      resolve?: (k: KindInfo) => Promise<KindInfo>;
     } = {},
   ) {
+    this.served = kind;
     this.status = { kind: kind.kind, synced: false, blindSince: Date.now(), restarts: 0 };
     if (opts.namespace !== undefined) this.status.namespace = opts.namespace;
     let resolve!: () => void;
@@ -80,7 +85,7 @@ export class Watcher {
   }
 
   private listAll(): Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }> {
-    const k = this.kind;
+    const k = this.served;
     const namespace = this.opts.namespace;
     if (k.kind === "Deployment") {
       return namespace === undefined
@@ -100,9 +105,28 @@ export class Watcher {
 
   private connect(): void {
     if (this.stopped) return;
+    if (!this.opts.resolve) return this.watch();
+    const attempt = ++this.attempts;
+    this.opts.resolve(this.kind).then(
+      (served) => {
+        if (attempt !== this.attempts || this.stopped) return;
+        this.served = served;
+        this.watch();
+      },
+      // Discovery failed: watch the version last known; an error there takes the usual retry path.
+      () => {
+        if (attempt === this.attempts && !this.stopped) this.watch();
+      },
+    );
+  }
+
+  private attempts = 0;
+
+  private watch(): void {
+    if (this.stopped) return;
     const informer = makeInformer<KubernetesObject>(
       this.kc,
-      collectionPath(this.kind, this.opts.namespace),
+      collectionPath(this.served, this.opts.namespace),
       () => this.listAll(),
     );
     this.informer = informer;

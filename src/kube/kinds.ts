@@ -10,9 +10,18 @@ export type KObject = KubernetesObject & { spec?: unknown; status?: unknown };
 export interface KindInfo {
   kind: string;
   group: string;
+  /** The version addressed when discovery has not said otherwise. */
   version: string;
   plural: string;
+  /**
+   * Every version rolloutd reads and writes, in its order of preference; the
+   * cluster's discovery picks one (kube/discovery.ts). Absent: only `version`.
+   */
+  versions?: readonly string[];
 }
+
+/** App Mesh: AWS's CRDs serve v1beta2; the user's design document writes its GatewayRoute as v1beta1. */
+const APP_MESH_VERSIONS = ["v1beta2", "v1beta1"] as const;
 
 export const KINDS = {
   GatewayRoute: {
@@ -20,18 +29,21 @@ export const KINDS = {
     group: "appmesh.k8s.aws",
     version: "v1beta2",
     plural: "gatewayroutes",
+    versions: APP_MESH_VERSIONS,
   },
   VirtualService: {
     kind: "VirtualService",
     group: "appmesh.k8s.aws",
     version: "v1beta2",
     plural: "virtualservices",
+    versions: APP_MESH_VERSIONS,
   },
   VirtualRouter: {
     kind: "VirtualRouter",
     group: "appmesh.k8s.aws",
     version: "v1beta2",
     plural: "virtualrouters",
+    versions: APP_MESH_VERSIONS,
   },
   HTTPRoute: {
     kind: "HTTPRoute",

@@ -8,13 +8,17 @@ import { FIELD_MANAGER } from "../contract.ts";
 import type { JsonPatchOp, ObjectWriter } from "./access.ts";
 import type { KubeClients } from "./client.ts";
 import { toKubeError } from "./errors.ts";
-import { KINDS, type KObject, type ObjectRef } from "./kinds.ts";
+import { KINDS, type KindInfo, type KindName, type KObject, type ObjectRef } from "./kinds.ts";
 
 export class KubeWriter implements ObjectWriter {
-  constructor(private readonly clients: KubeClients) {}
+  constructor(
+    private readonly clients: KubeClients,
+    /** The version the cluster serves (the watch's, from discovery); the declared one by default. */
+    private readonly served: (kind: KindName) => KindInfo = (kind) => KINDS[kind],
+  ) {}
 
   async jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<KObject> {
-    const k = KINDS[ref.kind];
+    const k = this.served(ref.kind);
     const what = `patch ${k.kind} ${ref.namespace}/${ref.name}`;
     const opts = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch);
     try {

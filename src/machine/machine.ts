@@ -14,6 +14,8 @@ import { atRest, describeState, type RecordedAnalysis, type RolloutState } from 
 /** Policy-derived settings: not persisted, re-read from the policy every reconcile. */
 export interface Settings {
   steps: number[];
+  /** Request stages (the first steps, at 0 %): what each sends to the canary, for messages. */
+  stageLabels?: string[];
   intervalMs: number;
   failureLimit: number;
   onNoData: NoDataAction;
@@ -72,6 +74,13 @@ export type Effect =
   | { type: "setWeights"; canaryPercent: number; stable: string; canary: string }
   | { type: "record"; severity: EventSeverity; reason: string; message: string };
 
+/** "step 2/4, canary web-v2 at 10%", or for a request stage "step 1/4 (stage: header x-canary=always → web-v2)". */
+function stepWords(settings: Settings, index: number, canary: string, weight: number): string {
+  const stage = settings.stageLabels?.[index];
+  const at = `step ${index + 1}/${settings.steps.length}`;
+  return stage ? `${at} (stage: ${stage} → ${canary})` : `${at}, canary ${canary} at ${weight}%`;
+}
+
 /** Builds the state a (re)started rollout begins with: step 0 of `revision`. */
 function begin(ctx: RolloutContext, ev: Observed & { revision: string }, why: string): RolloutRecord {
   const s = ctx.state;
@@ -93,7 +102,7 @@ function begin(ctx: RolloutContext, ev: Observed & { revision: string }, why: st
     heldSince: undefined,
     holdReason: undefined,
     abort: undefined,
-    message: `${why}: step 1/${ctx.settings.steps.length}, canary ${s.canary} at ${weight}%`,
+    message: `${why}: ${stepWords(ctx.settings, 0, s.canary, weight)}`,
     since: ev.now,
     updatedAt: ev.now,
   };
@@ -114,7 +123,7 @@ function toStep(ctx: RolloutContext, now: number, index: number, why: string): R
     acceptWarned: false,
     heldSince: undefined,
     holdReason: undefined,
-    message: `${why}: step ${index + 1}/${ctx.settings.steps.length}, canary ${ctx.state.canary} at ${weight}%`,
+    message: `${why}: ${stepWords(ctx.settings, index, ctx.state.canary, weight)}`,
     updatedAt: now,
   };
 }

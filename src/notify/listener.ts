@@ -19,7 +19,7 @@
 import { createHash } from "node:crypto";
 import type { RolloutState } from "../contract.ts";
 import type { Announcement, Level, ReportListener } from "../controller/report.ts";
-import type { RolloutPolicy } from "../policy/types.ts";
+import { allSteps, type RolloutPolicy } from "../policy/types.ts";
 import type { ChannelSpec, Notification, NotificationKind, Notifier } from "./types.ts";
 
 export function kindOf(reason: string, s: RolloutState): NotificationKind | undefined {
@@ -152,7 +152,7 @@ function build(
     message,
     phase: s.phase,
     step: s.stepIndex >= 0 ? s.stepIndex + 1 : 0,
-    steps: p.steps.length,
+    steps: allSteps(p).length,
     canaryWeight: s.canaryWeight,
     stable: s.stable,
     canary: s.canary,

@@ -20,6 +20,7 @@ import {
 } from "./query.ts";
 import { parseDuration, type DurationOptions } from "./duration.ts";
 import type { AnalysisSpec, CheckSpec, RolloutPolicy, TargetKind } from "./types.ts";
+import type { Stage } from "../routers/stagerule.ts";
 import { cronExpressionError, isValidTimeZone } from "./window.ts";
 import { channelSchema, toChannels } from "../notify/config.ts";
 
@@ -50,6 +51,27 @@ const FLAGGER_VARIABLES: Readonly<Record<string, TemplateVariable>> = {
 };
 
 export const MAX_STEPS = 100;
+
+type StageInput =
+  | { header: { name: string; value: string } | { name: string; regex: string } }
+  | { cookie: { name: string; value: string } }
+  | { query: { name: string; value: string } }
+  | { pathPrefix: string };
+
+function toStage(s: StageInput): Stage {
+  if ("header" in s) {
+    const h = s.header;
+    return {
+      match: {
+        header:
+          "regex" in h
+            ? { name: h.name, value: h.regex, type: "RegularExpression" }
+            : { name: h.name, value: h.value, type: "Exact" },
+      },
+    };
+  }
+  return { match: s };
+}
 export const MAX_CHECKS = 20;
 /**
  * Consecutive analyses (failureLimit, noDataLimit, onError.limit): a limit
@@ -330,9 +352,33 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       .prefault({}),
   });
 
+  // A request stage: only matching requests go to the canary (Gateway API: a rule rolloutd owns).
+  const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$/, "not an HTTP header name");
+  const matchValue = z.string().min(1).max(1024);
+  const stage = z.union([
+    z.strictObject({
+      header: z.union([
+        z.strictObject({ name: headerName, value: matchValue }),
+        z.strictObject({ name: headerName, regex: matchValue }),
+      ]),
+    }),
+    z.strictObject({
+      cookie: z.strictObject({
+        name: z.string().regex(/^[A-Za-z0-9_\-.]{1,256}$/),
+        value: z.string().regex(/^[A-Za-z0-9_\-.]{1,1024}$/),
+      }),
+    }),
+    z.strictObject({ query: z.strictObject({ name: z.string().min(1).max(256), value: matchValue }) }),
+    z.strictObject({ pathPrefix: z.string().regex(/^\/[^\s?#]{0,1023}$/, "a path starting with /") }),
+  ]);
+
   const spec = z
     .strictObject({
       target,
+      stages: z.array(stage).min(1).max(MAX_STEPS).optional(),
+      // Blue/green: a verified preview (a request stage), then 100 % at once, analysed after the switch too.
+      strategy: z.enum(["canary", "blueGreen"]).default("canary"),
+      preview: stage.optional(),
       stable: backendSchema(),
       canary: backendSchema(),
       trigger: trigger.optional(),
@@ -375,7 +421,25 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       notify: z.array(channelSchema).max(10).optional(),
     })
     .superRefine((s, ctx) => {
-      if (s.steps !== undefined && s.stepWeight !== undefined) {
+      if (s.strategy === "blueGreen") {
+        for (const field of ["steps", "stepWeight", "maxWeight", "stages"] as const) {
+          if (s[field] !== undefined)
+            ctx.addIssue({
+              code: "custom",
+              path: [field],
+              message: "a blueGreen policy switches 100 % at once after its preview: no steps or stages",
+            });
+        }
+        if (s.preview === undefined)
+          ctx.addIssue({
+            code: "custom",
+            path: ["preview"],
+            message:
+              "missing: a blueGreen policy needs a preview (a request match sent to the new version first)",
+          });
+      } else if (s.preview !== undefined) {
+        ctx.addIssue({ code: "custom", path: ["preview"], message: "preview needs strategy: blueGreen" });
+      } else if (s.steps !== undefined && s.stepWeight !== undefined) {
         ctx.addIssue({
           code: "custom",
           path: ["stepWeight"],
@@ -395,6 +459,18 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       }
       for (const issue of judgeSampleIssues(s.interval, s.analysis?.checks ?? [])) {
         ctx.addIssue({ code: "custom", ...issue });
+      }
+      const requestStages = [...(s.stages ?? []), ...(s.preview ? [s.preview] : [])];
+
+      if (s.target.kind === "GRPCRoute") {
+        requestStages.forEach((st, i) => {
+          if ("query" in st || "pathPrefix" in st)
+            ctx.addIssue({
+              code: "custom",
+              path: s.stages ? ["stages", i] : ["preview"],
+              message: "a GRPCRoute matches headers (or cookies), not query parameters or paths",
+            });
+        });
       }
       const stable = backendName(s.stable);
       const canary = backendName(s.canary);
@@ -454,7 +530,10 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         stable: backendName(s.stable),
         canary: backendName(s.canary),
         deployments: deploymentsOf(s),
-        steps: s.steps ?? expandStepWeight(s.stepWeight ?? 100, s.maxWeight ?? 100),
+        steps:
+          s.strategy === "blueGreen"
+            ? [100]
+            : (s.steps ?? expandStepWeight(s.stepWeight ?? 100, s.maxWeight ?? 100)),
         intervalMs: s.interval,
         routeReadyTimeoutMs: s.routeReadyTimeout,
         holdLimit: { afterMs: s.holdLimit.after, action: s.holdLimit.action },
@@ -463,6 +542,11 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       for (const b of [s.stable, s.canary])
         if (typeof b !== "string" && b.namespace !== undefined) namespaces[b.name] = b.namespace;
       if (Object.keys(namespaces).length) policy.backendNamespaces = namespaces;
+      if (s.stages) policy.stages = s.stages.map(toStage);
+      if (s.strategy === "blueGreen" && s.preview) {
+        policy.strategy = "blueGreen";
+        policy.stages = [toStage(s.preview)];
+      }
       if (s.window !== undefined) policy.window = s.window;
       if (s.windowTimeZone !== undefined) policy.windowTimeZone = s.windowTimeZone;
       if (s.analysis !== undefined) policy.analysis = normalizeAnalysis(s.analysis);

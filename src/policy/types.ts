@@ -6,6 +6,8 @@
 
 import type { ChannelSpec } from "../notify/types.ts";
 
+import type { Stage } from "../routers/stagerule.ts";
+
 export type TargetKind = "GatewayRoute" | "VirtualRouter" | "HTTPRoute" | "GRPCRoute";
 
 export type NoDataAction = "hold" | "fail" | "pass";
@@ -126,6 +128,18 @@ export interface RolloutPolicy {
   deployments: Record<string, string>;
   /** Canary weight in percent at each step, strictly increasing, 1..100. */
   steps: number[];
+  /**
+   * Request stages before the first weight step: only matching requests go
+   * to the canary, each stage for one interval with the same analysis as a
+   * weight step. The machine sees them as steps at 0 % (allSteps).
+   */
+  stages?: Stage[];
+  /**
+   * blueGreen: `stages` is the one preview stage and `steps` is [100]: the
+   * preview is analysed, then all traffic switches at once and is analysed
+   * for one more interval before promotion; a breach switches back at once.
+   */
+  strategy?: "blueGreen";
   /** Analysis time per step. */
   intervalMs: number;
   /** Optional cron expression; steps advance only inside it. */
@@ -142,4 +156,18 @@ export interface RolloutPolicy {
   /** Where this policy's rollouts are announced, besides the daemon's global channels. */
   notify?: ChannelSpec[];
   source: SourceLocation;
+}
+
+/** The steps the machine walks: one at 0 % per request stage, then the weight steps. */
+export function allSteps(p: Pick<RolloutPolicy, "steps" | "stages">): number[] {
+  return [...(p.stages ?? []).map(() => 0), ...p.steps];
+}
+
+/** The request stage a step index is in, if any. */
+export function stageAt(
+  p: Pick<RolloutPolicy, "stages">,
+  stepIndex: number,
+): { index: number; stage: Stage } | undefined {
+  const stage = stepIndex >= 0 ? p.stages?.[stepIndex] : undefined;
+  return stage ? { index: stepIndex, stage } : undefined;
 }

@@ -1,9 +1,12 @@
 /**
- * App Mesh (appmesh.k8s.aws/v1beta2), in the two shapes users have:
+ * App Mesh (appmesh.k8s.aws, whichever version the cluster serves: AWS's
+ * v1beta2, or the design document's v1beta1; see kube/discovery.ts), in the
+ * two shapes users have:
  *
  * - the weighted GatewayRoute of the user's design document (NOT in AWS's
  *   CRD, which requires action.target and prunes weightedTargets):
- *   spec.{http,http2,grpc}Route.action.weightedTargets[].targetRef.virtualServiceRef + weight;
+ *   spec.{http,http2,grpc}Route.action.weightedTargets[].targetRef.virtualServiceRef
+ *   with `weight` inside targetRef, as the document writes it, or beside it;
  * - App Mesh as AWS ships it: a GatewayRoute has one target and no weights, so
  *   we follow action.target.virtualService.virtualServiceRef → the
  *   VirtualService's spec.provider.virtualRouter.virtualRouterRef → the
@@ -27,6 +30,8 @@ import { PatchRouter } from "./patchrouter.ts";
 import { ANNOTATIONS } from "../contract.ts";
 import { RouteError, type PairWeight, type RouteView } from "./types.ts";
 import { APP_MESH_MAX_WEIGHT } from "./weights.ts";
+import type { JsonPatchOp } from "../kube/access.ts";
+import { appMeshStageRoute, ownedRuleOps, type OwnedRule, type Stage } from "./stagerule.ts";
 
 const GATEWAY_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute"] as const;
 const VIRTUAL_ROUTER_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute", "tcpRoute"] as const;
@@ -41,7 +46,37 @@ interface Lists {
   lists: Array<{ path: string; items: unknown[] }>;
   /** The ref of one item ({name, namespace}), or undefined when it has none (an ARN). */
   refOf: (item: Record<string, unknown>) => Record<string, unknown> | undefined;
+  /** Where in one item its weight lives, relative to the item ("weight", or the document's "targetRef/weight"). */
+  weightField?: (item: Record<string, unknown>, where: string) => string;
   deps: ObjectRef[];
+}
+
+/**
+ * The design document puts `weight` inside `targetRef`, next to
+ * virtualServiceRef; rolloutd's earlier form has it beside targetRef. Either
+ * is read and stepped where it is; a field that is absent in both places is
+ * added beside (the form of AWS's weightedTargets). Both at once is
+ * ambiguous: rolloutd says so instead of guessing which one the mesh reads.
+ */
+function gatewayRouteWeightField(src: { what: string; deps: ObjectRef[] }) {
+  return (item: Record<string, unknown>, where: string): string => {
+    const inside = asRecord(item.targetRef)?.weight !== undefined;
+    const beside = item.weight !== undefined;
+    if (inside && beside) {
+      throw new RouteError(
+        `${src.what} ${where} has a weight both beside and inside targetRef; ` +
+          "rolloutd cannot tell which one the mesh reads: keep one",
+        undefined,
+        src.deps,
+      );
+    }
+    return inside ? "targetRef/weight" : "weight";
+  };
+}
+
+/** An entry's weight wherever it is; an entry without one carries no traffic. */
+function appMeshWeight(item: Record<string, unknown>): number {
+  return asNumber(item.weight, asNumber(asRecord(item.targetRef)?.weight, 0));
 }
 
 /** Every weight field of the pair, in each weightedTargets list holding both backends. */
@@ -72,10 +107,12 @@ function pairIn(src: Lists, policy: RolloutPolicy, roles: Roles): PairWeight[] {
     for (const [backend, i] of [[roles.stable, s[0]!] as const, [roles.canary, c[0]!] as const].sort(
       (a, b) => a[1] - b[1],
     )) {
+      const item = asRecord(list.items[i]) ?? {};
+      const field = src.weightField?.(item, `${list.path}/${i}`) ?? "weight";
       pair.push({
         backend,
-        path: `${list.path}/${i}/weight`,
-        weight: asNumber(asRecord(list.items[i])?.weight, 0),
+        path: `${list.path}/${i}/${field}`,
+        weight: appMeshWeight(item),
       });
     }
   }
@@ -86,6 +123,59 @@ export class AppMeshRouter extends PatchRouter {
   protected readonly maxWeight = APP_MESH_MAX_WEIGHT;
   /** Upstream requires the field; an entry without one carries no traffic. */
   protected readonly defaultWeight = 0;
+
+  protected override entryWeight(entry: Record<string, unknown>): number {
+    return appMeshWeight(entry);
+  }
+
+  /**
+   * Request stages in a VirtualRouter (named directly, or followed from a
+   * GatewayRoute): one route rolloutd owns, before the pair's (stagerule.ts).
+   * The weighted GatewayRoute form has no place for one yet.
+   */
+  stageOps(
+    view: RouteView,
+    roles: Roles,
+    desired: { index: number; stage: Stage } | undefined,
+    owned: OwnedRule | undefined,
+  ): JsonPatchOp[] {
+    const what = `${view.weightsRef.kind} ${view.weightsRef.namespace}/${view.weightsRef.name}`;
+    if (view.weightsRef.kind !== "VirtualRouter") {
+      if (desired)
+        throw new RouteError(
+          `${what}: request stages on the weighted GatewayRoute form are not built yet; ` +
+            "they work on a VirtualRouter (named, or behind the GatewayRoute)",
+          undefined,
+          view.dependsOn,
+        );
+      return [];
+    }
+    const routes = asArray(asRecord(view.object.spec)?.routes);
+    return ownedRuleOps(
+      { path: "/spec/routes", items: routes, what },
+      (stage) => {
+        const first = view.pair.find((w) => w.backend === roles.canary);
+        const m =
+          first &&
+          /^\/spec\/routes\/(\d+)\/(httpRoute|http2Route|grpcRoute)\/action\/weightedTargets\/(\d+)\/weight$/.exec(
+            first.path,
+          );
+        if (!m)
+          throw new RouteError(
+            `${what}: the pair is in a TCP route; request stages need an HTTP or gRPC route`,
+          );
+        return appMeshStageRoute(
+          asRecord(routes[Number(m[1])]) ?? {},
+          m[2] as "httpRoute" | "http2Route" | "grpcRoute",
+          Number(m[3]),
+          stage,
+          what,
+        );
+      },
+      desired,
+      owned,
+    );
+  }
 
   read(policy: RolloutPolicy, roles: Roles): RouteView {
     const ns = policy.namespace;
@@ -123,6 +213,7 @@ export class AppMeshRouter extends PatchRouter {
           namespace: target.metadata?.namespace ?? ns,
           lists: weightedLists,
           refOf: (it) => asRecord(asRecord(it.targetRef)?.virtualServiceRef),
+          weightField: gatewayRouteWeightField({ what, deps: [targetRef] }),
           deps: [targetRef],
         },
         policy,

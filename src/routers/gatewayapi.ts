@@ -16,6 +16,8 @@ import { PatchRouter } from "./patchrouter.ts";
 import { ANNOTATIONS } from "../contract.ts";
 import { RouteError, type PairWeight, type RouteView } from "./types.ts";
 import { GATEWAY_API_MAX_WEIGHT } from "./weights.ts";
+import type { JsonPatchOp } from "../kube/access.ts";
+import { stageRuleOps, type OwnedRule, type Stage } from "./stagerule.ts";
 
 interface ParentRef {
   group?: string;
@@ -87,6 +89,20 @@ export function acceptance(route: KObject): { accepted: boolean; detail?: string
 export class GatewayApiRouter extends PatchRouter {
   protected readonly maxWeight = GATEWAY_API_MAX_WEIGHT;
   protected readonly defaultWeight = 1;
+
+  /** The owned stage rule is copied from the first rule holding the pair (stagerule.ts). */
+  stageOps(
+    view: RouteView,
+    roles: { stable: string; canary: string },
+    desired: { index: number; stage: Stage } | undefined,
+    owned: OwnedRule | undefined,
+  ): JsonPatchOp[] {
+    const first = view.pair.find((w) => w.backend === roles.canary);
+    const m = first && /^\/spec\/rules\/(\d+)\/backendRefs\/(\d+)\/weight$/.exec(first.path);
+    if (!m) return [];
+    const kind = view.weightsRef.kind === "GRPCRoute" ? "GRPCRoute" : "HTTPRoute";
+    return stageRuleOps(view.object, kind, { rule: Number(m[1]), canaryIndex: Number(m[2]) }, desired, owned);
+  }
 
   read(policy: RolloutPolicy, roles: { stable: string; canary: string }): RouteView {
     const kind = policy.target.kind === "GRPCRoute" ? "GRPCRoute" : "HTTPRoute";

@@ -7,9 +7,22 @@ import { ANNOTATIONS, annotationPath } from "../contract.ts";
 import type { JsonPatchOp } from "../kube/access.ts";
 import type { PairWeight } from "./types.ts";
 
-/** The list a weight field belongs to: "/spec/rules/2/backendRefs/1/weight" → "/spec/rules/2/backendRefs". */
+/**
+ * The list a weight field belongs to: the pointer up to its last array index.
+ * "/spec/rules/2/backendRefs/1/weight" → "/spec/rules/2/backendRefs";
+ * "/spec/httpRoute/action/weightedTargets/0/targetRef/weight" (the design
+ * document's weight inside targetRef) → "/spec/httpRoute/action/weightedTargets".
+ */
 export function locationOf(weightPath: string): string {
-  return weightPath.split("/").slice(0, -2).join("/");
+  const parts = weightPath.split("/");
+  const last = parts.findLastIndex((p, i) => i > 0 && /^\d+$/.test(p));
+  if (last < 0) throw new Error(`${weightPath} is not in a list`);
+  return parts.slice(0, last).join("/");
+}
+
+/** The index in its list of the entry a weight field belongs to. */
+export function entryIndexOf(weightPath: string): number {
+  return Number(weightPath.slice(locationOf(weightPath).length + 1).split("/")[0]);
 }
 
 /** The value at an RFC 6901 JSON Pointer, or undefined. */

@@ -5,8 +5,16 @@
  * an entry without a weight field means.
  */
 import type { RolloutPolicy } from "../policy/types.ts";
-import { asArray, asNumber, asRecord, locationOf, pointerGet, weightsPatch } from "./locations.ts";
-import type { ObjectReader, ObjectWriter } from "../kube/access.ts";
+import {
+  asArray,
+  asNumber,
+  asRecord,
+  entryIndexOf,
+  locationOf,
+  pointerGet,
+  weightsPatch,
+} from "./locations.ts";
+import type { JsonPatchOp, ObjectReader, ObjectWriter } from "../kube/access.ts";
 import type { PairWeight, RouteView, TrafficRouter } from "./types.ts";
 import { planLocation } from "./weights.ts";
 
@@ -21,6 +29,11 @@ export abstract class PatchRouter implements TrafficRouter {
     protected readonly writer: ObjectWriter,
   ) {}
 
+  /** What one entry of a weight list weighs (for the backends beside the pair). */
+  protected entryWeight(entry: Record<string, unknown>): number {
+    return asNumber(entry.weight, this.defaultWeight);
+  }
+
   abstract read(policy: RolloutPolicy, roles: { stable: string; canary: string }): RouteView;
 
   plan(view: RouteView, roles: { stable: string; canary: string }, canaryPercent: number): PairWeight[] {
@@ -31,11 +44,10 @@ export abstract class PatchRouter implements TrafficRouter {
     }
     const planned = new Map<string, number>();
     for (const [loc, fields] of byLocation) {
-      const pairPaths = new Set(fields.map((f) => f.path));
+      const pairEntries = new Set(fields.map((f) => entryIndexOf(f.path)));
       let others = 0;
       asArray(pointerGet(view.object, loc)).forEach((item, i) => {
-        if (!pairPaths.has(`${loc}/${i}/weight`))
-          others += asNumber(asRecord(item)?.weight, this.defaultWeight);
+        if (!pairEntries.has(i)) others += this.entryWeight(asRecord(item) ?? {});
       });
       const stable = fields.filter((f) => f.backend === roles.stable);
       const canary = fields.filter((f) => f.backend === roles.canary);
@@ -60,10 +72,11 @@ export abstract class PatchRouter implements TrafficRouter {
     view: RouteView,
     weights: PairWeight[] | undefined,
     stateAnnotation: string | undefined,
+    stageOps: JsonPatchOp[] = [],
   ): Promise<void> {
-    await this.writer.jsonPatch(
-      view.weightsRef,
-      weightsPatch(view.object, view.pair, weights, stateAnnotation),
-    );
+    await this.writer.jsonPatch(view.weightsRef, [
+      ...weightsPatch(view.object, view.pair, weights, stateAnnotation),
+      ...stageOps,
+    ]);
   }
 }

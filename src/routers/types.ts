@@ -16,6 +16,8 @@
 import type { AppliedWeight } from "../contract.ts";
 import type { ObjectRef, KObject } from "../kube/kinds.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
+import type { JsonPatchOp } from "../kube/access.ts";
+import type { OwnedRule, Stage } from "./stagerule.ts";
 
 /**
  * One weight field of the stable or the canary backend: its JSON Pointer
@@ -69,5 +71,18 @@ export interface TrafficRouter {
     view: RouteView,
     weights: PairWeight[] | undefined,
     stateAnnotation: string | undefined,
+    /** The owned request-stage rule's operations (stageOps), in the same guarded request. */
+    stageOps?: JsonPatchOp[],
   ): Promise<void>;
+  /**
+   * Pure: the operations that make the route's owned request-stage rule what
+   * `desired` says (absent: no rule); [] when it already is. Routers without
+   * request stages have none.
+   */
+  stageOps?(
+    view: RouteView,
+    roles: { stable: string; canary: string },
+    desired: { index: number; stage: Stage } | undefined,
+    owned: OwnedRule | undefined,
+  ): JsonPatchOp[];
 }

@@ -7,7 +7,7 @@
  */
 import { describeState, type Phase, type RecordedCheck, type RolloutState } from "../contract.ts";
 import type { Announcement, Level, ReportListener } from "../controller/report.ts";
-import type { RolloutPolicy } from "../policy/types.ts";
+import { allSteps, type RolloutPolicy } from "../policy/types.ts";
 
 export interface BoardEvent {
   at: number;
@@ -132,7 +132,7 @@ export class RolloutBoard implements ReportListener {
         route: { kind: p.target.kind, namespace: p.namespace, name: p.target.name },
         phase: s.phase,
         step: 0,
-        steps: p.steps,
+        steps: allSteps(p),
         canaryWeight: s.canaryWeight,
         stable: s.stable,
         canary: s.canary,
@@ -147,7 +147,7 @@ export class RolloutBoard implements ReportListener {
       this.cards.set(p.key, card);
       if (this.cards.size > this.limits.rollouts) this.evictOldest();
     }
-    card.steps = p.steps;
+    card.steps = allSteps(p);
     card.phase = s.phase;
     card.step = s.stepIndex >= 0 ? s.stepIndex + 1 : 0;
     card.stable = s.stable;

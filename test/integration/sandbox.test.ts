@@ -58,6 +58,10 @@ void it("npm start without a cluster: sandbox, promotions on measured values, a 
       /demo\/payments\s+Aborted\s+payments-v1=100 payments-v2=0\s+aborted: payment errors \(sandbox demo\)/,
     );
     assert.match(out, /demo\/checkout\s+Promoted\s+checkout-v1=0 checkout-v2=90 legacy=10/);
+    // A header stage on the GRPCRoute, and a blue/green preview then switch on an HTTPRoute.
+    assert.match(out, /demo\/search\s+Progressing\s.*\(stage: header x-canary=always → search-v2\)/);
+    assert.match(out, /demo\/storefront\s+Progressing\s.*\(stage: header x-preview=yes → storefront-v2\)/);
+    assert.match(out, /demo\/storefront\s+Promoted\s+storefront-v1=0 storefront-v2=\d+/);
     assert.match(out, /demo finished/);
   } finally {
     rmSync(home, { recursive: true, force: true });

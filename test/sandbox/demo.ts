@@ -68,6 +68,15 @@ const ROUTES: DemoRoute[] = [
     ending: "promote-then-rollback",
   },
   {
+    policy: "storefront",
+    route: "storefront",
+    family: httpRoute,
+    stable: "storefront-v1",
+    canary: "storefront-v2",
+    deployments: ["storefront-v1", "storefront-v2"],
+    ending: "promote",
+  },
+  {
     policy: "search",
     route: "search",
     family: grpcRoute,
@@ -105,7 +114,7 @@ export function runSandboxDemo(c: Cluster, say: (line: string) => void, traffic:
       await r.family.create(c, NS, r.route, r.stable, r.canary);
     }
     say(
-      `created namespace ${NS}: Deployments, an App Mesh GatewayRoute (weighted), a GatewayRoute → VirtualService → VirtualRouter chain, an HTTPRoute and a GRPCRoute`,
+      `created namespace ${NS}: Deployments, an App Mesh GatewayRoute (weighted), a GatewayRoute → VirtualService → VirtualRouter chain, two HTTPRoutes (one blue/green) and a GRPCRoute (with a header stage)`,
     );
 
     await traffic?.follow(c);

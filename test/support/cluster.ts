@@ -33,10 +33,14 @@ const CRD_DIR = fileURLToPath(new URL("../crds/", import.meta.url));
  * cluster) unless a test asks for AWS's own.
  */
 const WEIGHTED_GATEWAY_ROUTE_CRD = path.join(CRD_DIR, "design-document", "gatewayroutes-weighted.yaml");
+const V1BETA1_GATEWAY_ROUTE_CRD = path.join(CRD_DIR, "design-document", "gatewayroutes-v1beta1.yaml");
 
 export interface CrdOptions {
-  /** Which GatewayRoute CRD: the design document's weighted form (default; it also accepts AWS's form) or AWS's. */
-  gatewayRoute?: "weighted" | "aws";
+  /**
+   * Which GatewayRoute CRD: the weighted form at v1beta2 (default; it also accepts AWS's form), AWS's, or the
+   * design document's as written (v1beta1 only, weight inside targetRef).
+   */
+  gatewayRoute?: "weighted" | "aws" | "v1beta1";
 }
 
 export interface Cluster {
@@ -84,7 +88,9 @@ export function loadCrds(opts: CrdOptions = {}): V1CustomResourceDefinition[] {
     .filter((f) => f.endsWith(".yaml"))
     .sort()
     .flatMap((f) => crdsIn(path.join(CRD_DIR, f)));
-  const weighted = crdsIn(WEIGHTED_GATEWAY_ROUTE_CRD);
+  const weighted = crdsIn(
+    opts.gatewayRoute === "v1beta1" ? V1BETA1_GATEWAY_ROUTE_CRD : WEIGHTED_GATEWAY_ROUTE_CRD,
+  );
   const replaced = new Set(weighted.map((c) => c.metadata!.name));
   return [
     ...gatewayApiCrdFiles().flatMap(crdsIn),

@@ -23,6 +23,18 @@ void describe("rolloutd status: weights by backend from state.applied", () => {
     assert.match(out.split("\n")[1]!, /web-v1=90,9 web-v2=10,1/);
   });
 
+  void it("shows the request stage a rollout is in instead of a 0 % weight", () => {
+    const state = {
+      ...initialState({ stable: "web-v1", canary: "web-v2", baseline: {}, now: 0 }),
+      policy: "shop/web",
+      phase: "Progressing" as const,
+      stepIndex: 0,
+      stageRule: { name: "rolloutd-stage", stage: 0, match: "header x-canary=always" },
+    };
+    const out = table([{ namespace: "shop", route: "httproute/web", state }], 0, false);
+    assert.match(out.split("\n")[1]!, /1 \(stage: header x-canary=always\)/);
+  });
+
   void it("with nothing written yet it names the stable", () => {
     const state = {
       ...initialState({ stable: "web-v1", canary: "web-v2", baseline: {}, now: 0 }),

@@ -332,3 +332,57 @@ void test("every number has a sane range: a 1 ms Prometheus timeout or a limit o
   refused(withAnalysis({ minRequests: 1e15 }), "spec.analysis.minRequests", /1000000/);
   ok(withAnalysis({ minRequests: 1_000_000 }));
 });
+
+void test("request stages: each kind of match, in order, as the router writes it", () => {
+  const doc = minimal();
+  doc.spec.stages = [
+    { header: { name: "x-canary", value: "always" } },
+    { header: { name: "x-user", regex: "^beta-" } },
+    { cookie: { name: "canary", value: "yes" } },
+    { query: { name: "v", value: "2" } },
+    { pathPrefix: "/api/v2" },
+  ];
+  assert.deepEqual(ok(validatePolicyDocument(doc)).stages, [
+    { match: { header: { name: "x-canary", value: "always", type: "Exact" } } },
+    { match: { header: { name: "x-user", value: "^beta-", type: "RegularExpression" } } },
+    { match: { cookie: { name: "canary", value: "yes" } } },
+    { match: { query: { name: "v", value: "2" } } },
+    { match: { pathPrefix: "/api/v2" } },
+  ]);
+});
+
+void test("request stages: App Mesh targets take them (the router refuses the weighted form); GRPCRoute no paths or queries", () => {
+  const mesh = minimal();
+  mesh.spec.target = { kind: "GatewayRoute", name: "checkout" };
+  mesh.spec.stages = [{ header: { name: "x-canary", value: "always" } }];
+  assert.ok(validatePolicyDocument(mesh).ok);
+  const grpc = minimal();
+  grpc.spec.target = { kind: "GRPCRoute", name: "checkout" };
+  grpc.spec.stages = [{ header: { name: "x-canary", value: "a" } }, { pathPrefix: "/x" }];
+  const r2 = validatePolicyDocument(grpc);
+  assert.ok(!r2.ok && r2.issues.some((i) => /matches headers/.test(i.message)));
+  const bad = minimal();
+  bad.spec.stages = [{ header: { name: "x canary", value: "a" } }];
+  assert.ok(!validatePolicyDocument(bad).ok, "not a header name");
+});
+
+void test("blueGreen: the preview is the one stage, then 100 % at once; steps and stages refused", () => {
+  const doc = minimal();
+  delete doc.spec.steps;
+  doc.spec.strategy = "blueGreen";
+  doc.spec.preview = { header: { name: "x-preview", value: "1" } };
+  const p = ok(validatePolicyDocument(doc));
+  assert.equal(p.strategy, "blueGreen");
+  assert.deepEqual(p.steps, [100]);
+  assert.deepEqual(p.stages, [{ match: { header: { name: "x-preview", value: "1", type: "Exact" } } }]);
+  const withSteps = { ...doc, spec: { ...doc.spec, steps: [10, 100] } };
+  const r = validatePolicyDocument(withSteps);
+  assert.ok(!r.ok && r.issues.some((i) => /switches 100 % at once/.test(i.message)));
+  const noPreview = { ...doc, spec: { ...doc.spec, preview: undefined } };
+  delete noPreview.spec.preview;
+  const r2 = validatePolicyDocument(noPreview);
+  assert.ok(!r2.ok && r2.issues.some((i) => /needs a preview/.test(i.message)));
+  const canaryWithPreview = minimal();
+  canaryWithPreview.spec.preview = { header: { name: "x-preview", value: "1" } };
+  assert.ok(!validatePolicyDocument(canaryWithPreview).ok);
+});

@@ -890,3 +890,59 @@ void describe("registry", () => {
     assert.equal(annotationPath("a~b/c"), "/metadata/annotations/a~0b~1c");
   });
 });
+
+void describe("App Mesh: the design document's GatewayRoute, weight inside targetRef", () => {
+  // As the document writes it: appmesh.k8s.aws/v1beta1, `weight` next to virtualServiceRef.
+  const inside = (name: string, weight: number) => ({ targetRef: { virtualServiceRef: { name }, weight } });
+  const documentRoute = (targets: unknown[]): KObject => ({
+    apiVersion: "appmesh.k8s.aws/v1beta1",
+    kind: "GatewayRoute",
+    metadata: meta("shop", "gw"),
+    spec: { httpRoute: { match: { prefix: "/" }, action: { weightedTargets: targets } } },
+  });
+
+  void it("reads the weights where the document puts them (10/90, not 0/0)", () => {
+    const router = new AppMeshRouter(
+      new MapReader([documentRoute([inside("green", 10), inside("blue", 90)])]),
+      new RecordingWriter(),
+    );
+    const view = router.read(policy("GatewayRoute", "gw"), ROLES);
+    assert.deepEqual(
+      view.pair.map((w) => [w.backend, w.path, w.weight]),
+      [
+        ["green", "/spec/httpRoute/action/weightedTargets/0/targetRef/weight", 10],
+        ["blue", "/spec/httpRoute/action/weightedTargets/1/targetRef/weight", 90],
+      ],
+    );
+  });
+
+  void it("steps those fields only, each list within its pair total, another target's inner weight counted", async () => {
+    const writer = new RecordingWriter();
+    const router = new AppMeshRouter(
+      new MapReader([documentRoute([inside("blue", 60), inside("other", 40), inside("green", 0)])]),
+      writer,
+    );
+    const view = router.read(policy("GatewayRoute", "gw"), ROLES);
+    const weights = router.plan(view, ROLES, 50);
+    await router.write(view, weights, "STATE");
+    assert.deepEqual(writer.calls[0]!.ops, [
+      { op: "replace", path: "/metadata/resourceVersion", value: "41" },
+      { op: "add", path: "/spec/httpRoute/action/weightedTargets/0/targetRef/weight", value: 30 },
+      { op: "add", path: "/spec/httpRoute/action/weightedTargets/2/targetRef/weight", value: 30 },
+      { op: "add", path: "/metadata/annotations", value: {} },
+      { op: "add", path: STATE_PATH, value: "STATE" },
+    ]);
+  });
+
+  void it("refuses an entry with a weight both beside and inside targetRef", () => {
+    const both = { targetRef: { virtualServiceRef: { name: "blue" }, weight: 90 }, weight: 80 };
+    const router = new AppMeshRouter(
+      new MapReader([documentRoute([both, inside("green", 10)])]),
+      new RecordingWriter(),
+    );
+    assert.throws(
+      () => router.read(policy("GatewayRoute", "gw"), ROLES),
+      (e: unknown) => e instanceof RouteError && /both beside and inside targetRef/.test(e.message),
+    );
+  });
+});

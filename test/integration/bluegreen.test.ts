@@ -1,0 +1,102 @@
+/**
+ * Blue/green with a verified preview (issue 12), on a real API server: the
+ * preview (a request match, rolloutd's own rule) is analysed first; only
+ * then does all traffic switch at once, and the switch is analysed too; a
+ * breach switches back at once. Prometheus here is the stand-in of
+ * test/support/faults.ts answering every query with a set value, so the
+ * verdict is the test's choice, not a race.
+ */
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { KObject } from "../../src/kube/kinds.ts";
+import { STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
+import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
+import { httpRoute } from "../support/routes.ts";
+import type { Scenario } from "../support/scenario.ts";
+import { startWorld, type World } from "../support/world.ts";
+
+type Json = Record<string, any>;
+const owned = (o: KObject): Json[] =>
+  ((o.spec as Json).rules as Json[]).filter((r) => r.name === STAGE_RULE_NAME);
+
+void describe("blue/green with a verified preview", () => {
+  let w: World;
+  const proms: FaultyPrometheus[] = [];
+
+  before(async () => {
+    w = await startWorld({ daemonArgs: ["--analysis-min-window=1"] });
+  });
+
+  after(async () => {
+    for (const p of proms) await p.close();
+    await w?.stop();
+  });
+
+  const blueGreen = async (ns: string, prom: FaultyPrometheus): Promise<Scenario> => {
+    const s = await w.scenario(httpRoute, ns);
+    const yaml = s
+      .policyYaml({
+        steps: [],
+        interval: "3s",
+        extra: [
+          "  strategy: blueGreen",
+          "  preview: { header: { name: x-preview, value: 'yes' } }",
+          "  analysis:",
+          `    prometheus: { url: "${prom.url}" }`,
+          "    checks:",
+          "      - { name: p99-latency, query: 'vector(1)', max: 500 }",
+        ].join("\n"),
+      })
+      .replace(/^ {2}steps: \[\]\n/m, "");
+    writeFileSync(path.join(s.policiesDir, `${ns}.yaml`), yaml);
+    await s.until("adopted", (st) => st.phase === "Steady");
+    return s;
+  };
+  /** The canary's share of the pair in one weights snapshot. */
+  const share = (s: Scenario, wt: Record<string, number>) =>
+    (wt[s.canary] ?? 0) / ((wt[s.canary] ?? 0) + (wt[s.stable] ?? 0));
+
+  void it("a slow preview never switches: rolled back from the preview, no weight ever moved", async () => {
+    const prom = await startFaultyPrometheus();
+    proms.push(prom);
+    prom.lie(900);
+    const s = await blueGreen("bg-slow", prom);
+    await s.shipCanary("2");
+    await s.until("preview live", (st) => st.phase === "Progressing" && st.stageRule !== undefined);
+    assert.equal(owned(await s.weightsObject()).length, 1, "the preview's rule is in the route");
+    const st = await s.until("rolled back", (x) => x.phase === "RolledBack");
+    assert.match(st.lastAnalysis?.summary ?? st.message, /p99-latency/);
+    assert.equal(st.stageRule, undefined);
+    assert.equal(owned(await s.weightsObject()).length, 0, "the preview's rule is removed");
+    assert.ok(
+      s.history.every((h) => (h[s.canary] ?? 0) === 0),
+      `no weight to the new version, ever: ${JSON.stringify(s.history)}`,
+    );
+  });
+
+  void it("a good preview switches 100 % at once; a breach after the switch switches back at once", async () => {
+    const prom = await startFaultyPrometheus();
+    proms.push(prom);
+    prom.lie(100);
+    const s = await blueGreen("bg-break", prom);
+    await s.shipCanary("2");
+    await s.until("preview live", (st) => st.phase === "Progressing" && st.stageRule !== undefined);
+    const switched = await s.until("switched", (x, wt) => x.stepIndex === 1 && share(s, wt) === 1);
+    assert.equal(switched.stageRule, undefined);
+    assert.equal(owned(await s.weightsObject()).length, 0, "the preview's rule is gone with the switch");
+    prom.lie(900);
+    const st = await s.until("switched back", (x, wt) => x.phase === "RolledBack" && share(s, wt) === 0);
+    assert.equal(st.canary, s.canary, "the new version was not promoted");
+    // At once, both ways: never a split between all-old and all-new.
+    for (const h of s.history) {
+      const x = share(s, h);
+      assert.ok(x === 0 || x === 1, `a partial split was written: ${JSON.stringify(h)}`);
+    }
+    assert.ok(
+      s.history.some((h) => share(s, h) === 1),
+      "the switch was written",
+    );
+  });
+});

@@ -1,0 +1,124 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { KObject } from "../../../src/kube/kinds.ts";
+import { STAGE_RULE_NAME, stageRule, stageRuleOps, type Stage } from "../../../src/routers/stagerule.ts";
+import { RouteError } from "../../../src/routers/types.ts";
+
+const pairRule = {
+  name: "main",
+  matches: [
+    { path: { type: "PathPrefix", value: "/shop" }, headers: [{ name: "x-tenant", value: "a" }] },
+    { path: { type: "Exact", value: "/" } },
+  ],
+  filters: [{ type: "RequestHeaderModifier", requestHeaderModifier: { add: [{ name: "x", value: "y" }] } }],
+  backendRefs: [
+    { name: "v1", port: 80, weight: 90 },
+    { name: "v2", port: 80, weight: 10 },
+  ],
+};
+const route = (rules: unknown[]): KObject => ({
+  apiVersion: "gateway.networking.k8s.io/v1",
+  kind: "HTTPRoute",
+  metadata: { namespace: "shop", name: "web" },
+  spec: { rules },
+});
+const header: Stage = { match: { header: { name: "x-canary", value: "always", type: "Exact" } } };
+
+void describe("the owned stage rule", () => {
+  void it("copies the pair's rule, adds the stage's condition to every match, keeps only the canary", () => {
+    const r = stageRule("HTTPRoute", pairRule, 1, header);
+    assert.deepEqual(r, {
+      name: STAGE_RULE_NAME,
+      matches: [
+        {
+          path: { type: "PathPrefix", value: "/shop" },
+          headers: [
+            { name: "x-tenant", value: "a" },
+            { type: "Exact", name: "x-canary", value: "always" },
+          ],
+        },
+        {
+          path: { type: "Exact", value: "/" },
+          headers: [{ type: "Exact", name: "x-canary", value: "always" }],
+        },
+      ],
+      filters: pairRule.filters,
+      backendRefs: [{ name: "v2", port: 80 }],
+    });
+  });
+
+  void it("cookie: a regular expression on the Cookie header that matches the cookie and nothing longer", () => {
+    const r = stageRule("HTTPRoute", { backendRefs: [{ name: "v2" }] }, 0, {
+      match: { cookie: { name: "canary", value: "a.b" } },
+    });
+    const h = (r.matches as Array<{ headers: Array<{ name: string; value: string }> }>)[0]!.headers[0]!;
+    assert.equal(h.name, "Cookie");
+    const re = new RegExp(h.value);
+    assert.ok(re.test("canary=a.b"));
+    assert.ok(re.test("x=1; canary=a.b; y=2"));
+    assert.ok(!re.test("canary=aXb"), "the dot is literal");
+    assert.ok(!re.test("notcanary=a.b"));
+    assert.ok(!re.test("canary=a.bc"));
+  });
+
+  void it("query and path prefix on HTTPRoute; GRPCRoute refuses them", () => {
+    const q = stageRule("HTTPRoute", pairRule, 1, { match: { query: { name: "v", value: "2" } } });
+    assert.deepEqual((q.matches as Array<Record<string, unknown>>)[1]!.queryParams, [
+      { type: "Exact", name: "v", value: "2" },
+    ]);
+    const p = stageRule("HTTPRoute", pairRule, 1, { match: { pathPrefix: "/api/v2" } });
+    assert.deepEqual((p.matches as Array<Record<string, unknown>>)[0]!.path, {
+      type: "PathPrefix",
+      value: "/api/v2",
+    });
+    assert.throws(() => stageRule("GRPCRoute", pairRule, 1, { match: { pathPrefix: "/x" } }));
+  });
+
+  void it("a pair rule without matches gets one match: the stage's", () => {
+    const r = stageRule("HTTPRoute", { backendRefs: [{ name: "v1" }, { name: "v2" }] }, 1, header);
+    assert.deepEqual(r.matches, [{ headers: [{ type: "Exact", name: "x-canary", value: "always" }] }]);
+  });
+});
+
+void describe("stageRuleOps: the route's owned rule made what the state says", () => {
+  const pair = { rule: 0, canaryIndex: 1 };
+  const desired = { index: 0, stage: header };
+  const owned = { name: STAGE_RULE_NAME, stage: 0 };
+
+  void it("adds it at the end when a stage begins", () => {
+    const ops = stageRuleOps(route([pairRule]), "HTTPRoute", pair, desired, undefined);
+    assert.deepEqual(ops, [
+      { op: "add", path: "/spec/rules/-", value: stageRule("HTTPRoute", pairRule, 1, header) },
+    ]);
+  });
+
+  void it("does nothing when the rule for this stage is there (compared by stage, not by defaulted fields)", () => {
+    const stored = { ...stageRule("HTTPRoute", pairRule, 1, header), timeouts: { request: "10s" } };
+    assert.deepEqual(stageRuleOps(route([pairRule, stored]), "HTTPRoute", pair, desired, owned), []);
+  });
+
+  void it("replaces it for the next stage, guarded by its name", () => {
+    const stored = stageRule("HTTPRoute", pairRule, 1, header);
+    const next = { index: 1, stage: { match: { pathPrefix: "/beta" } } as Stage };
+    const ops = stageRuleOps(route([pairRule, { name: "other" }, stored]), "HTTPRoute", pair, next, owned);
+    assert.deepEqual(ops[0], { op: "test", path: "/spec/rules/2/name", value: STAGE_RULE_NAME });
+    assert.equal(ops[1]!.op, "replace");
+    assert.equal(ops[1]!.path, "/spec/rules/2");
+  });
+
+  void it("removes only its own rule when the stages end", () => {
+    const stored = stageRule("HTTPRoute", pairRule, 1, header);
+    assert.deepEqual(stageRuleOps(route([pairRule, stored]), "HTTPRoute", pair, undefined, owned), [
+      { op: "test", path: "/spec/rules/1/name", value: STAGE_RULE_NAME },
+      { op: "remove", path: "/spec/rules/1" },
+    ]);
+    // Someone else's rule of that name (the state does not record it): never removed, never replaced.
+    assert.deepEqual(stageRuleOps(route([pairRule, stored]), "HTTPRoute", pair, undefined, undefined), []);
+    assert.throws(
+      () => stageRuleOps(route([pairRule, stored]), "HTTPRoute", pair, desired, undefined),
+      (e: unknown) => e instanceof RouteError && /does not record as its own/.test(e.message),
+    );
+    // Recorded but gone (someone deleted it): nothing to remove.
+    assert.deepEqual(stageRuleOps(route([pairRule]), "HTTPRoute", pair, undefined, owned), []);
+  });
+});
