@@ -133,6 +133,15 @@ export class Reconciler {
       );
       return { requeueAfterMs: MISSING_RETRY_MS };
     }
+    if (targetFreshness === "stale") {
+      // A route that seems missing from a cache being relisted is not missing: decide nothing on it.
+      reporter.problem(
+        record,
+        "warn",
+        `the watch of ${policy.target.kind} is re-establishing; not deciding on a stale cache`,
+      );
+      return { requeueAfterMs: STALE_RETRY_MS };
+    }
     const router = this.d.routers.for(policy.target.kind);
     let view: RouteView;
     try {

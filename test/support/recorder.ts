@@ -176,3 +176,15 @@ export function appliedMismatches(
     return got === w ? [] : [`${path}: applied ${w}, object ${JSON.stringify(got)}`];
   });
 }
+
+/** How many observations changed the weights or rolloutd's state (status writes by others do not count). */
+export function decisions(observations: readonly Observation[]): number {
+  let n = 0;
+  let last = "";
+  for (const o of observations) {
+    const now = JSON.stringify([o.weights, o.state]);
+    if (now !== last) n++;
+    last = now;
+  }
+  return n;
+}
