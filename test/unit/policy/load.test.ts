@@ -425,6 +425,7 @@ void test("every example in policies/ validates", async () => {
     "frontend-httproute.yaml",
     "payments-virtualrouter.yaml",
     "search-grpcroute.yaml",
+    "storefront-bluegreen.yaml",
   ]);
   const result = await loadPolicyDir("policies");
   assert.deepEqual(
@@ -432,12 +433,20 @@ void test("every example in policies/ validates", async () => {
     [],
   );
   const byKey = new Map(result.policies.map((p) => [p.key, p]));
-  assert.deepEqual([...byKey.keys()], ["demo/checkout", "demo/frontend", "demo/payments", "demo/search"]);
+  assert.deepEqual(
+    [...byKey.keys()],
+    ["demo/checkout", "demo/frontend", "demo/payments", "demo/search", "demo/storefront"],
+  );
   assert.deepEqual(
     result.policies.map((p) => p.target.kind),
-    ["GatewayRoute", "HTTPRoute", "GatewayRoute", "GRPCRoute"],
+    ["GatewayRoute", "HTTPRoute", "GatewayRoute", "GRPCRoute", "HTTPRoute"],
   );
   assert.deepEqual(byKey.get("demo/search")?.steps, [20, 40, 60, 80]);
+  assert.deepEqual(byKey.get("demo/search")?.stages, [
+    { match: { header: { name: "x-canary", value: "always", type: "Exact" } } },
+  ]);
+  assert.equal(byKey.get("demo/storefront")?.strategy, "blueGreen");
+  assert.deepEqual(byKey.get("demo/storefront")?.steps, [100]);
   assert.deepEqual(byKey.get("demo/payments")?.deployments, {
     "payments-v1": "payments-blue",
     "payments-v2": "payments-green",
