@@ -174,6 +174,12 @@ export interface RolloutState {
   heldSince?: number;
   /** Why the rollout holds, without counts. */
   holdReason?: string;
+  /**
+   * The rollout cannot move for a reason outside the lifecycle (its route no
+   * longer holds the pair, say): the Event's reason, its message, and since
+   * when. Cleared once the route can be used again.
+   */
+  stuck?: { reason: string; message: string; since: number };
   /** A Warning about a route that does not accept the weights was already emitted for this step. */
   acceptWarned?: boolean;
   /** Values of the one-shot control annotations already acted upon. */
@@ -190,6 +196,7 @@ export interface RolloutState {
 
 /** The state's sentence for people; an abort's reason is stored once, in `abort`, and shown from there. */
 export function describeState(s: RolloutState): string {
+  if (s.stuck) return `${s.stuck.reason}: ${s.stuck.message}`;
   return s.phase === "Aborted" && s.abort
     ? `aborted: ${s.abort.reason}; all traffic on ${s.stable}`
     : s.message;

@@ -3,6 +3,9 @@
  * metrics registry, clock and configuration, and wires them together. No
  * other module reads the environment or creates a singleton.
  */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { createAnalysisGateFactory } from "./analysis/analyzer.ts";
 import { systemClock, type Clock } from "./clock.ts";
@@ -12,6 +15,10 @@ import { checkReachable, loadKubeConfig, makeClients } from "./kube/client.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
 import { ApiHealth, apiServerReadyz } from "./kube/health.ts";
 import { KubeWriter } from "./kube/writer.ts";
+import { Fleet, FLEET_DEFAULTS, type FleetOptions } from "./fleet/fleet.ts";
+import { WriteFence } from "./fleet/fence.ts";
+import { KubeLeaseApi } from "./fleet/lease.ts";
+import { shardOf } from "./fleet/shards.ts";
 import { discoveryGet } from "./kube/discovery.ts";
 import { loadNotifyConfig } from "./notify/config.ts";
 import { NotificationDispatcher } from "./notify/dispatcher.ts";
@@ -41,6 +48,28 @@ export interface DaemonOptions {
   /** Serve the read-only live page at /ui on the metrics port (default true). */
   ui?: boolean;
   clock?: Clock;
+  /** The fleet's Leases; every field has a default, so one replica needs none of them. */
+  fleet?: Partial<FleetOptions> & {
+    /** Namespace of the Leases (default: $POD_NAMESPACE, the kubeconfig context's, else "default"). */
+    namespace?: string;
+  };
+  /** The environment read for defaults (POD_NAMESPACE, POD_NAME, HOSTNAME); default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Namespace of the fleet's Leases: flag, then the Pod's own, then the kubeconfig context's, then "default". */
+function leaseNamespace(kc: KubeConfig, env: NodeJS.ProcessEnv, flag?: string): string {
+  return flag ?? env.POD_NAMESPACE ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? "default";
+}
+
+/**
+ * Who this replica is in the Leases. A Pod's name is unique while it lives and
+ * stays the same when its container restarts (the old process is then dead,
+ * so taking its Leases back at once is safe); elsewhere the host name plus a
+ * random suffix, so two processes on one machine never share an identity.
+ */
+function fleetIdentity(env: NodeJS.ProcessEnv, flag?: string): string {
+  return flag ?? env.POD_NAME ?? `${env.HOSTNAME ?? hostname()}-${randomBytes(3).toString("hex")}`;
 }
 
 export interface Daemon {
@@ -60,7 +89,19 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   const namespaces = opts.namespaces?.length ? opts.namespaces : undefined;
   if (namespaces) log.info({ namespaces }, "limited to namespaces: watching and writing only in these");
   const cache = new ClusterCache(clients, log, { namespaces, discovery: discoveryGet(kc) });
-  const routers = new RouterRegistry(cache, new KubeWriter(clients, (kind) => cache.served(kind)));
+  const env = opts.env ?? process.env;
+  const fleetOptions: FleetOptions = {
+    ...FLEET_DEFAULTS,
+    ...opts.fleet,
+    identity: fleetIdentity(env, opts.fleet?.identity),
+  };
+  const fleetNamespace = leaseNamespace(kc, env, opts.fleet?.namespace);
+  // Every route write is fenced by the shard of the policy it is made for (fleet/fence.ts).
+  const fence = new WriteFence((p) => fleet.holds(shardOf(p, fleetOptions.shards)));
+  const routers = new RouterRegistry(
+    cache,
+    fence.wrap(new KubeWriter(clients, (kind) => cache.served(kind))),
+  );
   const notifyConfig = opts.notifyConfig ? await loadNotifyConfig(opts.notifyConfig) : { channels: [] };
   const channels = notifyConfig.channels;
   if (channels.length)
@@ -78,7 +119,16 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   const gates = createAnalysisGateFactory(
     opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
   );
+  const fleet = new Fleet(fleetOptions, {
+    api: new KubeLeaseApi(kc, fleetNamespace, fleetOptions.name),
+    clock,
+    monotonic: () => performance.now(),
+    log: log.child({ component: "fleet" }),
+    // The controller exists before the fleet's first round calls this.
+    onChange: () => controller.ownershipChanged(),
+  });
   const controller = new RolloutController({
+    fence,
     objects: cache,
     routers,
     gates,
@@ -101,6 +151,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     onRecovered: () => {
       log.info("the API server answers again; re-establishing failed watches now");
       cache.retryFailed();
+      fleet.nudge();
     },
   });
   const graceMs = opts.readinessGraceMs ?? 3_000;
@@ -120,13 +171,23 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
             ok: false,
             detail: `API server not ready for ${Math.round((now - down.since) / 1000)} s: ${down.detail}`,
           };
+        // Without Leases this replica holds no shard, so nothing it watches would be written.
+        const leases = fleet.trouble();
+        if (leases && leases.forMs >= graceMs)
+          return {
+            ok: false,
+            detail: `cannot read the fleet's Leases in ${fleetNamespace} for ${Math.round(leases.forMs / 1000)} s: ${leases.error}`,
+          };
         const blind = cache.blind(now, graceMs);
         if (blind.length)
           return {
             ok: false,
             detail: `watches not synced: ${blind.map((w) => `${w.kind}${w.namespace ? `/${w.namespace}` : ""} (${w.lastError ?? "relisting"})`).join("; ")}`,
           };
-        return { ok: true, detail: `ok: ${controller.policyCount()} policies` };
+        return {
+          ok: true,
+          detail: `ok: ${controller.policyCount()} policies managed here of ${controller.knownPolicyCount()} (shards ${[...fleet.ownedShards()].join(",") || "none"} of ${fleetOptions.shards}; ${fleet.liveReplicas()} live replicas)`,
+        };
       },
     },
     log,
@@ -135,20 +196,37 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   const port = await http.listen(opts.metricsPort, opts.metricsHost);
   log.info({ port }, `serving /healthz, /readyz and /metrics${board ? ", and the live page at /ui" : ""}`);
 
+  // Every change set carries every current error; each is logged and counted once, when it appears.
+  let reported = new Set<string>();
   const applyPolicies = (change: PolicyChangeSet) => {
-    for (const e of change.errors)
-      log.error(
-        { file: e.file, line: e.line, column: e.column, field: e.path },
-        `invalid policy: ${e.format()}`,
-      );
+    const now = new Set<string>();
+    let added = 0;
+    for (const e of change.errors) {
+      const text = e.format();
+      now.add(text);
+      if (reported.has(text)) continue;
+      added++;
+      log.error({ file: e.file, line: e.line, column: e.column, field: e.path }, `invalid policy: ${text}`);
+    }
+    reported = now;
     metrics.policyErrors.set(change.errors.length);
-    metrics.policyLoadErrors.inc(change.errors.length);
+    metrics.policyLoadErrors.inc(added);
     controller.setPolicies(change.upserted, change.removed);
   };
 
   try {
     await cache.start();
     health.start();
+    log.info(
+      {
+        identity: fleetOptions.identity,
+        namespace: fleetNamespace,
+        shards: fleetOptions.shards,
+        leaseDurationMs: fleetOptions.leaseDurationMs,
+      },
+      "joining the fleet",
+    );
+    await fleet.start();
     log.info(
       { watches: cache.status().map((s) => `${s.kind}:${s.synced ? "synced" : "unavailable"}`) },
       "watches started",
@@ -171,7 +249,14 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     ready = true;
   } catch (err) {
     health.stop();
-    await Promise.allSettled([store.close(), cache.stop(), http.close(), notifier.close()]);
+    await Promise.allSettled([
+      store.close(),
+      controller.stop(),
+      fleet.stop(),
+      cache.stop(),
+      http.close(),
+      notifier.close(),
+    ]);
     throw err;
   }
 
@@ -182,6 +267,8 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       await store.close();
       health.stop();
       await controller.stop();
+      // Only after the last reconcile finished: the successor may take the shards at once.
+      await fleet.stop();
       notifyListener.close();
       await notifier.close();
       await cache.stop();

@@ -21,6 +21,22 @@ const wholeSeconds = (v: string) => {
   return n;
 };
 
+/** A whole number in [min, max], with an error that says so (`--workers abc` is refused, not NaN). */
+export const wholeNumber = (min: number, max: number) => (v: string) => {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isInteger(n) || n < min || n > max)
+    throw new InvalidArgumentError(`must be a whole number from ${min} to ${max}`);
+  return n;
+};
+
+/** Seconds as a number (fractions allowed) in [min, max], returned in milliseconds. */
+export const secondsToMs = (min: number, max: number) => (v: string) => {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n) || n < min || n > max)
+    throw new InvalidArgumentError(`must be a number of seconds from ${min} to ${max}`);
+  return Math.round(n * 1000);
+};
+
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 const namespaceList = (v: string) => {
@@ -55,7 +71,7 @@ export function buildProgram(): Command {
       8080,
     )
     .option("--metrics-host <host>", "address to bind", "0.0.0.0")
-    .option("--workers <n>", "policies reconciled concurrently", (v) => Number(v), 8)
+    .option("--workers <n>", "policies reconciled concurrently (1..256)", wholeNumber(1, 256), 8)
     .option(
       "--namespaces <list>",
       "comma-separated namespaces to watch and write in, for namespaced RBAC; policies elsewhere are refused (default: all)",
@@ -70,6 +86,46 @@ export function buildProgram(): Command {
       "--analysis-min-window <seconds>",
       "smallest analysis window in whole seconds, about two scrape intervals (default 10)",
       wholeSeconds,
+    )
+    .option(
+      "--shards <n>",
+      "shards the policies are spread over, one Lease each; a replica takes at most shards / live replicas (1..256)",
+      wholeNumber(1, 256),
+      8,
+    )
+    .option(
+      "--lease-namespace <ns>",
+      "namespace of the fleet's Leases (default: $POD_NAMESPACE, else the kubeconfig context's, else default)",
+      (v: string) => namespaceList(v)[0]!,
+    )
+    .option(
+      "--fleet <name>",
+      "name of the fleet: prefix of its Leases; replicas with the same name share the policies",
+      (v: string) => {
+        if (v.length > 40 || !DNS_LABEL.test(v))
+          throw new InvalidArgumentError("must be a DNS label of at most 40 characters");
+        return v;
+      },
+      "rolloutd",
+    )
+    .option(
+      "--identity <id>",
+      "this replica's name in the Leases (default: $POD_NAME, else host name + random suffix)",
+    )
+    .option(
+      "--lease-duration <seconds>",
+      "how long a silent holder keeps a Lease (default 15)",
+      secondsToMs(1, 300),
+    )
+    .option(
+      "--renew-deadline <seconds>",
+      "a holder that could not renew for this long stops writing and lets go (default 10)",
+      secondsToMs(0.5, 300),
+    )
+    .option(
+      "--retry-period <seconds>",
+      "how often Leases are renewed and looked at (default 2)",
+      secondsToMs(0.1, 60),
     )
     .addOption(
       new Option("--log-level <level>", "log level")

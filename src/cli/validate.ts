@@ -5,7 +5,14 @@
  * policies, so an empty or mistyped folder is an error, not a silent pass.
  */
 import { stat, readFile } from "node:fs/promises";
-import { loadPolicyDir, parsePolicyFile, PolicyError, type PolicyFileResult } from "../policy/load.ts";
+import {
+  loadPolicyDir,
+  parsePolicyFile,
+  POLICY_LIMITS,
+  PolicyError,
+  tooLarge,
+  type PolicyFileResult,
+} from "../policy/load.ts";
 import type { PolicySchemaOptions } from "../policy/schema.ts";
 
 export type ValidateOptions = PolicySchemaOptions;
@@ -35,14 +42,22 @@ async function load(
   opts: ValidateOptions,
 ): Promise<{ result: PolicyFileResult; files: number }> {
   let isFile = false;
+  let size = 0;
   try {
-    isFile = (await stat(path)).isFile();
+    const info = await stat(path);
+    isFile = info.isFile();
+    size = info.size;
   } catch {
     // Not there: loadPolicyDir reports it as an unreadable directory.
   }
   if (!isFile) {
     const result = await loadPolicyDir(path, opts);
     return { result, files: result.files.length };
+  }
+  // The daemon's caps, checked before reading: a 20 MB file is refused at once, not parsed.
+  if (size > POLICY_LIMITS.maxFileBytes) {
+    const error = tooLarge(path, size, POLICY_LIMITS.maxFileBytes);
+    return { result: { policies: [], errors: [error], brokenKeys: [], opaqueFiles: [path] }, files: 1 };
   }
   try {
     return { result: parsePolicyFile(path, await readFile(path, "utf8"), opts), files: 1 };

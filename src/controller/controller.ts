@@ -13,7 +13,7 @@ import type { Clock } from "../clock.ts";
 import type { EventSink } from "../kube/events.ts";
 import { KubeApiError } from "../kube/errors.ts";
 import type { KindName, ObjectRef } from "../kube/kinds.ts";
-import { WorkQueue } from "../kube/workqueue.ts";
+import { WorkQueue, type ReconcileResult } from "../kube/workqueue.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
 import type { RouterRegistry } from "../routers/index.ts";
 import type { Metrics } from "../server/metrics.ts";
@@ -37,12 +37,24 @@ export interface ControllerDeps {
    * watched nor writable there.
    */
   namespaces?: readonly string[];
+  /**
+   * Which policies this replica may manage at this instant (the fleet's
+   * shards, src/fleet/); every policy when absent. Asked again right before
+   * each reconcile, which runs inside `run` so the writer can ask once more
+   * at the write itself (src/fleet/fence.ts).
+   */
+  fence?: {
+    owns(policy: RolloutPolicy): boolean;
+    run<T>(policy: RolloutPolicy, fn: () => T): T;
+  };
   /** Hear every decision after it is written (notifications, the live page); never awaited. */
   listeners?: readonly ReportListener[];
 }
 
 export class RolloutController {
   private readonly registry = new PolicyRegistry();
+  /** Every valid policy from the files, managed here or not (the registry holds those managed here). */
+  private readonly all = new Map<string, RolloutPolicy>();
   private readonly reporter: Reporter;
   private readonly jobs: AnalysisJobs;
   private readonly reconciler: Reconciler;
@@ -70,9 +82,14 @@ export class RolloutController {
       metrics,
       clock: deps.clock,
     });
-    this.queue = new WorkQueue((key) => this.reconciler.reconcile(key), deps.clock, {
+    this.queue = new WorkQueue((key) => this.reconcileOwned(key), deps.clock, {
       workers: deps.workers ?? 8,
       onError: (key, err, retryIn) => {
+        // A write the fence refused: the shard was lost mid-reconcile; the next pass lets the policy go.
+        if (err instanceof Error && err.name === "ShardLostError") {
+          log.info({ policy: key, err: err.message }, "write not sent: shard lost");
+          return;
+        }
         const conflict = err instanceof KubeApiError && err.isConflict;
         log[conflict ? "debug" : "error"](
           { policy: key, err: err instanceof Error ? err.message : String(err), retryInMs: retryIn },
@@ -94,6 +111,7 @@ export class RolloutController {
   /** Applies a policy change set: new and changed policies are reconciled, removed ones forgotten. */
   setPolicies(upserted: RolloutPolicy[], removed: string[]): void {
     for (const key of removed) {
+      this.all.delete(key);
       const gone = this.registry.remove(key);
       this.jobs.cancel(key);
       this.queue.drop(key);
@@ -107,6 +125,11 @@ export class RolloutController {
     for (const p of upserted) {
       // A changed policy may change the step's analysis: its running queries are of no use.
       this.jobs.cancel(p.key);
+      this.all.set(p.key, p);
+      if (!this.owned(p)) {
+        if (this.registry.get(p.key)) this.release(p.key);
+        continue;
+      }
       if (this.refuseOutsideNamespaces(p)) continue;
       this.registry.upsert(p);
       this.queue.add(p.key);
@@ -134,6 +157,54 @@ export class RolloutController {
     return true;
   }
 
+  private owned(p: RolloutPolicy): boolean {
+    return this.deps.fence ? this.deps.fence.owns(p) : true;
+  }
+
+  /** The fence: a policy this replica no longer owns is let go instead of reconciled. */
+  private reconcileOwned(key: string): Promise<ReconcileResult | void> {
+    const r = this.registry.get(key);
+    if (r && !this.owned(r.policy)) {
+      this.deps.log.debug({ policy: key }, "not reconciled: its shard is not held here now");
+      this.release(key);
+      return Promise.resolve();
+    }
+    const fence = this.deps.fence;
+    return fence && r
+      ? fence.run(r.policy, () => this.reconciler.reconcile(key))
+      : this.reconciler.reconcile(key);
+  }
+
+  /** Stops managing a policy here at once: its analysis is cancelled, its key dropped, its route untouched. */
+  private release(key: string): void {
+    if (!this.registry.remove(key)) return;
+    this.jobs.cancel(key);
+    this.queue.drop(key);
+    void this.deps.metrics.forgetPolicy(key).catch(() => {});
+    this.deps.metrics.policies.set(this.registry.size);
+  }
+
+  /**
+   * The set of policies this replica may manage changed (the fleet gained or
+   * lost shards): lost ones are let go before anything else happens, gained
+   * ones are queued, to be read afresh from the route.
+   */
+  ownershipChanged(): void {
+    const gained: RolloutPolicy[] = [];
+    for (const p of this.all.values()) {
+      const here = this.registry.get(p.key) !== undefined;
+      const owned = this.owned(p);
+      if (here && !owned) this.release(p.key);
+      else if (!here && owned) gained.push(p);
+    }
+    for (const p of gained) {
+      if (this.refuseOutsideNamespaces(p)) continue;
+      this.registry.upsert(p);
+      this.queue.add(p.key);
+    }
+    this.deps.metrics.policies.set(this.registry.size);
+  }
+
   /** Watch handler: maps a changed object to the policies that read it. Never decides anything. */
   onObjectChange(ref: ObjectRef): void {
     for (const k of this.registry.dependentsOf(ref)) this.queue.add(k);
@@ -144,8 +215,14 @@ export class RolloutController {
     for (const k of this.registry.keys()) this.queue.add(k);
   }
 
+  /** Policies managed by this replica. */
   policyCount(): number {
     return this.registry.size;
+  }
+
+  /** Valid policies in the files, managed here or elsewhere in the fleet. */
+  knownPolicyCount(): number {
+    return this.all.size;
   }
 
   async stop(): Promise<void> {

@@ -14,25 +14,33 @@
 import type { Logger } from "pino";
 import type { AnalysisGate } from "../analysis/types.ts";
 import type { Clock } from "../clock.ts";
-import { decodeState, encodeState, readControls, StateDecodeError, type RolloutState } from "../contract.ts";
+import {
+  atRest,
+  decodeState,
+  encodeState,
+  readControls,
+  StateDecodeError,
+  type Controls,
+  type RolloutState,
+} from "../contract.ts";
+import type { JsonPatchOp } from "../kube/access.ts";
 import type { CacheFreshness } from "../kube/cache.ts";
-import { KubeApiError } from "../kube/errors.ts";
-import type { KindName, KObject, ObjectRef } from "../kube/kinds.ts";
+import { apiVersionOf, KINDS, type KindName, type KObject, type ObjectRef } from "../kube/kinds.ts";
 import type { ReconcileResult } from "../kube/workqueue.ts";
 import { derive, stepKey, type Facts } from "../machine/derive.ts";
-import { allSteps, cadenceOf, DEFAULT_HOLD_LIMIT, stageAt } from "../policy/types.ts";
-import type { JsonPatchOp } from "../kube/access.ts";
 import { STAGE_RULE_NAME, stageLabel, type Stage } from "../routers/stagerule.ts";
 import { decide, type Effect, type Settings } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
-import type { RolloutPolicy } from "../policy/types.ts";
+import { allSteps, cadenceOf, DEFAULT_HOLD_LIMIT, stageAt, type RolloutPolicy } from "../policy/types.ts";
 import { needsAcceptance, type RouterRegistry } from "../routers/index.ts";
 import { RouteError, type PairWeight, type RouteView, type TrafficRouter } from "../routers/types.ts";
 import type { Metrics } from "../server/metrics.ts";
 import type { AnalysisJobs } from "./jobs.ts";
 import { rolledOut, templateRevision } from "./observe.ts";
 import type { PolicyRecord, PolicyRegistry } from "./registry.ts";
-import type { Reporter } from "./report.ts";
+import type { EventTarget, Reporter } from "./report.ts";
+import { TokenBucket } from "./budget.ts";
+import { StateWriter } from "./write.ts";
 
 export interface ObjectSource {
   get(kind: KindName, namespace: string, name: string): KObject | undefined;
@@ -70,28 +78,6 @@ const REJECTED_RETRY_MS = 30_000;
 const MAX_IN_STEP_IN_FLIGHT = 64;
 const IN_STEP_PER_SECOND = 50;
 
-/** Tokens refill continuously up to `burst`; take() spends one if there is one. */
-class TokenBucket {
-  private tokens: number;
-  private last: number | undefined;
-  constructor(
-    private readonly perSecond: number,
-    private readonly burst: number,
-  ) {
-    this.tokens = burst;
-  }
-  take(now: number): boolean {
-    if (this.last !== undefined)
-      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
-    this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
-/** A compacted state keeps this much of the message. */
-const COMPACT_MESSAGE_CHARS = 300;
-
 export function settingsOf(p: RolloutPolicy): Settings {
   return {
     steps: allSteps(p),
@@ -113,8 +99,11 @@ function currentStep(s: RolloutState | undefined): string | undefined {
 
 export class Reconciler {
   private readonly inStepBudget = new TokenBucket(IN_STEP_PER_SECOND, IN_STEP_PER_SECOND);
+  private readonly writer: StateWriter;
 
-  constructor(private readonly d: ReconcileDeps) {}
+  constructor(private readonly d: ReconcileDeps) {
+    this.writer = new StateWriter(d);
+  }
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
     const record = this.d.registry.get(key);
@@ -129,6 +118,8 @@ export class Reconciler {
         record,
         "error",
         `policy ${owner} already manages ${policy.target.kind} ${policy.namespace}/${policy.target.name}; this policy is ignored until that changes`,
+        {},
+        { reason: "PolicyConflict", target: this.named(policy) },
       );
       return;
     }
@@ -150,7 +141,16 @@ export class Reconciler {
       if (!(err instanceof RouteError)) throw err;
       this.d.registry.setRead(key, err.dependsOn);
       this.d.metrics.routeErrors.inc({ policy: key, reason: err.missing ? "NotFound" : "Invalid" });
-      reporter.problem(record, "warn", `${err.message}; will retry when it changes`);
+      const inFlight = record.last && !atRest(record.last.phase) ? record.last : undefined;
+      if (err.missing && inFlight) {
+        // The object holding the rollout's state is gone mid-rollout: remember it, so a re-created route
+        // does not silently take the revision under test as its baseline.
+        record.interrupted = { at: this.d.clock.now(), state: inFlight };
+      }
+      const reason = err.missing ? "RouteNotFound" : "RouteInvalid";
+      const message = `${err.message}${record.interrupted ? ` (a rollout was in flight at step ${record.interrupted.state.stepIndex + 1})` : ""}; will retry when it changes`;
+      reporter.problem(record, "warn", message, {}, { reason, target: this.named(policy) });
+      await this.writer.recordStuck(policy, reason, err.message);
       return { requeueAfterMs: MISSING_RETRY_MS };
     }
     this.d.registry.setRead(key, view.dependsOn);
@@ -168,34 +168,19 @@ export class Reconciler {
 
     const log = reporter.forPolicy(policy);
     const state = this.persisted(policy, view, log);
+    if (state) {
+      record.last = state;
+      record.interrupted = undefined;
+    }
+    // The route can be used again: whatever kept the rollout stuck is over. The next write clears it (below).
+    const wasStuck = state?.stuck !== undefined;
+    if (state && wasStuck) delete state.stuck;
     this.d.jobs.retain(key, currentStep(state));
     const now = this.d.clock.now();
     const observed = this.deployments(policy);
     const controls = readControls(view.target);
 
-    if (!state) {
-      const fresh: RolloutState = {
-        ...initialState({ stable: policy.stable, canary: policy.canary, baseline: observed.revisions, now }),
-        policy: key,
-        // One-shot controls already on the route when we adopt it are history, not requests.
-        tokens: {
-          start: controls.start,
-          retry: controls.retry,
-          resume: controls.resume,
-          promote: controls.promote,
-        },
-      };
-      // Adoption writes rolloutd's own record and nothing else: traffic moves only with a rollout.
-      await router.write(view, undefined, encodeState(fresh));
-      const adopted: Effect = {
-        type: "record",
-        severity: "Normal",
-        reason: "Adopted",
-        message: `rolloutd manages ${policy.stable}/${policy.canary} weights of this route (policy ${key})`,
-      };
-      reporter.decided(record, view.target, fresh, [adopted], log);
-      return;
-    }
+    if (!state) return this.adopt(record, router, view, observed.revisions, controls, now, log);
 
     const facts: Facts = {
       controls,
@@ -222,6 +207,10 @@ export class Reconciler {
       holdAfterMs: (policy.holdLimit ?? DEFAULT_HOLD_LIMIT).afterMs,
     });
 
+    if (wasStuck && derived.kind !== "event") {
+      await router.write(view, undefined, encodeState({ ...state, updatedAt: now }));
+      return { requeueAfterMs: 0 };
+    }
     if (derived.kind === "wait") {
       record.summary = { policy: key, phase: state.phase, canaryWeight: state.canaryWeight };
       reporter.observed(record, state);
@@ -285,7 +274,7 @@ export class Reconciler {
     }
     // Cancel before writing: nothing the old step's queries say can matter any more.
     this.d.jobs.retain(key, currentStep(next));
-    const written = await this.write(record, router, view, pair, next, log, staged.ops);
+    const written = await this.writer.write(policy, router, view, pair, next, log, staged.ops);
     if (event.type === "ANALYSIS") {
       reporter.analysis(key, event.report);
       if (resultAt !== undefined) {
@@ -303,6 +292,66 @@ export class Reconciler {
   }
 
   /**
+   * A route rolloutd has no record on yet: write its record and nothing else
+   * (traffic moves only with a rollout). A route that was deleted mid-rollout
+   * and is back does not take the revision under test as its baseline.
+   */
+  private async adopt(
+    record: PolicyRecord,
+    router: TrafficRouter,
+    view: RouteView,
+    revisions: Record<string, string>,
+    controls: Controls,
+    now: number,
+    log: Logger,
+  ): Promise<ReconcileResult | void> {
+    const policy = record.policy;
+    const key = policy.key;
+    const interrupted = record.interrupted?.state;
+    const roles = interrupted ?? { stable: policy.stable, canary: policy.canary };
+    const baseline = { ...revisions };
+    // A rollout cut short by the route's deletion: the revision it was testing is not taken as proven. Its
+    // canary gets no baseline, so the revision it runs now starts a rollout from the first step.
+    if (interrupted) delete baseline[interrupted.canary];
+    const fresh: RolloutState = {
+      ...initialState({ stable: roles.stable, canary: roles.canary, baseline, now }),
+      policy: key,
+      // One-shot controls already on the route when we adopt it are history, not requests.
+      tokens: {
+        start: controls.start,
+        retry: controls.retry,
+        resume: controls.resume,
+        promote: controls.promote,
+      },
+    };
+    // Adoption writes rolloutd's own record and nothing else: traffic moves only with a rollout.
+    await router.write(view, undefined, encodeState(fresh));
+    const announced: Effect[] = [
+      {
+        type: "record",
+        severity: "Normal",
+        reason: "Adopted",
+        message: `rolloutd manages ${policy.stable}/${policy.canary} weights of this route (policy ${key})`,
+      },
+    ];
+    if (interrupted) {
+      announced.push({
+        type: "record",
+        severity: "Warning",
+        reason: "RolloutInterrupted",
+        message:
+          `the route was deleted during the rollout of ${interrupted.canary} ${interrupted.revision ?? ""} at step ` +
+          `${interrupted.stepIndex + 1} (${interrupted.canaryWeight}%); it is back, and that revision is rolled out again from the first step ` +
+          "rather than taken as the baseline",
+      });
+    }
+    record.interrupted = undefined;
+    record.last = fresh;
+    this.d.reporter.decided(record, view.target, fresh, announced, log);
+    return interrupted ? { requeueAfterMs: 0 } : undefined;
+  }
+
+  /**
    * When the next in-step evaluation of the current step is due. The cadence
    * lives in memory only: persisting it would cost a write per evaluation,
    * and after a restart evaluating at once is what we want anyway.
@@ -316,6 +365,17 @@ export class Reconciler {
     }
     if (record.early?.step !== step) record.early = { step, at: s.stepStartedAt + cadence };
     return { nextEarlyAt: record.early.at };
+  }
+
+  /** The object the policy names, for an Event about it: with its UID when it exists, so Events follow that object. */
+  private named(p: RolloutPolicy): EventTarget {
+    const k = KINDS[p.target.kind];
+    const uid = this.d.objects.get(p.target.kind, p.namespace, p.target.name)?.metadata?.uid;
+    return {
+      apiVersion: apiVersionOf(k),
+      kind: k.kind,
+      metadata: { namespace: p.namespace, name: p.target.name, ...(uid ? { uid } : {}) },
+    };
   }
 
   /** Kinds this policy read whose watch is re-establishing. */
@@ -390,58 +450,6 @@ export class Reconciler {
       log.debug({ verdict: report.verdict, ms: Math.round(performance.now() - started) }, "analysis done");
       return report;
     });
-  }
-
-  /**
-   * The guarded write. A 422 means the object as patched would be invalid;
-   * the likeliest cause is the 256 KiB annotation budget, filled by someone
-   * else's annotations. The state is then written compacted, and if even that
-   * is refused, the weights alone: traffic on stable is the promise, the
-   * record is the courtesy.
-   */
-  private async write(
-    record: PolicyRecord,
-    router: TrafficRouter,
-    view: RouteView,
-    pair: PairWeight[] | undefined,
-    next: RolloutState,
-    log: Logger,
-    stageOps: JsonPatchOp[] = [],
-  ): Promise<"whole" | "compact" | "weightsOnly"> {
-    try {
-      await router.write(view, pair, encodeState(next), stageOps);
-      return "whole";
-    } catch (err) {
-      if (!(err instanceof KubeApiError && err.isInvalid)) throw err;
-      log.warn({ err: err.message }, "state write refused as invalid; retrying with a compact state");
-    }
-    const compact: RolloutState = {
-      ...next,
-      lastAnalysis: undefined,
-      message: [...next.message].slice(0, COMPACT_MESSAGE_CHARS).join(""),
-      ...(next.abort
-        ? { abort: { at: next.abort.at, reason: [...next.abort.reason].slice(0, 200).join("") } }
-        : {}),
-    };
-    try {
-      await router.write(view, pair, encodeState(compact), stageOps);
-      return "compact";
-    } catch (err) {
-      if (!(err instanceof KubeApiError && err.isInvalid) || !pair) throw err;
-      // Without a state nothing would record a rule as rolloutd's: only its removal goes with the weights.
-      await router.write(view, pair, undefined, next.stageRule ? [] : stageOps);
-      this.d.metrics.stateWriteRejected.inc({ policy: record.policy.key });
-      this.d.reporter.warning(
-        record.policy,
-        view.target,
-        "StateNotRecorded",
-        `weights set (${pair.map((w) => `${w.backend}=${w.weight}`).join(" ")}) but the API server refused rolloutd's ` +
-          `state annotation: ${err.message}. The object's annotations are likely near the 256 KiB limit; ` +
-          "remove large annotations so the rollout can be recorded",
-        log,
-      );
-      return "weightsOnly";
-    }
   }
 }
 

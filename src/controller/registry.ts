@@ -4,6 +4,7 @@
  * those). Records hold what is derived from the policy file and the last
  * reconcile — never the rollout's state, which lives in the cluster.
  */
+import type { RolloutState } from "../contract.ts";
 import { refKey, type ObjectRef } from "../kube/kinds.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
 import { policyWindow, type CronWindow } from "../policy/window.ts";
@@ -17,6 +18,10 @@ export interface PolicyRecord {
   summary?: RolloutSummary;
   /** Last problem reported, so a persisting problem is logged once, not on every retry. */
   lastProblem?: string;
+  /** The persisted state as last read or written. */
+  last?: RolloutState;
+  /** The route holding the state was deleted while this rollout was in flight (memory only). */
+  interrupted?: { at: number; state: RolloutState };
   /** The in-step evaluation schedule of the current step (memory only). */
   early?: { step: string; at: number };
 }

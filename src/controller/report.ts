@@ -84,12 +84,25 @@ export class Reporter {
     return this.log.child({ policy: p.key, route: routeLabel(p) });
   }
 
-  /** Logs a problem once while it persists; a different problem (or a success) is logged anew. */
-  problem(record: PolicyRecord, level: Level, message: string, fields: Record<string, unknown> = {}): void {
+  /**
+   * Logs a problem once while it persists; a different problem (or a
+   * success) is logged anew. With `warn`, a rollout that cannot move (route
+   * missing, pair missing, no room, another policy owns the route) also gets
+   * a Warning Event on the route the policy names, once per problem: that is
+   * where `kubectl describe` and `rolloutd explain` look.
+   */
+  problem(
+    record: PolicyRecord,
+    level: Level,
+    message: string,
+    fields: Record<string, unknown> = {},
+    warn?: { reason: string; target: EventTarget },
+  ): void {
     if (record.lastProblem === message) return;
     record.lastProblem = message;
     this.log[level]({ policy: record.policy.key, route: routeLabel(record.policy), ...fields }, message);
     this.tell("problem", (l) => l.problem?.(record.policy, level, message));
+    if (warn) this.event(record.policy, warn.target, "Warning", warn.reason, message);
   }
 
   /** A policy that is refused before it is managed (no record). */

@@ -42,7 +42,9 @@ export class KubeEventRecorder implements EventSink {
     const nowDate = new Date(this.clock.now());
     const now = nowDate.toISOString();
     const msg = message.length > 1000 ? `${message.slice(0, 997)}...` : message;
-    const key = `${obj.namespace}/${obj.kind}/${obj.name}/${type}/${reason}/${msg}`;
+    // Keyed by UID when known: a route deleted and re-created under the same name is another object, and its
+    // Events must not be folded into the deleted one's.
+    const key = `${obj.namespace}/${obj.kind}/${obj.name}/${obj.uid ?? ""}/${type}/${reason}/${msg}`;
     const prev = this.recent.get(key);
     try {
       if (prev && this.clock.now() - prev.at < 10 * 60_000) {

@@ -57,9 +57,27 @@ export function formatLocation(loc: SourceLocation): string {
   return `${loc.file}:${loc.line}:${loc.column}`;
 }
 
+/**
+ * Caps that keep one bad file cheap: it is refused with one located error
+ * before it can cost seconds of CPU or hundreds of MB (a 20 MB file, ten
+ * thousand documents, a structure nested ten thousand deep).
+ */
+export const POLICY_LIMITS = {
+  /** Bytes per file: the size limit of a ConfigMap. */
+  maxFileBytes: 1024 * 1024,
+  /** YAML documents per file. */
+  maxDocuments: 1_000,
+  /** Nesting of mappings and sequences in one document (a policy needs about 6). */
+  maxDepth: 32,
+  /** Problems reported per file; the rest are counted in one last line. */
+  maxErrorsPerFile: 50,
+} as const;
+
 export interface ParseOptions extends PolicySchemaOptions {
   /** A validator built once with createPolicyValidator, to reuse across many files. */
   validator?: (data: unknown) => PolicyValidation;
+  maxDocuments?: number;
+  maxDepth?: number;
 }
 
 export interface PolicyFileResult {
@@ -97,6 +115,40 @@ function parseFile(file: string, text: string, opts: ParseOptions): ParsedFile {
     return { file, line: pos.line, column: pos.col };
   };
 
+  const maxDocuments = opts.maxDocuments ?? POLICY_LIMITS.maxDocuments;
+  const maxDepth = opts.maxDepth ?? POLICY_LIMITS.maxDepth;
+  // Cheap scans before the parser sees the text: a file over the caps costs one pass over its bytes.
+  const tooMany = nthDocumentStart(text, maxDocuments);
+  if (tooMany !== undefined) {
+    const line = lineOf(text, tooMany);
+    out.errors.push(
+      new PolicyError(
+        file,
+        line,
+        1,
+        "",
+        `more than ${maxDocuments} YAML documents in one file; split it into several files`,
+      ),
+    );
+    opaque();
+    return out;
+  }
+  const deepFlow = flowDepthBeyond(text, maxDepth * 8);
+  if (deepFlow !== undefined) {
+    const line = lineOf(text, deepFlow);
+    out.errors.push(
+      new PolicyError(
+        file,
+        line,
+        deepFlow - text.lastIndexOf("\n", deepFlow - 1),
+        "",
+        depthMessage(maxDepth),
+      ),
+    );
+    opaque();
+    return out;
+  }
+
   let docs;
   try {
     docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
@@ -123,6 +175,13 @@ function parseFile(file: string, text: string, opts: ParseOptions): ParsedFile {
     if (contents === null || (isScalar(contents) && contents.value === null)) continue;
 
     const start = at(contents.range?.[0] ?? doc.range[0]);
+    const deep = deeperThan(contents, maxDepth);
+    if (deep !== undefined) {
+      const loc = at(deep);
+      out.errors.push(new PolicyError(file, loc.line, loc.column, "", depthMessage(maxDepth)));
+      opaque();
+      continue;
+    }
     const js = safeToJS(doc);
     if (js.error !== undefined) {
       out.errors.push(
@@ -145,7 +204,75 @@ function parseFile(file: string, text: string, opts: ParseOptions): ParsedFile {
     }
   }
   out.errors.sort((a, b) => a.line - b.line || a.column - b.column);
+  capErrors(out.errors, file);
   return out;
+}
+
+/** Keeps the first problems of a file and says how many more there are, so one file cannot flood the log. */
+function capErrors(errors: PolicyError[], file: string): void {
+  const max = POLICY_LIMITS.maxErrorsPerFile;
+  if (errors.length <= max) return;
+  const more = errors.length - max;
+  errors.length = max;
+  errors.push(new PolicyError(file, 0, 0, "", `and ${more} more problems in this file`));
+}
+
+function depthMessage(max: number): string {
+  return `nested deeper than ${max} levels; a policy needs far fewer`;
+}
+
+/** Offset of the `n`-th document start marker (`---` at a line start), if the text has that many. */
+function nthDocumentStart(text: string, n: number): number | undefined {
+  const marker = /^---(?=[ \t\r\n]|$)/gm;
+  let count = 0;
+  let first = true;
+  let m: RegExpExecArray | null;
+  while ((m = marker.exec(text)) !== null) {
+    // A leading marker opens the first document; it does not add one.
+    const leading = first && text.slice(0, m.index).trim() === "";
+    first = false;
+    if (!leading && ++count >= n) return m.index;
+  }
+  return undefined;
+}
+
+/**
+ * Offset where flow collections ([ and {) nest deeper than `max`, counted
+ * naively (brackets inside quoted text count too: only a guard against
+ * pathological input, set far above any real policy).
+ */
+function flowDepthBeyond(text: string, max: number): number | undefined {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return i;
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
+  }
+  return undefined;
+}
+
+function lineOf(text: string, offset: number): number {
+  let line = 1;
+  for (let i = text.indexOf("\n"); i !== -1 && i < offset; i = text.indexOf("\n", i + 1)) line++;
+  return line;
+}
+
+/** Offset of the first node nested deeper than `max`, walking without recursion. */
+function deeperThan(root: Node | null, max: number): number | undefined {
+  const stack: Array<[unknown, number]> = [[root, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (!isMap(node) && !isSeq(node)) continue;
+    if (depth > max) return (node as Node).range?.[0] ?? 0;
+    for (const item of node.items as unknown[]) {
+      if (isMap(node)) {
+        const pair = item as { key: unknown; value: unknown };
+        stack.push([pair.key, depth + 1], [pair.value, depth + 1]);
+      } else stack.push([item, depth + 1]);
+    }
+  }
+  return undefined;
 }
 
 function safeToJS(doc: Document.Parsed): { data?: unknown; claimed?: string; error?: string } {
@@ -221,7 +348,26 @@ export interface LoadOptions extends PolicySchemaOptions {
   preferredSources?: ReadonlyMap<string, string>;
   /** Files larger than this are refused (default 1 MiB, the size limit of a ConfigMap). */
   maxFileBytes?: number;
+  /**
+   * What earlier loads parsed, by file name, kept by the caller between
+   * loads: a file whose stat (inode, size, mtime, ctime) is unchanged is not
+   * read or parsed again. Updated in place.
+   */
+  cache?: PolicyFileCache;
+  /**
+   * With a warm cache: only these file names may have changed (from the
+   * directory watch), so only they are looked at; every other cached file is
+   * reused without even a stat. Without it, every file is stat'ed.
+   */
+  only?: ReadonlySet<string>;
 }
+
+export interface CachedPolicyFile {
+  signature: string;
+  parsed: ParsedFile;
+}
+
+export type PolicyFileCache = Map<string, CachedPolicyFile>;
 
 export interface PolicyDirResult extends PolicyFileResult {
   /** Every policy file found (read or not), in load order. */
@@ -246,55 +392,102 @@ export async function loadPolicyDir(dir: string, opts: LoadOptions = {}): Promis
     files: [],
     dirReadable: true,
   };
+  const cache = opts.cache;
+  const only = cache !== undefined && cache.size > 0 ? opts.only : undefined;
   let names: string[];
-  try {
-    const entries = await readdir(dir, { withFileTypes: true });
-    names = entries
-      .filter((e) => !e.name.startsWith(".") && POLICY_FILE.test(e.name) && !e.isDirectory())
-      .map((e) => e.name)
-      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  } catch (err) {
-    result.dirReadable = false;
-    result.errors.push(new PolicyError(dir, 0, 0, "", `cannot read policy directory (${errorText(err)})`));
-    return result;
+  if (only) {
+    names = [...new Set([...cache!.keys(), ...[...only].filter(isPolicyFileName)])].sort(byName);
+  } else {
+    try {
+      const entries = await readdir(dir, { withFileTypes: true });
+      names = entries
+        .filter((e) => isPolicyFileName(e.name) && !e.isDirectory())
+        .map((e) => e.name)
+        .sort(byName);
+    } catch (err) {
+      result.dirReadable = false;
+      result.errors.push(new PolicyError(dir, 0, 0, "", `cannot read policy directory (${errorText(err)})`));
+      return result;
+    }
+    if (cache) {
+      const present = new Set(names);
+      for (const name of [...cache.keys()]) if (!present.has(name)) cache.delete(name);
+    }
   }
 
-  const validator = createPolicyValidator(opts);
-  const maxBytes = opts.maxFileBytes ?? 1024 * 1024;
+  let validator: ((data: unknown) => PolicyValidation) | undefined;
+  const maxBytes = opts.maxFileBytes ?? POLICY_LIMITS.maxFileBytes;
   const parsed: { policy: RolloutPolicy; nameAt: SourceLocation }[] = [];
   for (const name of names) {
     const file = join(dir, name);
-    let text: string;
-    try {
-      const info = await stat(file);
-      if (!info.isFile()) continue;
+    let one: ParsedFile;
+    const cached = cache?.get(name);
+    if (only && cached && !only.has(name)) {
+      one = cached.parsed;
       result.files.push(file);
-      if (info.size > maxBytes) {
-        result.errors.push(new PolicyError(file, 0, 0, "", `file is larger than ${maxBytes} bytes`));
+    } else {
+      let text: string;
+      let signature: string;
+      try {
+        const info = await stat(file);
+        if (!info.isFile()) {
+          cache?.delete(name);
+          continue;
+        }
+        result.files.push(file);
+        signature = `${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}`;
+        if (cached?.signature === signature) {
+          collect(result, parsed, cached.parsed);
+          continue;
+        }
+        if (info.size > maxBytes) {
+          one = emptyParsed();
+          one.errors.push(tooLarge(file, info.size, maxBytes));
+          one.opaqueFiles.push(file);
+          cache?.set(name, { signature, parsed: one });
+          collect(result, parsed, one);
+          continue;
+        }
+        text = await readFile(file, "utf8");
+      } catch (err) {
+        cache?.delete(name);
+        if (errorCode(err) === "ENOENT") {
+          // Deleted between listing and reading: it is gone, like any deleted file.
+          if (result.files.at(-1) === file) result.files.pop();
+          continue;
+        }
+        if (result.files.at(-1) !== file) result.files.push(file);
+        result.errors.push(new PolicyError(file, 0, 0, "", `cannot read file (${errorText(err)})`));
         result.opaqueFiles.push(file);
         continue;
       }
-      text = await readFile(file, "utf8");
-    } catch (err) {
-      if (errorCode(err) === "ENOENT") {
-        // Deleted between listing and reading: it is gone, like any deleted file.
-        if (result.files.at(-1) === file) result.files.pop();
-        continue;
-      }
-      if (result.files.at(-1) !== file) result.files.push(file);
-      result.errors.push(new PolicyError(file, 0, 0, "", `cannot read file (${errorText(err)})`));
-      result.opaqueFiles.push(file);
-      continue;
+      validator ??= createPolicyValidator(opts);
+      one = parseFile(file, text, { validator });
+      cache?.set(name, { signature, parsed: one });
     }
-    const one = parseFile(file, text, { validator });
-    result.errors.push(...one.errors);
-    result.brokenKeys.push(...one.brokenKeys);
-    result.opaqueFiles.push(...one.opaqueFiles);
-    one.policies.forEach((policy, i) => {
-      parsed.push({ policy, nameAt: one.nameLocations[i] ?? policy.source });
-    });
+    collect(result, parsed, one);
   }
+  return finish(result, parsed, opts);
+}
 
+function collect(
+  result: PolicyDirResult,
+  parsed: { policy: RolloutPolicy; nameAt: SourceLocation }[],
+  one: ParsedFile,
+): void {
+  result.errors.push(...one.errors);
+  result.brokenKeys.push(...one.brokenKeys);
+  result.opaqueFiles.push(...one.opaqueFiles);
+  one.policies.forEach((policy, i) => {
+    parsed.push({ policy, nameAt: one.nameLocations[i] ?? policy.source });
+  });
+}
+
+function finish(
+  result: PolicyDirResult,
+  parsed: { policy: RolloutPolicy; nameAt: SourceLocation }[],
+  opts: LoadOptions,
+): PolicyDirResult {
   // Duplicates: the first definition (or the preferred owner) wins.
   const winners = new Map<string, { policy: RolloutPolicy; nameAt: SourceLocation }>();
   for (const entry of parsed) {
@@ -329,6 +522,29 @@ export async function loadPolicyDir(dir: string, opts: LoadOptions = {}): Promis
     (a, b) => (order.get(a.file) ?? -1) - (order.get(b.file) ?? -1) || a.line - b.line || a.column - b.column,
   );
   return result;
+}
+
+function isPolicyFileName(name: string): boolean {
+  return !name.startsWith(".") && !name.includes("/") && POLICY_FILE.test(name);
+}
+
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function emptyParsed(): ParsedFile {
+  return { policies: [], errors: [], brokenKeys: [], opaqueFiles: [], nameLocations: [] };
+}
+
+/** A file over the size cap, refused before it is read. */
+export function tooLarge(file: string, size: number, max: number): PolicyError {
+  return new PolicyError(
+    file,
+    0,
+    0,
+    "",
+    `file is ${size} bytes, larger than the ${max}-byte limit (a ConfigMap's); not read`,
+  );
 }
 
 function errorCode(err: unknown): string | undefined {

@@ -73,6 +73,13 @@ function toStage(s: StageInput): Stage {
   return { match: s };
 }
 export const MAX_CHECKS = 20;
+/**
+ * Consecutive analyses (failureLimit, noDataLimit, onError.limit): a limit
+ * past a thousand steps' worth of analyses is a typo, not a policy.
+ */
+export const MAX_LIMIT = 1_000;
+/** Requests in one analysis window below which a step is inconclusive. */
+export const MAX_MIN_REQUESTS = 1_000_000;
 const DAY_MS = 24 * 3_600_000;
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -251,7 +258,7 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
         const error = prometheusUrlError(text);
         if (error !== undefined) ctx.addIssue({ code: "custom", message: error });
       }),
-      timeout: durationSchema({ max: 5 * 60_000 }).prefault("10s"),
+      timeout: durationSchema({ min: 100, max: 5 * 60_000 }).prefault("10s"),
       bearerTokenFile: nonEmpty.optional(),
       caFile: nonEmpty.optional(),
       insecureSkipVerify: z.boolean().optional(),
@@ -312,7 +319,7 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
   const analysis = z.strictObject({
     prometheus,
     provider: z.enum(["envoy", "istio", "app"]).default("app"),
-    minRequests: z.number().int().min(0).default(0),
+    minRequests: z.number().int().min(0).max(MAX_MIN_REQUESTS).default(0),
     requestsQuery: promqlSchema.optional(),
     checks: z
       .array(check)
@@ -332,15 +339,15 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
           }
         });
       }),
-    failureLimit: z.number().int().min(1).default(1),
+    failureLimit: z.number().int().min(1).max(MAX_LIMIT).default(1),
     // In-step detection: how often the checks run during a step (a breach rolls back before the interval ends).
     cadence: z.union([z.literal(0), z.literal("0"), durationSchema({ min: 1_000, max: DAY_MS })]).optional(),
     onNoData: z.enum(["hold", "fail", "pass"]).default("hold"),
-    noDataLimit: z.number().int().min(1).default(3),
+    noDataLimit: z.number().int().min(1).max(MAX_LIMIT).default(3),
     onError: z
       .strictObject({
         action: z.enum(["hold", "fail", "pass"]).default("hold"),
-        limit: z.number().int().min(1).default(5),
+        limit: z.number().int().min(1).max(MAX_LIMIT).default(5),
       })
       .prefault({}),
   });

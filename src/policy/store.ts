@@ -21,7 +21,7 @@
 import { watch, type FSWatcher } from "node:fs";
 import { isDeepStrictEqual } from "node:util";
 import type { Logger } from "pino";
-import { loadPolicyDir, type PolicyError } from "./load.ts";
+import { loadPolicyDir, type PolicyError, type PolicyFileCache } from "./load.ts";
 import type { PolicySchemaOptions } from "./schema.ts";
 import type { RolloutPolicy } from "./types.ts";
 
@@ -60,6 +60,10 @@ export class PolicyStore {
   #debounce: NodeJS.Timeout | undefined;
   #rescan: NodeJS.Timeout | undefined;
   #inFlight: Promise<void> | undefined;
+  /** What each file parsed to, by name, with its stat signature: an unchanged file is not parsed again. */
+  readonly #cache: PolicyFileCache = new Map();
+  /** File names the watch reported since the last load, or "all" when anything else may have changed. */
+  #pending: Set<string> | "all" = "all";
   #again = false;
   #started = false;
   #closed = false;
@@ -80,6 +84,7 @@ export class PolicyStore {
     this.#ensureWatcher();
     const every = this.#opts.rescanIntervalMs ?? 30_000;
     if (every > 0 && !this.#closed) {
+      // The safety net: a stat of every file (a parse only of those whose stat changed).
       this.#rescan = setInterval(() => {
         this.#ensureWatcher();
         void this.reload();
@@ -95,8 +100,9 @@ export class PolicyStore {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Reloads now. Resolves once a load that started after this call has been applied. */
+  /** Reloads now, looking at every file. Resolves once a load that started after this call has been applied. */
   reload(): Promise<void> {
+    this.#pending = "all";
     return this.#run();
   }
 
@@ -147,10 +153,14 @@ export class PolicyStore {
 
   async #loadOnce(onInitial?: (change: PolicyChangeSet) => void): Promise<void> {
     const preferredSources = new Map([...this.#active].map(([key, p]) => [key, p.source.file]));
+    const only = this.#pending === "all" ? undefined : this.#pending;
+    this.#pending = new Set();
     const result = await loadPolicyDir(this.#opts.dir, {
       preferredSources,
       maxFileBytes: this.#opts.maxFileBytes,
       templateNames: this.#opts.templateNames,
+      cache: this.#cache,
+      ...(only ? { only } : {}),
     });
     if (this.#closed) return;
 
@@ -173,19 +183,24 @@ export class PolicyStore {
     const upserted: RolloutPolicy[] = [];
     for (const p of next.values()) {
       const before = this.#active.get(p.key);
-      if (before === undefined || !samePolicy(before, p)) upserted.push(p);
+      if (before === undefined || (before !== p && !samePolicy(before, p))) upserted.push(p);
     }
     const removed = [...this.#active.keys()].filter((key) => !next.has(key));
-    const signature = result.errors.map((e) => e.format()).join("\n");
+    const formatted = result.errors.map((e) => e.format());
+    const signature = formatted.join("\n");
     const errorsChanged = signature !== this.#errorsSignature;
+    const before = new Set(this.#errors.map((e) => e.format()));
+    const added = formatted.filter((f) => !before.has(f)).length;
+    const resolved = before.size - formatted.filter((f) => before.has(f)).length;
 
     this.#active = next;
     this.#errors = result.errors;
     this.#errorsSignature = signature;
 
     if (errorsChanged) {
+      // Each problem is logged once, by whoever subscribes (the daemon logs the new ones); here only the tally.
       if (result.errors.length > 0) {
-        this.#log.warn({ errors: result.errors.map((e) => e.format()) }, "policy errors");
+        this.#log.warn({ errors: result.errors.length, added, resolved }, "policy errors changed");
       } else {
         this.#log.info("policy errors resolved");
       }
@@ -214,6 +229,13 @@ export class PolicyStore {
     }
   }
 
+  /** A watch event: the named file may have changed; anything else (no name, a hidden entry) means all. */
+  #mark(filename: string | Buffer | null): void {
+    const name = typeof filename === "string" ? filename : undefined;
+    if (name === undefined || name.startsWith(".") || name.includes("/")) this.#pending = "all";
+    else if (this.#pending !== "all") this.#pending.add(name);
+  }
+
   #schedule(): void {
     if (this.#closed || this.#debounce !== undefined) return;
     this.#debounce = setTimeout(() => {
@@ -225,10 +247,14 @@ export class PolicyStore {
   #ensureWatcher(): void {
     if (this.#closed || this.#watcher !== undefined || this.#opts.watch === false) return;
     try {
-      const watcher = watch(this.#opts.dir, () => this.#schedule());
+      const watcher = watch(this.#opts.dir, (_event, filename) => {
+        this.#mark(filename);
+        this.#schedule();
+      });
       watcher.on("error", (err) => {
         this.#log.warn({ err }, "policy directory watch failed; relying on rescans until it is back");
         if (this.#watcher === watcher) this.#closeWatcher();
+        this.#pending = "all";
         this.#schedule();
       });
       this.#watcher = watcher;

@@ -24,7 +24,12 @@
  *      in-step checks (the default cadence) and K runs with `cadence: 0` (checks only at step deadlines, how
  *      rolloutd decided before in-step detection). The breach (canary latency 20 → 600 ms, bound p99 300 ms)
  *      starts at a random moment of step 2.
+ *   F  --rest 0,50,200,1000: for each size a fresh daemon with that many Steady
+ *      policies, CPU seconds per minute at rest and RSS, read from /proc (not
+ *      from /metrics, whose scrape would cost CPU itself); --churn K: CPU to add
+ *      K policy files one at a time to a running daemon, until all are adopted.
  */
+import { readFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -68,6 +73,10 @@ const HELP = `usage: npm run bench -- [options]
   --idle K              idle (Steady) policies for phase D (default 0: skipped)
   --breach-runs K       phase E runs per mode (default 0: skipped); with --rollouts 0 only E runs
   --idle-deployments    also create both Deployments of each idle policy (default: routes only)
+  --rest LIST           phase F: comma-separated policy counts measured at rest, e.g. 0,50,200,1000 (default: skipped)
+  --rest-seconds S      phase F: CPU measurement window at rest per size (default 60)
+  --churn K             phase F: policy files added one at a time to a running daemon (default 0: skipped)
+  --churn-every MS      phase F: pause between two added files (default 20)
   --workers W           passed to rolloutd run --workers (default: the daemon's default)
   --concurrency C       API requests in flight while creating objects (default 20)
   --heap-mb H           the daemon's --max-old-space-size (default: V8's choice for this machine's memory)
@@ -90,6 +99,10 @@ const { values: opt } = parseArgs({
     idle: { type: "string", default: "0" },
     "breach-runs": { type: "string", default: "0" },
     "idle-deployments": { type: "boolean", default: false },
+    rest: { type: "string", default: "" },
+    "rest-seconds": { type: "string", default: "60" },
+    churn: { type: "string", default: "0" },
+    "churn-every": { type: "string", default: "20" },
     workers: { type: "string" },
     // Caps the daemon's V8 old space, as a container memory limit does (Node sizes its heap from the cgroup limit).
     "heap-mb": { type: "string" },
@@ -126,6 +139,19 @@ const ROLLBACKS = N > 0 ? int("rollbacks", 0) : 0;
 const IDLE = int("idle", 0);
 const BREACH_RUNS = int("breach-runs", 0);
 const CONCURRENCY = int("concurrency", 1);
+const REST = opt.rest
+  ? opt.rest.split(",").map((x) => {
+      const n = Number(x);
+      if (!Number.isInteger(n) || n < 0) {
+        process.stderr.write(`--rest must be comma-separated whole numbers, got ${opt.rest}\n`);
+        process.exit(2);
+      }
+      return n;
+    })
+  : [];
+const REST_S = int("rest-seconds", 1);
+const CHURN = int("churn", 0);
+const CHURN_EVERY = int("churn-every", 0);
 const INTERVAL = opt.interval;
 const intervalMs = /^(\d+)s$/.exec(INTERVAL) ? Number(INTERVAL.slice(0, -1)) * 1000 : NaN;
 if (!Number.isFinite(intervalMs) || intervalMs < 1000) {
@@ -340,6 +366,14 @@ async function main(): Promise<void> {
         prom = await startPrometheus();
         await phaseC(c, policiesDir, daemon, prom);
       }
+    }
+    if (REST.length > 0 || CHURN > 0) {
+      if (daemon) {
+        await daemon.stop();
+        await daemon.dispose();
+        daemon = undefined;
+      }
+      await phaseF(c, policiesDir, extraArgs);
     }
     if (BREACH_RUNS > 0) {
       if (daemon) {
@@ -672,6 +706,91 @@ async function phaseD(c: Cluster, dir: string, extraArgs: string[]): Promise<Dae
     `RSS with ${IDLE} idle policies after a restart (nothing to write), max over 10 s: ${await settle(again)}  (target < 512 MB at 10,000)`,
   );
   return again;
+}
+
+// ---------------------------------------------------------------- phase F: at rest, and churn
+
+/** CPU seconds (user + system) and RSS of a process, from /proc: costs the process nothing. */
+function procStats(pid: number): { cpu: number; rss: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces) start at ") ".
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+  const rssPages = Number(f[21]); // field 24
+  return { cpu: ticks / CLK_TCK, rss: rssPages * PAGE_SIZE };
+}
+const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+const PAGE_SIZE = Number(spawnSync("getconf", ["PAGESIZE"], { encoding: "utf8" }).stdout.trim()) || 4096;
+
+/** One file per policy, as a platform team adding services one by one would. */
+function writePolicyFile(dir: string, r: Rollout): void {
+  writeFileSync(
+    path.join(dir, `e-${r.ns}-${r.name}.yaml`),
+    [
+      "apiVersion: rolloutd.dev/v1alpha1",
+      "kind: RolloutPolicy",
+      `metadata: { name: ${r.name}, namespace: ${r.ns} }`,
+      "spec:",
+      `  target: { kind: HTTPRoute, name: ${r.name} }`,
+      `  stable: ${r.stable}`,
+      `  canary: ${r.canary}`,
+      "  steps: [10, 50, 100]",
+      "  interval: 5m",
+      "",
+    ].join("\n"),
+  );
+}
+
+async function phaseF(c: Cluster, dir: string, extraArgs: string[]): Promise<void> {
+  say();
+  say(`## F. At rest: CPU and RSS by number of policies (each a fresh daemon; routes Steady)`);
+  const largest = Math.max(0, CHURN, ...REST);
+  const rs = rolloutsFor("bench-e", largest);
+  let t = performance.now();
+  const objects = await createRollouts(c, rs, false);
+  say(`setup: ${objects} objects (namespaces and HTTPRoutes, no Deployments) in ${secs(t)}`);
+  for (const k of REST) {
+    const some = rs.slice(0, k);
+    for (const r of some) writePolicyFile(dir, r);
+    t = performance.now();
+    const d = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir: dir, extraArgs, entry });
+    if (k > 0)
+      await until(`${k} policies adopted`, async () => (await phaseCount(d, "Steady")) >= k, 900_000);
+    const adopted = secs(t);
+    await sleep(10_000); // past adoption's burst
+    const a = procStats(d.pid);
+    const t0 = performance.now();
+    await sleep(REST_S * 1000);
+    const b = procStats(d.pid);
+    const perMin = ((b.cpu - a.cpu) / ((performance.now() - t0) / 1000)) * 60;
+    say(
+      `${String(k).padStart(5)} policies: ${perMin.toFixed(3)} CPU-s per minute at rest (over ${REST_S} s), ` +
+        `RSS ${mb(b.rss)}; all adopted ${adopted} after start`,
+    );
+    await d.stop();
+    await d.dispose();
+    for (const r of some) rmSync(path.join(dir, `e-${r.ns}-${r.name}.yaml`), { force: true });
+  }
+  if (CHURN > 0) {
+    const d = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir: dir, extraArgs, entry });
+    await sleep(5_000);
+    const a = procStats(d.pid);
+    t = performance.now();
+    for (const r of rs.slice(0, CHURN)) {
+      writePolicyFile(dir, r);
+      if (CHURN_EVERY > 0) await sleep(CHURN_EVERY);
+    }
+    const written = secs(t);
+    await until(`${CHURN} policies adopted`, async () => (await phaseCount(d, "Steady")) >= CHURN, 900_000);
+    const b = procStats(d.pid);
+    say(
+      `churn: ${CHURN} policy files added one at a time (every ${CHURN_EVERY} ms, written in ${written}), all adopted ` +
+        `${secs(t)} after the first: ${(b.cpu - a.cpu).toFixed(1)} CPU-s in the daemon, RSS ${mb(b.rss)}`,
+    );
+    await d.stop();
+    await d.dispose();
+    for (const r of rs.slice(0, CHURN)) rmSync(path.join(dir, `e-${r.ns}-${r.name}.yaml`), { force: true });
+  }
 }
 
 async function phaseE(c: Cluster, dir: string, extraArgs: string[]): Promise<void> {

@@ -23,6 +23,7 @@ import {
 } from "@kubernetes/client-node";
 import { parse, parseAllDocuments } from "yaml";
 import type { KObject } from "../../src/kube/kinds.ts";
+import { parseNotifyConfig } from "../../src/notify/config.ts";
 import { Metrics } from "../../src/server/metrics.ts";
 import { kubeconfig } from "../controlplane/controlplane.ts";
 import { ensureHelm, pinnedVersions, runHelm, type HelmResult } from "../helm/build.ts";
@@ -43,6 +44,15 @@ const PACKAGE = JSON.parse(readFileSync(new URL("../../package.json", import.met
 };
 
 /** What the daemon uses (src/kube: informer lists/watches, writer patches, events create/patch), and nothing else. */
+/** The fleet's Leases, in the release's namespace only. */
+const LEASE_RULES: V1PolicyRule[] = [
+  {
+    apiGroups: ["coordination.k8s.io"],
+    resources: ["leases"],
+    verbs: ["get", "list", "watch", "create", "update"],
+  },
+];
+
 const EXPECTED_RULES: V1PolicyRule[] = [
   {
     apiGroups: ["appmesh.k8s.aws"],
@@ -191,19 +201,30 @@ void describe("Helm chart charts/rolloutd", () => {
     }
   });
 
-  void it("renders with default values: one Recreate replica, hardened Pod, probes, policies mounted, a ClusterRole with exactly the daemon's rules", async () => {
+  void it("renders with default values: two replicas rolling one at a time, a PDB, Lease RBAC in its own namespace only, hardened Pod, probes, policies mounted, a ClusterRole with exactly the daemon's rules", async () => {
     const objs = await render();
     assert.deepEqual(kinds(objs).sort(), [
       "ClusterRole//rolloutd",
       "ClusterRoleBinding//rolloutd",
       "ConfigMap/rolloutd-system/rolloutd-policies",
       "Deployment/rolloutd-system/rolloutd",
+      "PodDisruptionBudget/rolloutd-system/rolloutd",
+      "Role/rolloutd-system/rolloutd-leases",
+      "RoleBinding/rolloutd-system/rolloutd-leases",
       "Service/rolloutd-system/rolloutd-metrics",
       "ServiceAccount/rolloutd-system/rolloutd",
     ]);
     const d = only(objs, "Deployment");
-    assert.equal(d.spec.replicas, 1);
-    assert.deepEqual(d.spec.strategy, { type: "Recreate" });
+    assert.equal(d.spec.replicas, 2);
+    assert.deepEqual(d.spec.strategy, {
+      type: "RollingUpdate",
+      rollingUpdate: { maxSurge: 1, maxUnavailable: 0 },
+    });
+    assert.equal(only(objs, "PodDisruptionBudget").spec.maxUnavailable, 1);
+    assert.deepEqual(only(objs, "Role").rules, LEASE_RULES);
+    assert.deepEqual(only(objs, "RoleBinding").subjects, [
+      { kind: "ServiceAccount", name: "rolloutd", namespace: "rolloutd-system" },
+    ]);
     const pod = d.spec.template.spec;
     assert.equal(pod.serviceAccountName, "rolloutd");
     assert.equal(pod.securityContext.runAsNonRoot, true);
@@ -224,6 +245,14 @@ void describe("Helm chart charts/rolloutd", () => {
     const args = ctr.args as string[];
     assert.ok(args.includes("--policies=/etc/rolloutd/policies"));
     assert.ok(args.includes("--metrics-port=8080"));
+    assert.ok(args.includes("--fleet=rolloutd") && args.includes("--shards=8"), args.join(" "));
+    assert.deepEqual(
+      (ctr.env as Json[]).filter((e) => e.valueFrom).map((e) => [e.name, e.valueFrom.fieldRef.fieldPath]),
+      [
+        ["POD_NAME", "metadata.name"],
+        ["POD_NAMESPACE", "metadata.namespace"],
+      ],
+    );
     assert.ok(!args.some((a) => a.startsWith("--namespaces")), "cluster scope watches everywhere");
     const mount = (ctr.volumeMounts as Json[]).find((m) => m.mountPath === "/etc/rolloutd/policies");
     const vol = (pod.volumes as Json[]).find((v) => v.name === mount?.name);
@@ -247,15 +276,25 @@ void describe("Helm chart charts/rolloutd", () => {
     const objs = await render({ rbac: { scope: "namespaced", namespaces: ["team-a", "team-b"] } });
     assert.ok(!objs.some((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding"));
     for (const ns of ["team-a", "team-b"]) {
-      const role = objs.find((o) => o.kind === "Role" && o.metadata?.namespace === ns) as Json;
+      const role = objs.find(
+        (o) => o.kind === "Role" && o.metadata?.namespace === ns && o.metadata.name === "rolloutd",
+      ) as Json;
       assert.deepEqual(role.rules, EXPECTED_RULES);
-      const rb = objs.find((o) => o.kind === "RoleBinding" && o.metadata?.namespace === ns) as Json;
+      const rb = objs.find(
+        (o) => o.kind === "RoleBinding" && o.metadata?.namespace === ns && o.metadata.name === "rolloutd",
+      ) as Json;
       assert.deepEqual(rb.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "rolloutd" });
       assert.deepEqual(rb.subjects, [
         { kind: "ServiceAccount", name: "rolloutd", namespace: "rolloutd-system" },
       ]);
     }
-    assert.equal(objs.filter((o) => o.kind === "Role").length, 2);
+    assert.deepEqual(
+      objs
+        .filter((o) => o.kind === "Role")
+        .map((o) => `${o.metadata?.namespace}/${o.metadata?.name}`)
+        .sort(),
+      ["rolloutd-system/rolloutd-leases", "team-a/rolloutd", "team-b/rolloutd"],
+    );
     const args = only(objs, "Deployment").spec.template.spec.containers[0].args as string[];
     assert.ok(args.includes("--namespaces=team-a,team-b"), args.join(" "));
   });
@@ -280,6 +319,50 @@ void describe("Helm chart charts/rolloutd", () => {
     const pod = only(objs, "Deployment").spec.template.spec;
     assert.equal((pod.volumes as Json[]).find((v) => v.configMap)?.configMap.name, "my-policies");
     assert.equal(pod.containers[0].image, "registry.example.com/rolloutd:0.2.0-rc.1");
+  });
+
+  void it("notifications: the notify values become the daemon's --notify-config file, secrets mounted from a Secret", async () => {
+    const notify = {
+      channels: [
+        {
+          name: "ops",
+          type: "slack",
+          urlFile: "/etc/rolloutd/secrets/slack-url",
+          on: ["rolledBack", "aborted"],
+        },
+        {
+          name: "audit",
+          type: "webhook",
+          url: "https://audit.example.com/rolloutd",
+          secretFile: "/etc/rolloutd/secrets/hmac",
+        },
+      ],
+      stuckAfter: "2m",
+    };
+    const objs = await render({ notify, notifySecret: "rolloutd-notify-secrets" });
+    const cm = only(objs, "ConfigMap", "rolloutd-notify");
+    // The daemon's own parser accepts the rendered file.
+    const parsed = parseNotifyConfig("notify.yaml", cm.data["notify.yaml"] as string);
+    assert.deepEqual(
+      parsed.channels.map((c) => c.name),
+      ["ops", "audit"],
+    );
+    const pod = only(objs, "Deployment").spec.template.spec;
+    const c0 = pod.containers[0];
+    assert.ok((c0.args as string[]).includes("--notify-config=/etc/rolloutd/notify/notify.yaml"));
+    const mounts = Object.fromEntries((c0.volumeMounts as Json[]).map((m) => [m.name, m.mountPath]));
+    assert.equal(mounts.notify, "/etc/rolloutd/notify");
+    assert.equal(mounts["notify-secrets"], "/etc/rolloutd/secrets");
+    const secretVol = (pod.volumes as Json[]).find((v) => v.name === "notify-secrets");
+    assert.equal(secretVol?.secret.secretName, "rolloutd-notify-secrets");
+    // Without notify values: no flag, no ConfigMap.
+    const plain = await render({});
+    assert.ok(!plain.some((o) => o.kind === "ConfigMap" && o.metadata?.name === "rolloutd-notify"));
+    assert.ok(
+      !(only(plain, "Deployment").spec.template.spec.containers[0].args as string[]).some((a) =>
+        a.startsWith("--notify-config"),
+      ),
+    );
   });
 
   void it("the Grafana dashboard shows rollouts by phase, canary weight, check values, aborts/rollbacks/promotions, from metrics the daemon exports", async () => {
@@ -323,7 +406,8 @@ void describe("Helm chart charts/rolloutd", () => {
   void it("a wrong value fails at template time with a schema error that names it", async () => {
     const cases: Array<[string[], RegExp]> = [
       [["--set", "replicas=two"], /\/replicas.*got string, want integer/],
-      [["--set", "replicas=2"], /\/replicas.*maximum/],
+      [["--set", "replicas=65"], /\/replicas.*maximum/],
+      [["--set", "fleet.shards=0"], /\/fleet\/shards.*minimum/],
       [["--set", "rbac.scope=galaxy"], /\/rbac\/scope.*value must be one of 'cluster', 'namespaced'/],
       [["--set", "rbac.scope=namespaced"], /\/rbac\/namespaces.*minItems/],
       [
@@ -441,6 +525,16 @@ void describe("Helm chart charts/rolloutd", () => {
         ["create", "", "pods"],
       ] as const)
         assert.ok(!(await canI(sa.kc, verb, group, resource, "chart-http")), `may not ${verb} ${resource}`);
+      for (const verb of ["get", "list", "watch", "create", "update"])
+        assert.ok(
+          await canI(sa.kc, verb, "coordination.k8s.io", "leases", ns),
+          `may ${verb} leases in ${ns}`,
+        );
+      assert.ok(!(await canI(sa.kc, "delete", "coordination.k8s.io", "leases", ns)), "may not delete leases");
+      assert.ok(
+        !(await canI(sa.kc, "create", "coordination.k8s.io", "leases", "chart-http")),
+        "no Leases outside its own namespace",
+      );
 
       const daemon = await startDaemon({
         kubeconfig: sa.file,

@@ -3,6 +3,7 @@
  * run it, under the same supervisor as the control plane so it cannot
  * outlive the test. Its JSON log lines are readable for assertions.
  */
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -43,6 +44,12 @@ export async function startDaemon(opts: {
   waitReady?: boolean;
   /** Node arguments that run the CLI; default: the sources through tsx. */
   entry?: string[];
+  /**
+   * The fleet (Lease prefix) to join. By default each daemon is a fleet of one
+   * of its own, so a daemon started after a killed one need not wait for the
+   * dead one's Leases to expire; the fleet tests name a shared fleet.
+   */
+  fleet?: string;
 }): Promise<DaemonProcess> {
   const dir = mkdtempSync(path.join(tmpdir(), "rolloutd-daemon-"));
   const logFile = path.join(dir, "daemon.log");
@@ -59,6 +66,7 @@ export async function startDaemon(opts: {
       "--metrics-host=127.0.0.1",
       "--log-level=debug",
       "--log-format=json",
+      `--fleet=${opts.fleet ?? `t${randomBytes(4).toString("hex")}`}`,
       ...(opts.extraArgs ?? []),
     ],
     {

@@ -441,6 +441,7 @@ void test("every example in policies/ validates", async () => {
     result.policies.map((p) => p.target.kind),
     ["GatewayRoute", "HTTPRoute", "GatewayRoute", "GRPCRoute", "HTTPRoute"],
   );
+  assert.equal(byKey.get("demo/storefront")?.strategy, "blueGreen");
   assert.deepEqual(byKey.get("demo/search")?.steps, [20, 40, 60, 80]);
   assert.deepEqual(byKey.get("demo/search")?.stages, [
     { match: { header: { name: "x-canary", value: "always", type: "Exact" } } },
@@ -549,7 +550,9 @@ void test("ConfigMap volume layout: symlinked files are read, hidden entries ski
   );
   assert.deepEqual(
     result.errors.map((e) => e.format()),
-    [`${join(dir, "big.yaml")}: file is larger than 1000 bytes`],
+    [
+      `${join(dir, "big.yaml")}: file is 2003 bytes, larger than the 1000-byte limit (a ConfigMap's); not read`,
+    ],
   );
   assert.deepEqual(result.opaqueFiles, [join(dir, "big.yaml")]);
 });

@@ -305,6 +305,34 @@ void test("a document that is not a mapping, or lacks apiVersion", () => {
   });
 });
 
+void test("every number has a sane range: a 1 ms Prometheus timeout or a limit of 10^15 is refused, naming the field", () => {
+  const withAnalysis = (patch: Record<string, unknown>, prometheus: Record<string, unknown> = {}) => {
+    const doc = minimal();
+    doc.spec.analysis = {
+      prometheus: { url: "http://127.0.0.1:9090", ...prometheus },
+      checks: [{ name: "errors", template: "error-rate", max: 0.01 }],
+      ...patch,
+    };
+    return validatePolicyDocument(doc);
+  };
+  const refused = (r: PolicyValidation, path: string, message: RegExp) => {
+    assert.ok(!r.ok, `accepted, want an error at ${path}`);
+    const issue = r.issues.find((i) => formatPath(i.path) === path);
+    assert.ok(issue, `no issue at ${path}: ${JSON.stringify(r.issues)}`);
+    assert.match(issue.message, message);
+  };
+  refused(withAnalysis({}, { timeout: "1ms" }), "spec.analysis.prometheus.timeout", /at least 100ms/);
+  refused(withAnalysis({}, { timeout: "99ms" }), "spec.analysis.prometheus.timeout", /at least/);
+  ok(withAnalysis({}, { timeout: "100ms" }));
+  for (const field of ["failureLimit", "noDataLimit"]) {
+    refused(withAnalysis({ [field]: 1e15 }), `spec.analysis.${field}`, /1000/);
+    ok(withAnalysis({ [field]: 1000 }));
+  }
+  refused(withAnalysis({ onError: { limit: 1e15 } }), "spec.analysis.onError.limit", /1000/);
+  refused(withAnalysis({ minRequests: 1e15 }), "spec.analysis.minRequests", /1000000/);
+  ok(withAnalysis({ minRequests: 1_000_000 }));
+});
+
 void test("request stages: each kind of match, in order, as the router writes it", () => {
   const doc = minimal();
   doc.spec.stages = [

@@ -1,0 +1,262 @@
+/**
+ * The Lease API seam (coordination.k8s.io/v1) the fleet is built on: list,
+ * create and update, every update guarded by the resourceVersion it was
+ * based on, so two replicas can never both believe they took one Lease.
+ *
+ * Times are written as MicroTime with exactly six fractional digits. The API
+ * server parses MicroTime with a microsecond layout and refuses anything else;
+ * @kubernetes/client-node serializes a plain `Date` with `toISOString()`
+ * (milliseconds), so we format the string ourselves and never hand it a Date
+ * (nor to the client: the requests below are plain JSON).
+ * Nobody judges expiry by these times anyway (see fleet.ts): they are for
+ * people reading `kubectl get lease -o yaml`.
+ */
+import { createHash } from "node:crypto";
+import http from "node:http";
+import https from "node:https";
+import type { KubeConfig, V1Lease } from "@kubernetes/client-node";
+import { FIELD_MANAGER } from "../contract.ts";
+import { KubeApiError, toKubeError } from "../kube/errors.ts";
+
+/** What a Lease says, as client-go's LeaderElectionRecord. */
+export interface LeaseRecord {
+  /** "" when released. */
+  holderIdentity: string;
+  leaseDurationSeconds: number;
+  /** MicroTime strings, as written. */
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions: number;
+}
+
+export interface ObservedLease {
+  name: string;
+  resourceVersion: string;
+  record: LeaseRecord;
+}
+
+export interface LeaseApi {
+  /** Every Lease of the fleet (by label) in the namespace. */
+  list(): Promise<ObservedLease[]>;
+  /** Creates the Lease; throws a 409 KubeApiError when it exists. */
+  create(name: string, record: LeaseRecord): Promise<ObservedLease>;
+  /** Replaces the Lease's spec, guarded by `resourceVersion`; throws a 409 KubeApiError on a conflict. */
+  update(name: string, resourceVersion: string, record: LeaseRecord): Promise<ObservedLease>;
+  /** Closes pooled connections, if any. */
+  close?(): void;
+}
+
+/** RFC 3339 with exactly six fractional digits, UTC: what the API server accepts for a MicroTime. */
+export function microTime(epochMs: number): string {
+  const iso = new Date(Math.floor(epochMs)).toISOString(); // 2026-11-30T09:24:28.123Z
+  const micros = Math.floor((epochMs - Math.floor(epochMs)) * 1000);
+  return `${iso.slice(0, -1)}${String(micros).padStart(3, "0")}Z`;
+}
+
+/** The label every fleet Lease carries, so one list finds them all and nothing else. */
+export const FLEET_LABEL = "rolloutd.dev/fleet";
+
+/**
+ * Leases over plain HTTPS with one keep-alive connection pool, in one
+ * namespace. A replica renews every Lease it holds every retry period, so
+ * this is most of what it does at rest: @kubernetes/client-node's typed
+ * calls (serializer, fetch, web streams, a dispatcher per call) cost about
+ * twice the CPU of the request itself. Credentials are applied per request
+ * by the kubeconfig, as the client does (tokens and exec plugins rotate).
+ */
+export class KubeLeaseApi implements LeaseApi {
+  private readonly base: string;
+  private agent: { key: string; agent: http.Agent } | undefined;
+
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly namespace: string,
+    private readonly fleet: string,
+    private readonly timeoutMs = 10_000,
+  ) {
+    this.base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
+  }
+
+  async list(): Promise<ObservedLease[]> {
+    const selector = encodeURIComponent(`${FLEET_LABEL}=${this.fleet}`);
+    const res = (await this.request(
+      "GET",
+      `${this.base}?labelSelector=${selector}`,
+      undefined,
+      `list Leases in ${this.namespace}`,
+    )) as { items?: V1Lease[] };
+    return (res.items ?? []).map(observed);
+  }
+
+  async create(name: string, record: LeaseRecord): Promise<ObservedLease> {
+    const body = this.lease(name, record);
+    return observed(
+      (await this.request(
+        "POST",
+        `${this.base}?fieldManager=${FIELD_MANAGER}`,
+        body,
+        `create Lease ${this.namespace}/${name}`,
+      )) as V1Lease,
+    );
+  }
+
+  async update(name: string, resourceVersion: string, record: LeaseRecord): Promise<ObservedLease> {
+    const body = this.lease(name, record, resourceVersion);
+    return observed(
+      (await this.request(
+        "PUT",
+        `${this.base}/${encodeURIComponent(name)}?fieldManager=${FIELD_MANAGER}`,
+        body,
+        `update Lease ${this.namespace}/${name}`,
+      )) as V1Lease,
+    );
+  }
+
+  private lease(name: string, record: LeaseRecord, resourceVersion?: string): object {
+    return {
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: {
+        name,
+        namespace: this.namespace,
+        labels: { [FLEET_LABEL]: this.fleet },
+        ...(resourceVersion !== undefined ? { resourceVersion } : {}),
+      },
+      // MicroTimes are strings we formatted (microTime), written as they are.
+      spec: {
+        holderIdentity: record.holderIdentity,
+        leaseDurationSeconds: record.leaseDurationSeconds,
+        leaseTransitions: record.leaseTransitions,
+        ...(record.acquireTime !== undefined ? { acquireTime: record.acquireTime } : {}),
+        ...(record.renewTime !== undefined ? { renewTime: record.renewTime } : {}),
+      },
+    };
+  }
+
+  private async request(
+    method: string,
+    path: string,
+    body: object | undefined,
+    what: string,
+  ): Promise<unknown> {
+    const server = this.kc.getCurrentCluster()?.server;
+    if (!server) throw new KubeApiError(0, "NoServer", `${what}: no API server in the kubeconfig`);
+    const url = new URL(server.replace(/\/$/, "") + path);
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    const opts: https.RequestOptions = {
+      method,
+      headers: {
+        Accept: "application/json",
+        ...(text !== undefined
+          ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) }
+          : {}),
+      },
+    };
+    try {
+      await this.kc.applyToHTTPSOptions(opts);
+    } catch (err) {
+      throw toKubeError(err, what);
+    }
+    opts.agent = this.pooled(url.protocol, opts);
+    return new Promise((resolve, reject) => {
+      const transport = url.protocol === "http:" ? http : https;
+      const req = transport.request(url, opts, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", (err) => reject(toKubeError(err, what)));
+        res.on("end", () => {
+          const raw = Buffer.concat(chunks).toString("utf8");
+          let parsed: unknown;
+          try {
+            parsed = raw ? JSON.parse(raw) : {};
+          } catch {
+            parsed = { message: raw.slice(0, 300) };
+          }
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) return resolve(parsed);
+          const st = parsed as { reason?: string; message?: string };
+          reject(
+            new KubeApiError(
+              status,
+              st.reason ?? "",
+              `${what}: ${status} ${st.reason ?? ""} ${st.message ?? ""}`.trim(),
+            ),
+          );
+        });
+      });
+      req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.on("error", (err) => reject(toKubeError(err, what)));
+      req.end(text);
+    });
+  }
+
+  /**
+   * One keep-alive agent for as long as the TLS material stays the same
+   * (applyToHTTPSOptions builds a fresh agent, and so a fresh TLS handshake,
+   * on every call).
+   */
+  private pooled(protocol: string, opts: https.RequestOptions): http.Agent {
+    const key = createHash("sha256")
+      .update(protocol)
+      .update(material(opts.ca))
+      .update(material(opts.cert))
+      .update(material(opts.key))
+      .update(String(opts.rejectUnauthorized ?? ""))
+      .update(String(opts.servername ?? ""))
+      .digest("hex");
+    if (this.agent?.key !== key) {
+      this.agent?.agent.destroy();
+      const tls = {
+        ca: opts.ca,
+        cert: opts.cert,
+        key: opts.key,
+        ...(opts.rejectUnauthorized !== undefined ? { rejectUnauthorized: opts.rejectUnauthorized } : {}),
+        ...(opts.servername !== undefined ? { servername: opts.servername } : {}),
+      };
+      const agent =
+        protocol === "http:"
+          ? new http.Agent({ keepAlive: true, maxSockets: 4 })
+          : new https.Agent({ keepAlive: true, maxSockets: 4, ...tls });
+      this.agent = { key, agent };
+    }
+    return this.agent.agent;
+  }
+
+  /** Closes the pooled connections. */
+  close(): void {
+    this.agent?.agent.destroy();
+    this.agent = undefined;
+  }
+}
+
+/** TLS material as text, for the pool's key. */
+function material(v: unknown): string {
+  if (v === undefined || v === null) return "";
+  if (typeof v === "string") return v;
+  if (Buffer.isBuffer(v)) return v.toString("latin1");
+  if (Array.isArray(v)) return v.map(material).join("\0");
+  return JSON.stringify(v) ?? "";
+}
+
+/** A MicroTime as the client hands it back: a string, or a Date if a future client parses it. */
+function timeText(v: unknown): string | undefined {
+  if (v instanceof Date) return v.toISOString();
+  return typeof v === "string" ? v : undefined;
+}
+
+function observed(l: V1Lease): ObservedLease {
+  const s = l.spec ?? {};
+  const acquireTime = timeText(s.acquireTime);
+  const renewTime = timeText(s.renewTime);
+  return {
+    name: l.metadata?.name ?? "",
+    resourceVersion: l.metadata?.resourceVersion ?? "",
+    record: {
+      holderIdentity: s.holderIdentity ?? "",
+      leaseDurationSeconds: s.leaseDurationSeconds ?? 0,
+      leaseTransitions: s.leaseTransitions ?? 0,
+      ...(acquireTime !== undefined ? { acquireTime } : {}),
+      ...(renewTime !== undefined ? { renewTime } : {}),
+    },
+  };
+}
