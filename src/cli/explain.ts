@@ -5,7 +5,7 @@
  * the route, oldest first. Read from the cluster (the state annotation and
  * the Events), like `status`, so it works whether or not the daemon runs.
  */
-import { CoreV1Api, CustomObjectsApi, type CoreV1Event } from "@kubernetes/client-node";
+import { CoreV1Api, CustomObjectsApi, type CoreV1Event, type KubeConfig } from "@kubernetes/client-node";
 import {
   ANNOTATIONS,
   decodeState,
@@ -15,7 +15,7 @@ import {
 } from "../contract.ts";
 import { toKubeError } from "../kube/errors.ts";
 import { COMPONENT } from "../kube/events.ts";
-import { KINDS, type KObject } from "../kube/kinds.ts";
+import type { KObject } from "../kube/kinds.ts";
 import { ago } from "./status.ts";
 import { kindInfo, kubeFrom, parseTarget, type GlobalOptions } from "./target.ts";
 
@@ -174,7 +174,7 @@ export async function explainCommand(
   // An App Mesh GatewayRoute as AWS ships it has no weights: the state is kept on the VirtualRouter it leads to.
   const weightsObj =
     target.kind === "GatewayRoute" && !obj.metadata?.annotations?.[ANNOTATIONS.state]
-      ? ((await routerBehind(api, namespace, obj)) ?? obj)
+      ? ((await routerBehind(kc, api, namespace, obj)) ?? obj)
       : obj;
   const raw = weightsObj.metadata?.annotations?.[ANNOTATIONS.state];
   if (!raw) {
@@ -205,10 +205,16 @@ export async function explainCommand(
 const ROUTE_SPECS = ["httpRoute", "http2Route", "grpcRoute"] as const;
 
 /** GatewayRoute → action.target.virtualService.virtualServiceRef → VirtualService → its VirtualRouter. */
-async function routerBehind(api: CustomObjectsApi, ns: string, gr: KObject): Promise<KObject | undefined> {
+async function routerBehind(
+  kc: KubeConfig,
+  api: CustomObjectsApi,
+  ns: string,
+  gr: KObject,
+): Promise<KObject | undefined> {
   const get = async (kind: "VirtualService" | "VirtualRouter", namespace: string, name: string) => {
-    const k = KINDS[kind];
     try {
+      // The version the cluster serves (App Mesh: v1beta2 as AWS ships it, or v1beta1).
+      const k = await kindInfo(kc, kind);
       return (await api.getNamespacedCustomObject({
         group: k.group,
         version: k.version,

@@ -255,11 +255,25 @@ export class Reconciler {
     if (!decision.changed) {
       if (event.type === "ANALYSIS") this.d.reporter.analysis(key, event.report);
       // Level-based: the owned stage rule is what the state says even when nothing is decided.
-      const fix = withStageRule(policy, router, view, state, state);
-      if (fix.ops.length) await router.write(view, undefined, encodeState(fix.state), fix.ops);
+      try {
+        const fix = withStageRule(policy, router, view, state, state);
+        if (fix.ops.length) await router.write(view, undefined, encodeState(fix.state), fix.ops);
+      } catch (err) {
+        if (!(err instanceof RouteError)) throw err;
+        reporter.problem(record, "warn", `${err.message}; will retry when it changes`);
+      }
       return this.d.clock.now() < (state.analysisDueAt ?? 0) ? { requeueAfterMs: 0 } : requeueFor(state, now);
     }
-    const staged = withStageRule(policy, router, view, state, { ...decision.state, policy: key });
+    let staged: { state: RolloutState; ops: JsonPatchOp[] };
+    try {
+      staged = withStageRule(policy, router, view, state, { ...decision.state, policy: key });
+    } catch (err) {
+      // Only a stage's start can fail here (removal never does), so an abort is never held up by it.
+      if (!(err instanceof RouteError)) throw err;
+      this.d.metrics.routeErrors.inc({ policy: key, reason: "Invalid" });
+      reporter.problem(record, "warn", `${err.message}; will retry when it changes`);
+      return { requeueAfterMs: MISSING_RETRY_MS };
+    }
     const next: RolloutState = staged.state;
     let pair: PairWeight[] | undefined;
     const setW = decision.effects.find((e) => e.type === "setWeights");

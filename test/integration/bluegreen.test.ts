@@ -12,6 +12,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { KObject } from "../../src/kube/kinds.ts";
 import { STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
+import { eventually } from "../support/cluster.ts";
 import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
 import { httpRoute } from "../support/routes.ts";
 import type { Scenario } from "../support/scenario.ts";
@@ -34,17 +35,18 @@ void describe("blue/green with a verified preview", () => {
     await w?.stop();
   });
 
-  const blueGreen = async (ns: string, prom: FaultyPrometheus): Promise<Scenario> => {
+  const blueGreen = async (ns: string, prom: FaultyPrometheus, interval = "3s"): Promise<Scenario> => {
     const s = await w.scenario(httpRoute, ns);
     const yaml = s
       .policyYaml({
         steps: [],
-        interval: "3s",
+        interval,
         extra: [
           "  strategy: blueGreen",
           "  preview: { header: { name: x-preview, value: 'yes' } }",
           "  analysis:",
           `    prometheus: { url: "${prom.url}" }`,
+          "    cadence: 0", // no in-step checks: a step's queries are its one analysis at the deadline
           "    checks:",
           "      - { name: p99-latency, query: 'vector(1)', max: 500 }",
         ].join("\n"),
@@ -98,5 +100,35 @@ void describe("blue/green with a verified preview", () => {
       s.history.some((h) => share(s, h) === 1),
       "the switch was written",
     );
+  });
+
+  void it("abort after the switch: all traffic back on the old version in one write", async () => {
+    const prom = await startFaultyPrometheus();
+    proms.push(prom);
+    prom.lie(100);
+    const s = await blueGreen("bg-abort", prom, "10s");
+    await s.shipCanary("2");
+    await s.until("preview live", (st) => st.phase === "Progressing" && st.stageRule !== undefined);
+    // The preview's one query (at its 10 s deadline) passes; every later one finds no data, so the switched
+    // rollout holds (onNoData: hold) instead of being promoted: the abort below meets it after the switch.
+    await eventually(
+      "the preview analysed",
+      () => Promise.resolve(prom.queries.length > 0 || undefined),
+      30_000,
+      10,
+    );
+    prom.lie(null);
+    await s.until(
+      "switched",
+      (x, wt) => x.phase === "Progressing" && x.stepIndex === 1 && share(s, wt) === 1,
+    );
+    await s.annotateTarget({ "rolloutd.dev/abort": "true", "rolloutd.dev/abort-reason": "after the switch" });
+    const st = await s.until("aborted", (x, wt) => x.phase === "Aborted" && share(s, wt) === 0);
+    assert.equal(st.abort?.reason, "after the switch");
+    assert.equal(owned(await s.weightsObject()).length, 0);
+    for (const h of s.history) {
+      const x = share(s, h);
+      assert.ok(x === 0 || x === 1, `a partial split was written: ${JSON.stringify(h)}`);
+    }
   });
 });

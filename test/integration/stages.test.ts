@@ -12,6 +12,7 @@ import { ANNOTATIONS } from "../../src/contract.ts";
 import type { KObject } from "../../src/kube/kinds.ts";
 import { STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
+import { jsonPatch } from "../support/cluster.ts";
 import { appMeshVirtualRouter, grpcRoute, httpRoute } from "../support/routes.ts";
 import type { Scenario } from "../support/scenario.ts";
 import { startWorld, type World } from "../support/world.ts";
@@ -171,5 +172,30 @@ void describe("request stages on Gateway API", () => {
     await s.until("aborted", (x) => x.phase === "Aborted" && x.stageRule === undefined);
     obj = await s.weightsObject();
     assert.deepEqual(routes(obj), routes(before), "the VirtualRouter's routes as before, byte for byte");
+  });
+
+  void it("someone else's rule named rolloutd-stage: never replaced, the stage does not start, and it says why", async () => {
+    const s = await w.scenario(httpRoute, "stage-foreign", { createRoute: false });
+    await s.createRoute();
+    const theirs = {
+      name: STAGE_RULE_NAME,
+      matches: [{ path: { type: "PathPrefix", value: "/theirs" } }],
+      backendRefs: [{ name: "static", port: 80 }],
+    };
+    await jsonPatch(w.c, "HTTPRoute", s.ns, s.route, [{ op: "add", path: "/spec/rules/-", value: theirs }]);
+    s.writePolicy({
+      steps: [50, 100],
+      interval: "10m",
+      extra: "  stages:\n    - header: { name: x-canary, value: always }",
+    });
+    await s.until("adopted", (st) => st.phase === "Steady");
+    const before = await s.weightsObject();
+    await s.shipCanary("2");
+    // The daemon running now (the first test replaced the world's after its SIGKILL).
+    const current = extra.at(-1) ?? w.daemon;
+    await current.waitForLine("the refusal", (l) => /does not record as its own/.test(l.msg));
+    const obj = await s.weightsObject();
+    assert.equal((await s.state())?.phase, "Steady", "the stage did not start");
+    assert.deepEqual(rulesOf(obj), rulesOf(before), "their rule and the route untouched");
   });
 });

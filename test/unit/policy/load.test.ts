@@ -443,6 +443,11 @@ void test("every example in policies/ validates", async () => {
   );
   assert.equal(byKey.get("demo/storefront")?.strategy, "blueGreen");
   assert.deepEqual(byKey.get("demo/search")?.steps, [20, 40, 60, 80]);
+  assert.deepEqual(byKey.get("demo/search")?.stages, [
+    { match: { header: { name: "x-canary", value: "always", type: "Exact" } } },
+  ]);
+  assert.equal(byKey.get("demo/storefront")?.strategy, "blueGreen");
+  assert.deepEqual(byKey.get("demo/storefront")?.steps, [100]);
   assert.deepEqual(byKey.get("demo/payments")?.deployments, {
     "payments-v1": "payments-blue",
     "payments-v2": "payments-green",

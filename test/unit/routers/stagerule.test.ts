@@ -1,7 +1,13 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { KObject } from "../../../src/kube/kinds.ts";
-import { STAGE_RULE_NAME, stageRule, stageRuleOps, type Stage } from "../../../src/routers/stagerule.ts";
+import {
+  appMeshStageRoute,
+  STAGE_RULE_NAME,
+  stageRule,
+  stageRuleOps,
+  type Stage,
+} from "../../../src/routers/stagerule.ts";
 import { RouteError } from "../../../src/routers/types.ts";
 
 const pairRule = {
@@ -120,5 +126,68 @@ void describe("stageRuleOps: the route's owned rule made what the state says", (
     );
     // Recorded but gone (someone deleted it): nothing to remove.
     assert.deepEqual(stageRuleOps(route([pairRule]), "HTTPRoute", pair, undefined, owned), []);
+  });
+});
+
+void describe("App Mesh: the owned route in a VirtualRouter", () => {
+  const pairRoute = {
+    name: "main",
+    priority: 10,
+    httpRoute: {
+      match: { prefix: "/", headers: [{ name: "x-tenant", match: { exact: "a" } }] },
+      action: {
+        weightedTargets: [
+          { virtualNodeRef: { name: "v1" }, weight: 90 },
+          { virtualNodeRef: { name: "v2" }, weight: 10 },
+        ],
+      },
+      timeout: { perRequest: { unit: "s", value: 5 } },
+    },
+  };
+
+  void it("copies the pair's route, one priority higher, the match narrowed, the canary its only target", () => {
+    const r = appMeshStageRoute(pairRoute, "httpRoute", 1, header, "VirtualRouter shop/r");
+    assert.deepEqual(r, {
+      name: STAGE_RULE_NAME,
+      priority: 9,
+      httpRoute: {
+        match: {
+          prefix: "/",
+          headers: [
+            { name: "x-tenant", match: { exact: "a" } },
+            { name: "x-canary", match: { exact: "always" } },
+          ],
+        },
+        action: { weightedTargets: [{ virtualNodeRef: { name: "v2" }, weight: 1 }] },
+        timeout: { perRequest: { unit: "s", value: 5 } },
+      },
+    });
+  });
+
+  void it("query, prefix and cookie; no priority counts as 1000; priority 0 cannot be preceded", () => {
+    const q = appMeshStageRoute(
+      pairRoute,
+      "httpRoute",
+      1,
+      { match: { query: { name: "v", value: "2" } } },
+      "vr",
+    );
+    assert.deepEqual((q.httpRoute as { match: unknown }).match, {
+      prefix: "/",
+      headers: [{ name: "x-tenant", match: { exact: "a" } }],
+      queryParameters: [{ name: "v", match: { exact: "2" } }],
+    });
+    const p = appMeshStageRoute(pairRoute, "httpRoute", 1, { match: { pathPrefix: "/api/v2" } }, "vr");
+    assert.equal((p.httpRoute as { match: { prefix: string } }).match.prefix, "/api/v2");
+    const { priority: _p, ...noPriority } = pairRoute;
+    assert.equal(appMeshStageRoute(noPriority, "httpRoute", 1, header, "vr").priority, 999);
+    assert.throws(
+      () => appMeshStageRoute({ ...pairRoute, priority: 0 }, "httpRoute", 1, header, "vr"),
+      (e: unknown) => e instanceof RouteError && /priority 0/.test(e.message),
+    );
+    assert.throws(
+      () => appMeshStageRoute(pairRoute, "grpcRoute", 1, { match: { pathPrefix: "/x" } }, "vr"),
+      RouteError,
+    );
   });
 });
