@@ -138,19 +138,22 @@ export function classifyQueryResponse(status: number, statusText: string, body: 
   }
   if (!Array.isArray(result)) return fail("badResponse", "vector result is not an array");
   if (result.length === 0) return { kind: "noData" };
-  if (result.length > 1) {
-    const first = result
-      .slice(0, LISTED_SERIES)
-      .map((s) => formatLabels(isRecord(s) ? s.metric : undefined))
-      .join(", ");
-    const more = result.length > LISTED_SERIES ? `, …` : "";
-    return fail(
-      "multipleSeries",
-      `query returned ${result.length} series, expected 1 (aggregate with sum/max): ${first}${more}`,
-    );
-  }
+  if (result.length > 1) return tooManySeries(result);
   const only: unknown = result[0];
   return sampleOutcome(isRecord(only) ? only.value : undefined);
+}
+
+/** A query that returned several series where one number was expected: name the first few. */
+function tooManySeries(result: unknown[]): { kind: "error"; error: MetricError } {
+  const first = result
+    .slice(0, LISTED_SERIES)
+    .map((s) => formatLabels(isRecord(s) ? s.metric : undefined))
+    .join(", ");
+  const more = result.length > LISTED_SERIES ? `, …` : "";
+  return fail(
+    "multipleSeries",
+    `query returned ${result.length} series, expected 1 (aggregate with sum/max): ${first}${more}`,
+  );
 }
 
 /** Classifies a range-query response (`resultType: matrix`) into one series' points. Exported for tests. */
@@ -163,17 +166,7 @@ export function classifyRangeResponse(status: number, statusText: string, body: 
   }
   if (!Array.isArray(result)) return fail("badResponse", "matrix result is not an array");
   if (result.length === 0) return { kind: "noData" };
-  if (result.length > 1) {
-    const first = result
-      .slice(0, LISTED_SERIES)
-      .map((s) => formatLabels(isRecord(s) ? s.metric : undefined))
-      .join(", ");
-    const more = result.length > LISTED_SERIES ? `, …` : "";
-    return fail(
-      "multipleSeries",
-      `query returned ${result.length} series, expected 1 (aggregate with sum/max): ${first}${more}`,
-    );
-  }
+  if (result.length > 1) return tooManySeries(result);
   const only: unknown = result[0];
   const values = isRecord(only) ? only.values : undefined;
   if (!Array.isArray(values)) return fail("badResponse", "matrix series has no values array");

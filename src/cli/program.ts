@@ -5,7 +5,7 @@ import { explainCommand } from "./explain.ts";
 import { statusCommand } from "./status.ts";
 import { validateCommand } from "./validate.ts";
 import { simulateCommand } from "./simulate.ts";
-import { replayCommand } from "./replay.ts";
+import { replayCommand, type ReplayOptions } from "./replay.ts";
 import { VERSION } from "../version.ts";
 
 const port = (v: string) => {
@@ -183,24 +183,9 @@ export function buildProgram(): Command {
       "smallest analysis window, as the daemon's option (default 10)",
       wholeSeconds,
     )
-    .action(
-      async (
-        policy: string,
-        o: {
-          from?: string;
-          to?: string;
-          rollout?: boolean;
-          kubeconfig?: string;
-          context?: string;
-          prometheus?: string;
-          svg?: string;
-          policy?: string;
-          analysisMinWindow?: number;
-        },
-      ) => {
-        process.exitCode = await replayCommand(policy, o, process.stdout, process.stderr);
-      },
-    );
+    .action(async (policy: string, o: ReplayOptions) => {
+      process.exitCode = await replayCommand(policy, o, process.stdout, process.stderr);
+    });
 
   const kubeOptions = (c: Command) =>
     c
