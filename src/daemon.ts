@@ -143,9 +143,12 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   cache.onChange((ref) => controller.onObjectChange(ref));
   cache.onResync((kind) => controller.onResync(kind));
   metrics.observeWatches(() =>
-    cache
-      .status()
-      .map((w) => ({ kind: w.kind, ...(w.namespace ? { namespace: w.namespace } : {}), synced: w.synced })),
+    cache.status().map((w) => ({
+      kind: w.kind,
+      ...(w.namespace ? { namespace: w.namespace } : {}),
+      synced: w.synced,
+      lists: w.lists,
+    })),
   );
   const health = new ApiHealth(apiServerReadyz(kc), () => clock.now(), {
     onRecovered: () => {

@@ -41,6 +41,11 @@ export interface WatcherStatus {
   lastError?: string;
   lastErrorAt?: number;
   restarts: number;
+  /**
+   * Full lists made, the first included. Besides our restarts, client-node relists on its own when a watch
+   * resumes from a resourceVersion etcd has compacted away (410 Gone), so this is how a watch expiry shows.
+   */
+  lists: number;
 }
 
 export class Watcher {
@@ -72,7 +77,7 @@ export class Watcher {
     } = {},
   ) {
     this.served = kind;
-    this.status = { kind: kind.kind, synced: false, blindSince: Date.now(), restarts: 0 };
+    this.status = { kind: kind.kind, synced: false, blindSince: Date.now(), restarts: 0, lists: 0 };
     if (opts.namespace !== undefined) this.status.namespace = opts.namespace;
     let resolve!: () => void;
     this.firstAttempt = { promise: new Promise<void>((r) => (resolve = r)), resolve };
@@ -87,6 +92,7 @@ export class Watcher {
   private listAll(): Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }> {
     const k = this.served;
     const namespace = this.opts.namespace;
+    this.status.lists++;
     if (k.kind === "Deployment") {
       return namespace === undefined
         ? this.clients.apps.listDeploymentForAllNamespaces()

@@ -17,6 +17,7 @@ export interface WatchSync {
   kind: string;
   namespace?: string;
   synced: boolean;
+  lists: number;
 }
 
 export class Metrics {
@@ -181,6 +182,18 @@ export class Metrics {
       collect() {
         this.reset();
         for (const w of watches()) this.set({ kind: w.kind, namespace: w.namespace ?? "" }, w.synced ? 1 : 0);
+      },
+    });
+    // A counter read from the watchers' own tally: each relist (after a failure, or a 410 on an expired
+    // resourceVersion) is one more; a steady climb means watches keep expiring.
+    new Counter({
+      name: "rolloutd_watch_lists_total",
+      help: "Full lists made by the watch of a kind (in a namespace, when limited), the first one included.",
+      labelNames: ["kind", "namespace"],
+      registers: r,
+      collect() {
+        this.reset();
+        for (const w of watches()) this.inc({ kind: w.kind, namespace: w.namespace ?? "" }, w.lists);
       },
     });
 

@@ -61,6 +61,8 @@ export interface StartOptions {
   keep?: boolean;
   /** Parent for the temp directory. */
   baseDir?: string;
+  /** More kube-apiserver flags, after ours (a later flag wins), kept across restarts. */
+  apiServerArgs?: string[];
 }
 
 export async function startControlPlane(opts: StartOptions = {}): Promise<ControlPlane> {
@@ -166,6 +168,7 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       "--allow-privileged=false",
       "--profiling=false",
       "--v=0",
+      ...(opts.apiServerArgs ?? []),
     ];
     const launchApiServer = async (args: string[], url: string, timeoutMs: number) => {
       const current = spawnSupervised(bins["kube-apiserver"], args, {

@@ -52,8 +52,13 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(opts: { crds?: boolean } & CrdOptions = {}): Promise<Cluster> {
-  const cp = await startControlPlane({ log: (l) => process.stderr.write(`# ${l}\n`) });
+export async function startCluster(
+  opts: { crds?: boolean; apiServerArgs?: string[] } & CrdOptions = {},
+): Promise<Cluster> {
+  const cp = await startControlPlane({
+    log: (l) => process.stderr.write(`# ${l}\n`),
+    ...(opts.apiServerArgs ? { apiServerArgs: opts.apiServerArgs } : {}),
+  });
   try {
     const kc = new KubeConfig();
     kc.loadFromString(cp.kubeconfigYaml);

@@ -33,6 +33,7 @@ export class Scenario {
   /** Every distinct weights-by-backend the route went through, in order, as seen by a watch. */
   readonly history: Array<Record<string, number>> = [];
   private watchReq: { abort(): void } | undefined;
+  private closed = false;
 
   constructor(
     readonly c: Cluster,
@@ -57,8 +58,14 @@ export class Scenario {
     await this.recordHistory();
   }
 
+  /**
+   * Watches the weights object for the scenario's lifetime. A watch the API server ends (its request timeout,
+   * a restart) is started again without a resourceVersion, so its first events are the current objects: the
+   * history may then miss states from the gap, never invent one.
+   */
   private async recordHistory(): Promise<void> {
     const k = KINDS[this.fam.weightsKind];
+    if (this.closed) return;
     const watch = new Watch(this.c.kc);
     this.watchReq = await watch.watch(
       `/apis/${k.group}/${k.version}/namespaces/${this.ns}/${k.plural}`,
@@ -69,8 +76,14 @@ export class Scenario {
         const last = this.history.at(-1);
         if (!last || JSON.stringify(last) !== JSON.stringify(w)) this.history.push(w);
       },
-      () => {},
+      () => {
+        if (!this.closed) setTimeout(() => void this.recordHistory().catch(() => this.rewatchLater()), 200);
+      },
     );
+  }
+
+  private rewatchLater(): void {
+    if (!this.closed) setTimeout(() => void this.recordHistory().catch(() => this.rewatchLater()), 1000);
   }
 
   policyYaml(p: PolicyOptions): string {
@@ -148,6 +161,7 @@ export class Scenario {
   }
 
   close(): void {
+    this.closed = true;
     this.watchReq?.abort();
   }
 }

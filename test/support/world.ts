@@ -23,8 +23,10 @@ export interface World {
   stop(): Promise<number | null>;
 }
 
-export async function startWorld(opts: { daemonArgs?: string[] } = {}): Promise<World> {
-  const c = await startCluster();
+export async function startWorld(
+  opts: { daemonArgs?: string[]; apiServerArgs?: string[] } = {},
+): Promise<World> {
+  const c = await startCluster(opts.apiServerArgs ? { apiServerArgs: opts.apiServerArgs } : {});
   const gateway = new FakeGatewayStatus(c);
   const policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-policies-"));
   const scenarios: Scenario[] = [];
