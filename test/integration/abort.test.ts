@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ANNOTATIONS, MAX_REASON_CHARS } from "../../src/contract.ts";
 import { eventually, type Cluster } from "../support/cluster.ts";
-import type { DaemonProcess } from "../support/daemon.ts";
+import { readyz, type DaemonProcess } from "../support/daemon.ts";
 import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
 import { appMeshVirtualRouter, httpRoute } from "../support/routes.ts";
 import type { Scenario } from "../support/scenario.ts";
@@ -19,15 +19,6 @@ import { startWorld, type World } from "../support/world.ts";
 
 /** The API server's limit on all of an object's annotations together (keys and values). */
 const ANNOTATION_BUDGET = 256 * 1024;
-
-async function readyz(port: number): Promise<number> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) });
-    return res.status;
-  } catch {
-    return 0;
-  }
-}
 
 function annotationBytes(a: Record<string, string> | undefined): number {
   let n = 0;

@@ -17,17 +17,9 @@ import { after, before, describe, it } from "node:test";
 import { ANNOTATIONS } from "../../src/contract.ts";
 import { annotate, createNamespace, eventually, type Cluster } from "../support/cluster.ts";
 import { httpRoute } from "../support/routes.ts";
+import { readyz } from "../support/daemon.ts";
 import { startWorld, type World } from "../support/world.ts";
 import { scrape, value } from "../bench/metrics.ts";
-
-async function readyz(port: number): Promise<number> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) });
-    return res.status;
-  } catch {
-    return 0;
-  }
-}
 
 /** Lists made so far by the daemon's HTTPRoute watch. */
 async function routeLists(port: number): Promise<number> {

@@ -146,3 +146,13 @@ export async function startDaemon(opts: {
     },
   };
 }
+
+/** The daemon's /readyz status code; 0 when it does not answer within 2 s. */
+export async function readyz(port: number): Promise<number> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) });
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
