@@ -4,18 +4,14 @@
  * and the daemon acts on them.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { getObject, startCluster, type Cluster } from "../support/cluster.ts";
-import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
+import { runCli, startDaemon, type DaemonProcess } from "../support/daemon.ts";
 import { FakeGatewayStatus, httpRoute } from "../support/routes.ts";
 import { Scenario } from "../support/scenario.ts";
-
-const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 
 void describe("rolloutd CLI", () => {
   let c: Cluster;
@@ -24,20 +20,7 @@ void describe("rolloutd CLI", () => {
   let policiesDir: string;
   let s: Scenario;
 
-  const cli = (...args: string[]) =>
-    new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(
-        process.execPath,
-        ["--import", "tsx", MAIN, ...args, `--kubeconfig=${c.cp.kubeconfigPath}`],
-        {
-          stdio: ["ignore", "pipe", "pipe"],
-        },
-      );
-      let out = "";
-      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-      child.on("close", (code) => resolve({ code, out }));
-    });
+  const cli = (...args: string[]) => runCli(args, { kubeconfig: c.cp.kubeconfigPath });
 
   before(async () => {
     c = await startCluster();

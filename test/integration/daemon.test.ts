@@ -5,37 +5,19 @@
  * stack trace or a hang.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { kubeconfig } from "../controlplane/controlplane.ts";
 import { freePort } from "../controlplane/process.ts";
 import { startCluster, type Cluster } from "../support/cluster.ts";
-import { startDaemon } from "../support/daemon.ts";
-
-const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
+import { runCli, startDaemon } from "../support/daemon.ts";
 
 /** Runs `rolloutd <args>` to completion; returns exit code, output and how long it took. */
 function rolloutd(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000) {
-  return new Promise<{ code: number | null; out: string; ms: number }>((resolve) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, ms: Date.now() - started });
-    });
-  });
+  return runCli(args, { env, timeoutMs });
 }
 
 /** The human messages in the output: the msg of JSON log lines, other lines as they are. */

@@ -10,11 +10,9 @@
  * in the fields the document wrote, with nothing added beside them.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { parse } from "yaml";
 import {
@@ -27,11 +25,10 @@ import {
   startCluster,
   type Cluster,
 } from "../support/cluster.ts";
-import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
+import { runCli, startDaemon, type DaemonProcess } from "../support/daemon.ts";
 import { ANNOTATIONS, decodeState, type RolloutState } from "../../src/contract.ts";
 import type { KObject } from "../../src/kube/kinds.ts";
 
-const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 const NS = "design";
 
 // Verbatim, as the design document writes it.
@@ -90,18 +87,7 @@ void describe("the design document's GatewayRoute as written (v1beta1, weight in
       60_000,
       50,
     );
-  const cli = (...args: string[]) =>
-    new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(
-        process.execPath,
-        ["--import", "tsx", MAIN, ...args, `--kubeconfig=${c.cp.kubeconfigPath}`],
-        { stdio: ["ignore", "pipe", "pipe"] },
-      );
-      let out = "";
-      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-      child.on("close", (code) => resolve({ code, out }));
-    });
+  const cli = (...args: string[]) => runCli(args, { kubeconfig: c.cp.kubeconfigPath });
 
   before(async () => {
     c = await startCluster({ gatewayRoute: "v1beta1" });

@@ -5,19 +5,15 @@
  * and each decision in order, read from the state and the route's Events.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { startCluster, type Cluster } from "../support/cluster.ts";
-import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
+import { runCli, startDaemon, type DaemonProcess } from "../support/daemon.ts";
 import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
 import { appMeshVirtualRouter } from "../support/routes.ts";
 import { Scenario } from "../support/scenario.ts";
-
-const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
 
 void describe("rolloutd explain", () => {
   let c: Cluster;
@@ -26,20 +22,7 @@ void describe("rolloutd explain", () => {
   let policiesDir: string;
   let s: Scenario;
 
-  const cli = (...args: string[]) =>
-    new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(
-        process.execPath,
-        ["--import", "tsx", MAIN, ...args, `--kubeconfig=${c.cp.kubeconfigPath}`],
-        {
-          stdio: ["ignore", "pipe", "pipe"],
-        },
-      );
-      let out = "";
-      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-      child.on("close", (code) => resolve({ code, out }));
-    });
+  const cli = (...args: string[]) => runCli(args, { kubeconfig: c.cp.kubeconfigPath });
 
   before(async () => {
     c = await startCluster();

@@ -13,14 +13,12 @@
  * phase (20 ms against 400 ms, p99 24.85 ms against 497.5 ms in the histogram's buckets), never by timing.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import http from "node:http";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
 
 import { PrometheusGate } from "../../src/analysis/analyzer.ts";
 import { PrometheusClient } from "../../src/analysis/prometheus.ts";
@@ -32,13 +30,12 @@ import { isoTime } from "../../src/replay/table.ts";
 import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
 import { startBackend, type TestBackend } from "../support/backend.ts";
 import { startCluster } from "../support/cluster.ts";
+import { runCli } from "../support/daemon.ts";
 
 const NS = "replay";
 const PHASE_MS = 24_000;
 /** Requests per second to each backend. */
 const RPS = 20;
-const MAIN = fileURLToPath(new URL("../../src/main.ts", import.meta.url));
-
 interface Phase {
   from: number;
   to: number;
@@ -298,10 +295,7 @@ void describe("replay and canary-versus-stable judgment on a recorded history", 
 
   void it("the CLI runs replay as a command: rolled back is exit 1, the picture is written", async () => {
     const svg = join(dir, "cli.svg");
-    const args = [
-      "--import",
-      "tsx",
-      MAIN,
+    const { code, stdout, stderr } = await runCli([
       "replay",
       absoluteFile,
       "--from",
@@ -314,13 +308,7 @@ void describe("replay and canary-versus-stable judgment on a recorded history", 
       "3",
       "--svg",
       svg,
-    ];
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    ]);
     assert.equal(code, 1, `${stdout}\n${stderr}`);
     assert.match(stdout, /^ROLLED BACK: /m);
     assert.ok(existsSync(svg));

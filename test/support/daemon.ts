@@ -3,6 +3,7 @@
  * run it, under the same supervisor as the control plane so it cannot
  * outlive the test. Its JSON log lines are readable for assertions.
  */
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -155,4 +156,39 @@ export async function readyz(port: number): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout and stderr as they interleaved. */
+  out: string;
+  ms: number;
+}
+
+/**
+ * Runs `rolloutd <args>` from the sources to completion, as an operator would; SIGKILLed after `timeoutMs`
+ * so a hanging command fails its test instead of stalling the suite.
+ */
+export function runCli(
+  args: string[],
+  opts: { kubeconfig?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", MAIN, ...args, ...(opts.kubeconfig ? [`--kubeconfig=${opts.kubeconfig}`] : [])],
+      { env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const r = { stdout: "", stderr: "", out: "" };
+    child.stdout.on("data", (d: Buffer) => ((r.stdout += d.toString()), (r.out += d.toString())));
+    child.stderr.on("data", (d: Buffer) => ((r.stderr += d.toString()), (r.out += d.toString())));
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, ...r, ms: Date.now() - started });
+    });
+  });
 }

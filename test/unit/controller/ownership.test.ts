@@ -13,9 +13,9 @@ import { WriteFence } from "../../../src/fleet/fence.ts";
 import type { JsonPatchOp } from "../../../src/kube/access.ts";
 import type { CacheFreshness } from "../../../src/kube/cache.ts";
 import type { KObject, ObjectRef } from "../../../src/kube/kinds.ts";
-import type { RolloutPolicy } from "../../../src/policy/types.ts";
 import { RouterRegistry } from "../../../src/routers/index.ts";
 import { Metrics } from "../../../src/server/metrics.ts";
+import { SHOP_WEB } from "./fixtures.ts";
 
 const ROUTE: KObject = {
   apiVersion: "appmesh.k8s.aws/v1beta2",
@@ -40,19 +40,7 @@ const ROUTE: KObject = {
 };
 const REF: ObjectRef = { kind: "VirtualRouter", namespace: "shop", name: "web" };
 
-const POLICY: RolloutPolicy = {
-  key: "shop/web",
-  name: "web",
-  namespace: "shop",
-  target: { kind: "VirtualRouter", name: "web" },
-  stable: "blue",
-  canary: "green",
-  deployments: {},
-  steps: [10, 50, 100],
-  intervalMs: 60_000,
-  routeReadyTimeoutMs: 30_000,
-  source: { file: "web.yaml", line: 1, column: 1 },
-};
+const POLICY = SHOP_WEB;
 
 function harness() {
   let route = structuredClone(ROUTE);

@@ -19,9 +19,9 @@ import type { JsonPatchOp } from "../../../src/kube/access.ts";
 import type { CacheFreshness } from "../../../src/kube/cache.ts";
 import type { EventSink } from "../../../src/kube/events.ts";
 import type { KindName, KObject, ObjectRef } from "../../../src/kube/kinds.ts";
-import type { RolloutPolicy } from "../../../src/policy/types.ts";
 import { RouterRegistry } from "../../../src/routers/index.ts";
 import { Metrics } from "../../../src/server/metrics.ts";
+import { SHOP_WEB } from "./fixtures.ts";
 
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
 
@@ -69,19 +69,7 @@ class HangingGate implements AnalysisGate {
   }
 }
 
-const policy: RolloutPolicy = {
-  key: "shop/web",
-  name: "web",
-  namespace: "shop",
-  target: { kind: "VirtualRouter", name: "web" },
-  stable: "blue",
-  canary: "green",
-  deployments: {},
-  steps: [10, 50, 100],
-  intervalMs: 60_000,
-  routeReadyTimeoutMs: 30_000,
-  source: { file: "web.yaml", line: 1, column: 1 },
-};
+const policy = SHOP_WEB;
 
 function router(state: RolloutState, annotations: Record<string, string> = {}): KObject {
   return {
