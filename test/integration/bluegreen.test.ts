@@ -37,21 +37,19 @@ void describe("blue/green with a verified preview", () => {
 
   const blueGreen = async (ns: string, prom: FaultyPrometheus, interval = "3s"): Promise<Scenario> => {
     const s = await w.scenario(httpRoute, ns);
-    const yaml = s
-      .policyYaml({
-        steps: [],
-        interval,
-        extra: [
-          "  strategy: blueGreen",
-          "  preview: { header: { name: x-preview, value: 'yes' } }",
-          "  analysis:",
-          `    prometheus: { url: "${prom.url}" }`,
-          "    cadence: 0", // no in-step checks: a step's queries are its one analysis at the deadline
-          "    checks:",
-          "      - { name: p99-latency, query: 'vector(1)', max: 500 }",
-        ].join("\n"),
-      })
-      .replace(/^ {2}steps: \[\]\n/m, "");
+    const yaml = s.policyYaml({
+      steps: [],
+      interval,
+      extra: [
+        "  strategy: blueGreen",
+        "  preview: { header: { name: x-preview, value: 'yes' } }",
+        "  analysis:",
+        `    prometheus: { url: "${prom.url}" }`,
+        "    cadence: 0", // no in-step checks: a step's queries are its one analysis at the deadline
+        "    checks:",
+        "      - { name: p99-latency, query: 'vector(1)', max: 500 }",
+      ].join("\n"),
+    });
     writeFileSync(path.join(s.policiesDir, `${ns}.yaml`), yaml);
     await s.until("adopted", (st) => st.phase === "Steady");
     return s;

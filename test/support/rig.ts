@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import type { ScrapeTarget } from "../controlplane/prometheus.ts";
 import { startBackend, type TestBackend } from "./backend.ts";
 import { eventually, type Cluster } from "./cluster.ts";
-import { LoadGenerator, TestGateway, type GatewayRouteKind } from "./gateway.ts";
+import { LoadGenerator, TestGateway, type GatewayRouteKind, type PairWeights } from "./gateway.ts";
 import type { RouteFamily } from "./routes.ts";
 import { Scenario } from "./scenario.ts";
 
@@ -37,6 +37,8 @@ export class Rig {
   gateway!: TestGateway;
   load!: LoadGenerator;
   s!: Scenario;
+  /** More streams of load (follow()), each through its own gateway. */
+  readonly streams: Array<{ gateway: TestGateway; load: LoadGenerator }> = [];
 
   constructor(
     readonly fam: RouteFamily,
@@ -61,7 +63,13 @@ export class Rig {
   async given(
     c: Cluster,
     policiesDir: string,
-    opts: { paused?: boolean; maxRequests?: number; maxDurationMs?: number } = {},
+    opts: {
+      paused?: boolean;
+      maxRequests?: number;
+      maxDurationMs?: number;
+      /** The data plane's reaction to each new pair of weights (a canary that breaks under full traffic). */
+      onWeights?: (w: PairWeights) => void;
+    } = {},
   ): Promise<Scenario> {
     this.s = new Scenario(c, this.fam, this.ns, policiesDir);
     await this.s.given();
@@ -71,6 +79,7 @@ export class Rig {
       name: this.fam.weightsObjectName(this.s.route),
       stable: this.stable,
       canary: this.canary,
+      ...(opts.onWeights ? { onWeights: opts.onWeights } : {}),
     });
     await this.gateway.start();
     await eventually(`${this.ns}: gateway sees the route`, () => this.gateway.weights());
@@ -82,6 +91,31 @@ export class Rig {
     if (opts.paused === true) this.load.pause();
     this.load.start();
     return this.s;
+  }
+
+  /**
+   * A second stream of load to the same backends: requests carrying `headers` (a preview's match), through a
+   * gateway following the route `name` (default the scenario's; a separate preview route by its name).
+   */
+  async follow(
+    c: Cluster,
+    opts: { name?: string; headers?: Record<string, string>; rps?: number },
+  ): Promise<{ gateway: TestGateway; load: LoadGenerator }> {
+    const name = opts.name ?? this.fam.weightsObjectName(this.s.route);
+    const gateway = new TestGateway(c.kc, {
+      kind: this.fam.weightsKind as GatewayRouteKind,
+      namespace: this.ns,
+      name,
+      stable: this.stable,
+      canary: this.canary,
+      ...(opts.headers ? { headers: opts.headers } : {}),
+    });
+    await gateway.start();
+    await eventually(`${this.ns}: gateway sees ${name}`, () => gateway.weights());
+    const load = new LoadGenerator(gateway, { rps: opts.rps ?? this.d.rps, maxDurationMs: 170_000 });
+    load.start();
+    this.streams.push({ gateway, load });
+    return { gateway, load };
   }
 
   writePolicy(
@@ -138,6 +172,10 @@ export class Rig {
   }
 
   close(): void {
+    for (const x of this.streams) {
+      x.load.stop();
+      x.gateway.stop();
+    }
     this.load?.stop();
     this.gateway?.stop();
     this.s?.close();

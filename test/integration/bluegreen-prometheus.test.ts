@@ -1,0 +1,148 @@
+/**
+ * Blue/green with a verified preview, judged by a real Prometheus (issue 12, "Done means"): the daemon as a
+ * process, a real API server, Debian's prometheus scraping two prom-client backends per scenario every second,
+ * and two streams of load through test gateways that follow the route as the API server has it — the users'
+ * traffic (no header) and the preview's (`x-preview: yes`, which only rolloutd's preview rule sends to the new
+ * version). What the analysis sees is what the preview's requests really met on the new version's backend.
+ *
+ * - A slow new version is caught in its preview: the route's pair never moves, the rollout is rolled back.
+ * - A new version that is healthy in its preview and breaks under all the traffic (the data plane makes it
+ *   slow the moment the switch reaches the gateway, not at a time the test guesses) is switched back.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
+import { startCluster, type Cluster } from "../support/cluster.ts";
+import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
+import { FakeGatewayStatus, httpRoute } from "../support/routes.ts";
+import { Rig, RIG_DEFAULTS } from "../support/rig.ts";
+import { STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
+import type { KObject } from "../../src/kube/kinds.ts";
+import type { RolloutState } from "../../src/contract.ts";
+
+type Json = Record<string, any>;
+
+/** The analysis interval and the daemon's minimum window: three 1 s scrapes. */
+const INTERVAL_S = 3;
+const SLOW_MS = 600;
+const PREVIEW = { "x-preview": "yes" };
+const ROLLOUT_TIMEOUT_MS = 90_000;
+
+const owned = (o: KObject): Json[] =>
+  ((o.spec as Json).rules as Json[]).filter((r) => r.name === STAGE_RULE_NAME);
+
+const p99 = (s: RolloutState): number => {
+  const c = s.lastAnalysis?.checks.find((x) => x.name === "p99-latency");
+  assert.ok(c && c.value !== null, `a measured p99 in ${JSON.stringify(s.lastAnalysis)}`);
+  return c.value;
+};
+
+void describe("blue/green judged by a real Prometheus", { concurrency: true }, () => {
+  let c: Cluster;
+  let daemon: DaemonProcess;
+  let fakeGateway: FakeGatewayStatus;
+  let prom: PrometheusHandle;
+  let policiesDir: string;
+  const slow = new Rig(httpRoute, "bg-prom-slow");
+  const breaks = new Rig(httpRoute, "bg-prom-breaks");
+  const rigs = [slow, breaks];
+
+  before(async () => {
+    policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-bg-policies-"));
+    const cluster = startCluster();
+    await Promise.all(rigs.map((r) => r.startBackends()));
+    prom = await startPrometheus({ targets: rigs.flatMap((r) => r.targets()), scrapeIntervalSeconds: 1 });
+    c = await cluster;
+    fakeGateway = new FakeGatewayStatus(c);
+    await fakeGateway.start();
+    daemon = await startDaemon({
+      kubeconfig: c.cp.kubeconfigPath,
+      policiesDir,
+      extraArgs: [`--analysis-min-window=${INTERVAL_S}`],
+    });
+  });
+
+  after(async () => {
+    await Promise.all(rigs.map((r) => r.stop()));
+    fakeGateway?.stop();
+    const code = await daemon?.stop();
+    await prom?.stop();
+    await c?.stop();
+    if (policiesDir) rmSync(policiesDir, { recursive: true, force: true });
+    assert.equal(code, 0, "the daemon exits 0 on SIGTERM");
+  });
+
+  const blueGreen = (r: Rig) =>
+    r.writePolicy(prom.url, {
+      steps: [],
+      spec: ["  strategy: blueGreen", "  preview: { header: { name: x-preview, value: 'yes' } }"],
+    });
+
+  void it("a slow preview never switches: rolled back, the route's pair never moved", async () => {
+    const s = await slow.given(c, policiesDir);
+    const preview = await slow.follow(c, { headers: PREVIEW });
+    slow.canary.setBehaviour({ latencyMs: SLOW_MS });
+    blueGreen(slow);
+    await s.until("adopted", (st) => st.phase === "Steady");
+    await s.shipCanary("2");
+
+    await s.until("preview live", (st) => st.phase === "Progressing" && st.stageRule !== undefined);
+    const st = await s.until("rolled back", (x) => x.phase === "RolledBack", ROLLOUT_TIMEOUT_MS);
+    assert.equal(st.lastAnalysis?.stepIndex, 0, "judged in the preview");
+    assert.equal(st.lastAnalysis?.verdict, "fail");
+    assert.ok(p99(st) > RIG_DEFAULTS.p99MaxMs, `measured p99 ${p99(st)} ms is over the bound`);
+    assert.equal(st.stable, s.stable, "the old version stays the stable");
+    assert.equal(owned(await s.weightsObject()).length, 0, "the preview's rule is gone");
+    assert.ok(
+      s.history.every((h) => (h[s.canary] ?? 0) === 0),
+      `no weight to the new version, ever: ${JSON.stringify(s.history)}`,
+    );
+    // What was measured came from the preview's requests, and only those reached the new version.
+    assert.ok(preview.gateway.sentTo(slow.canary) > 0, "preview requests reached the new version");
+    assert.equal(slow.gateway.sentTo(slow.canary), 0, "no user request reached the new version");
+    await slow.assertNoTrafficTo(slow.canary, slow.stable);
+  });
+
+  void it("a good preview switches; a new version that breaks after the switch is switched back", async () => {
+    // The data plane: the new version slows down as soon as it carries the users' traffic.
+    const s = await breaks.given(c, policiesDir, {
+      onWeights: (w) => {
+        if (w.canary > 0) breaks.canary.setBehaviour({ latencyMs: SLOW_MS });
+      },
+    });
+    const preview = await breaks.follow(c, { headers: PREVIEW });
+    blueGreen(breaks);
+    await s.until("adopted", (st) => st.phase === "Steady");
+    await s.shipCanary("2");
+
+    await s.until("preview live", (st) => st.phase === "Progressing" && st.stageRule !== undefined);
+    const switched = await s.until(
+      "switched",
+      (x, wt) => x.stepIndex === 1 && wt[s.canary]! > 0 && wt[s.stable] === 0,
+      ROLLOUT_TIMEOUT_MS,
+    );
+    assert.equal(switched.lastAnalysis?.stepIndex, 0);
+    assert.equal(switched.lastAnalysis?.verdict, "pass", "the preview passed its analysis");
+    assert.ok(preview.gateway.sentTo(breaks.canary) > 0, "preview requests reached the new version");
+
+    const st = await s.until(
+      "switched back",
+      (x, wt) => x.phase === "RolledBack" && wt[s.canary] === 0,
+      ROLLOUT_TIMEOUT_MS,
+    );
+    assert.equal(st.lastAnalysis?.stepIndex, 1, "judged after the switch");
+    assert.equal(st.lastAnalysis?.verdict, "fail");
+    assert.ok(p99(st) > RIG_DEFAULTS.p99MaxMs, `measured p99 ${p99(st)} ms is over the bound`);
+    assert.equal(st.stable, s.stable, "the new version was not promoted");
+    // At once, both ways: the route went from all-old to all-new and back, never a split.
+    for (const h of s.history) {
+      const old = h[s.stable] ?? 0;
+      const next = h[s.canary] ?? 0;
+      assert.ok(old === 0 || next === 0, `a partial split was written: ${JSON.stringify(s.history)}`);
+    }
+    await breaks.assertNoTrafficTo(breaks.canary, breaks.stable);
+  });
+});
