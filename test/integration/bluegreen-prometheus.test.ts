@@ -8,6 +8,8 @@
  * - A slow new version is caught in its preview: the route's pair never moves, the rollout is rolled back.
  * - A new version that is healthy in its preview and breaks under all the traffic (the data plane makes it
  *   slow the moment the switch reaches the gateway, not at a time the test guesses) is switched back.
+ * - The same as the first with a separate preview route: the preview's load goes through a gateway following
+ *   that route, which rolloutd sends all to the new version; it is put back on the old one at the rollback.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -17,7 +19,14 @@ import { after, before, describe, it } from "node:test";
 import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
 import { startCluster, type Cluster } from "../support/cluster.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { FakeGatewayStatus, httpRoute } from "../support/routes.ts";
+import {
+  createPreviewRoute,
+  FakeGatewayStatus,
+  getPreviewRoute,
+  httpRoute,
+  PREVIEW,
+  previewWeights,
+} from "../support/routes.ts";
 import { Rig, RIG_DEFAULTS } from "../support/rig.ts";
 import { STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
 import type { KObject } from "../../src/kube/kinds.ts";
@@ -28,7 +37,7 @@ type Json = Record<string, any>;
 /** The analysis interval and the daemon's minimum window: three 1 s scrapes. */
 const INTERVAL_S = 3;
 const SLOW_MS = 600;
-const PREVIEW = { "x-preview": "yes" };
+const PREVIEW_HEADER = { "x-preview": "yes" };
 const ROLLOUT_TIMEOUT_MS = 90_000;
 
 const owned = (o: KObject): Json[] =>
@@ -48,7 +57,8 @@ void describe("blue/green judged by a real Prometheus", { concurrency: true }, (
   let policiesDir: string;
   const slow = new Rig(httpRoute, "bg-prom-slow");
   const breaks = new Rig(httpRoute, "bg-prom-breaks");
-  const rigs = [slow, breaks];
+  const viaRoute = new Rig(httpRoute, "bg-prom-route");
+  const rigs = [slow, breaks, viaRoute];
 
   before(async () => {
     policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-bg-policies-"));
@@ -83,7 +93,7 @@ void describe("blue/green judged by a real Prometheus", { concurrency: true }, (
 
   void it("a slow preview never switches: rolled back, the route's pair never moved", async () => {
     const s = await slow.given(c, policiesDir);
-    const preview = await slow.follow(c, { headers: PREVIEW });
+    const preview = await slow.follow(c, { headers: PREVIEW_HEADER });
     slow.canary.setBehaviour({ latencyMs: SLOW_MS });
     blueGreen(slow);
     await s.until("adopted", (st) => st.phase === "Steady");
@@ -113,7 +123,7 @@ void describe("blue/green judged by a real Prometheus", { concurrency: true }, (
         if (w.canary > 0) breaks.canary.setBehaviour({ latencyMs: SLOW_MS });
       },
     });
-    const preview = await breaks.follow(c, { headers: PREVIEW });
+    const preview = await breaks.follow(c, { headers: PREVIEW_HEADER });
     blueGreen(breaks);
     await s.until("adopted", (st) => st.phase === "Steady");
     await s.shipCanary("2");
@@ -144,5 +154,42 @@ void describe("blue/green judged by a real Prometheus", { concurrency: true }, (
       assert.ok(old === 0 || next === 0, `a partial split was written: ${JSON.stringify(s.history)}`);
     }
     await breaks.assertNoTrafficTo(breaks.canary, breaks.stable);
+  });
+
+  void it("a slow preview seen through a separate preview route never switches; the preview route is put back", async () => {
+    const s = await viaRoute.given(c, policiesDir);
+    await createPreviewRoute(c, viaRoute.ns);
+    const preview = await viaRoute.follow(c, { name: PREVIEW });
+    viaRoute.canary.setBehaviour({ latencyMs: SLOW_MS });
+    viaRoute.writePolicy(prom.url, {
+      steps: [],
+      spec: ["  strategy: blueGreen", `  preview: { route: { name: ${PREVIEW} } }`],
+    });
+    await s.until("adopted", (st) => st.phase === "Steady");
+    await s.shipCanary("2");
+
+    await s.until(
+      "preview live",
+      (st) => st.phase === "Progressing" && st.previewRoute?.canaryPercent === 100,
+    );
+    const st = await s.until("rolled back", (x) => x.phase === "RolledBack", ROLLOUT_TIMEOUT_MS);
+    assert.equal(st.lastAnalysis?.stepIndex, 0, "judged in the preview");
+    assert.equal(st.lastAnalysis?.verdict, "fail");
+    assert.ok(p99(st) > RIG_DEFAULTS.p99MaxMs, `measured p99 ${p99(st)} ms is over the bound`);
+    assert.ok(
+      preview.gateway.seen.some((w) => w.stable === 0 && w.canary > 0),
+      `the preview route sent all its traffic to the new version: ${JSON.stringify(preview.gateway.seen)}`,
+    );
+    assert.ok(preview.gateway.sentTo(viaRoute.canary) > 0, "preview requests reached the new version");
+    assert.equal(viaRoute.gateway.sentTo(viaRoute.canary), 0, "no user request reached the new version");
+    assert.ok(
+      s.history.every((h) => (h[s.canary] ?? 0) === 0),
+      `the target never moved: ${JSON.stringify(s.history)}`,
+    );
+    const back = previewWeights(await getPreviewRoute(c, viaRoute.ns));
+    assert.ok(
+      back[s.canary] === 0 && back[s.stable]! > 0,
+      `the preview route is back: ${JSON.stringify(back)}`,
+    );
   });
 });

@@ -14,61 +14,19 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ANNOTATIONS } from "../../src/contract.ts";
 import type { KObject } from "../../src/kube/kinds.ts";
-import { createObject, eventually, getObject, type Cluster } from "../support/cluster.ts";
+import { eventually } from "../support/cluster.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { httpRoute } from "../support/routes.ts";
+import {
+  createPreviewRoute,
+  getPreviewRoute,
+  httpRoute,
+  PREVIEW,
+  previewWeights,
+} from "../support/routes.ts";
 import type { Scenario } from "../support/scenario.ts";
 import { startWorld, type World } from "../support/world.ts";
 
 type Json = Record<string, any>;
-const PREVIEW = "web-preview";
-
-/** A preview route as a user would write it: its own hostname, two rules, a filter, the pair in the second. */
-async function createPreviewRoute(c: Cluster, ns: string): Promise<void> {
-  await createObject(c, "HTTPRoute", {
-    metadata: {
-      name: PREVIEW,
-      namespace: ns,
-      labels: { team: "shop" },
-      annotations: { "example.com/owner": "shop-team" },
-    },
-    spec: {
-      parentRefs: [{ name: "gw" }],
-      hostnames: ["preview.shop.example"],
-      rules: [
-        {
-          matches: [{ path: { type: "PathPrefix", value: "/healthz" } }],
-          backendRefs: [{ name: "web-v1", port: 80 }],
-        },
-        {
-          matches: [{ path: { type: "PathPrefix", value: "/" } }],
-          filters: [
-            {
-              type: "RequestHeaderModifier",
-              requestHeaderModifier: { set: [{ name: "x-preview", value: "yes" }] },
-            },
-          ],
-          backendRefs: [
-            { name: "web-v1", port: 80 },
-            { name: "web-v2", port: 80, weight: 0 },
-          ],
-        },
-      ],
-    },
-  });
-}
-
-const previewRoute = (c: Cluster, ns: string) => getObject(c, "HTTPRoute", ns, PREVIEW);
-
-/** The pair's weights in the preview route's second rule (an absent weight is 1). */
-const previewWeights = (o: KObject): Record<string, number> =>
-  Object.fromEntries(
-    ((o.spec as Json).rules[1].backendRefs as Json[]).map((b) => [
-      b.name,
-      (b.weight as number | undefined) ?? 1,
-    ]),
-  );
-
 /** Everything of a route a user wrote, without the pair's weights and (on the target) rolloutd's annotations. */
 function userPart(o: KObject): Json {
   const spec = structuredClone(o.spec) as Json;
@@ -112,7 +70,7 @@ void describe("blue/green with a separate preview route", () => {
 
   void it("preview on the preview route, then the switch at once, then promoted: both on the new version", async () => {
     const s = await given("pr-promote", "4s");
-    const [target0, preview0] = [await s.weightsObject(), await previewRoute(w.c, s.ns)];
+    const [target0, preview0] = [await s.weightsObject(), await getPreviewRoute(w.c, s.ns)];
     await s.shipCanary("2");
 
     const live = await s.until("preview live", (st, wt) => {
@@ -126,7 +84,7 @@ void describe("blue/green with a separate preview route", () => {
     assert.equal(live.previewRoute?.name, PREVIEW);
     assert.equal(live.stageRule, undefined, "no request rule: the preview is the route");
     const duringPreview = await eventually(`${s.ns}: preview route all on ${s.canary}`, async () => {
-      const p = previewWeights(await previewRoute(w.c, s.ns));
+      const p = previewWeights(await getPreviewRoute(w.c, s.ns));
       return allOn(p, s.canary, s.stable) ? p : undefined;
     });
     assert.equal(duringPreview[s.stable], 0);
@@ -143,7 +101,7 @@ void describe("blue/green with a separate preview route", () => {
     const promoted = await s.until("promoted", (st) => st.phase === "Promoted");
     assert.equal(promoted.stable, s.canary, "the new version is the stable");
     assert.ok(allOn(await s.weights(), s.canary, s.stable));
-    const preview1 = await previewRoute(w.c, s.ns);
+    const preview1 = await getPreviewRoute(w.c, s.ns);
     assert.ok(
       allOn(previewWeights(preview1), s.canary, s.stable),
       "the preview route stays on the new version",
@@ -168,14 +126,14 @@ void describe("blue/green with a separate preview route", () => {
 
   void it("abort during the preview: both routes back on the old version, nothing else changed", async () => {
     const s = await given("pr-abort", "1h");
-    const [target0, preview0] = [await s.weightsObject(), await previewRoute(w.c, s.ns)];
+    const [target0, preview0] = [await s.weightsObject(), await getPreviewRoute(w.c, s.ns)];
     await s.shipCanary("2");
     await s.until(
       "preview live",
       (st) => st.phase === "Progressing" && st.previewRoute?.canaryPercent === 100,
     );
     await eventually("preview route on the new version", async () =>
-      allOn(previewWeights(await previewRoute(w.c, s.ns)), s.canary, s.stable),
+      allOn(previewWeights(await getPreviewRoute(w.c, s.ns)), s.canary, s.stable),
     );
 
     await s.annotateTarget({ [ANNOTATIONS.abort]: "true", [ANNOTATIONS.abortReason]: "preview looks wrong" });
@@ -183,7 +141,7 @@ void describe("blue/green with a separate preview route", () => {
     assert.equal(st.abort?.reason, "preview looks wrong");
     assert.equal(st.previewRoute?.canaryPercent, 0);
     const preview1 = await eventually(`${s.ns}: preview route back on ${s.stable}`, async () => {
-      const o = await previewRoute(w.c, s.ns);
+      const o = await getPreviewRoute(w.c, s.ns);
       return allOn(previewWeights(o), s.stable, s.canary) ? o : undefined;
     });
     assert.ok(allOn(await s.weights(), s.stable, s.canary), "the target never moved");
@@ -215,24 +173,24 @@ void describe("blue/green with a separate preview route", () => {
       (st) => st.phase === "Progressing" && st.previewRoute?.canaryPercent === 100,
     );
     await eventually("preview route on the new version", async () =>
-      allOn(previewWeights(await previewRoute(w.c, s.ns)), s.canary, s.stable),
+      allOn(previewWeights(await getPreviewRoute(w.c, s.ns)), s.canary, s.stable),
     );
   });
 
   // Last: it replaces the world's daemon.
   void it("SIGKILL during the preview, abort while down: the restarted daemon puts both routes back", async () => {
     const s = await given("pr-kill", "1h");
-    const preview0 = await previewRoute(w.c, s.ns);
+    const preview0 = await getPreviewRoute(w.c, s.ns);
     await s.shipCanary("2");
     await eventually("preview route on the new version", async () =>
-      allOn(previewWeights(await previewRoute(w.c, s.ns)), s.canary, s.stable),
+      allOn(previewWeights(await getPreviewRoute(w.c, s.ns)), s.canary, s.stable),
     );
     await w.daemon.kill();
     await s.annotateTarget({ [ANNOTATIONS.abort]: "true" });
     restarted = await startDaemon({ kubeconfig: w.c.cp.kubeconfigPath, policiesDir: w.policiesDir });
     await s.until("aborted", (x) => x.phase === "Aborted");
     const preview1 = await eventually(`${s.ns}: preview route back on ${s.stable}`, async () => {
-      const o = await previewRoute(w.c, s.ns);
+      const o = await getPreviewRoute(w.c, s.ns);
       return allOn(previewWeights(o), s.stable, s.canary) ? o : undefined;
     });
     assert.deepEqual(userPart(preview1), userPart(preview0));
