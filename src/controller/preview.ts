@@ -28,7 +28,8 @@ export class PreviewRoutes {
     roles: { stable: string; canary: string },
     target: ObjectRef,
   ): RouteView {
-    const where = `spec.preview.route (${policy.source.file}:${policy.source.line})`;
+    const at = policy.previewRoute?.at ?? policy.source;
+    const where = `${at.file}:${at.line}:${at.column} spec.preview.route`;
     let view: RouteView;
     try {
       view = this.routers

@@ -128,7 +128,11 @@ export class Reconciler {
       reporter.problem(
         record,
         "error",
-        `policy ${owner} already manages ${policy.target.kind} ${policy.namespace}/${policy.target.name}; this policy is ignored until that changes`,
+        `policy ${owner} already manages ${policy.target.kind} ${policy.namespace}/${policy.target.name}` +
+          (policy.previewRoute
+            ? ` or ${policy.previewRoute.kind} ${policy.namespace}/${policy.previewRoute.name}`
+            : "") +
+          "; this policy is ignored until that changes",
         {},
         { reason: "PolicyConflict", target: this.named(policy) },
       );
@@ -413,7 +417,10 @@ export class Reconciler {
   }
 
   private previewProblem(record: PolicyRecord, err: RouteError): void {
-    this.d.metrics.routeErrors.inc({ policy: record.policy.key, reason: err.missing ? "NotFound" : "Invalid" });
+    this.d.metrics.routeErrors.inc({
+      policy: record.policy.key,
+      reason: err.missing ? "NotFound" : "Invalid",
+    });
     this.d.reporter.problem(
       record,
       "warn",

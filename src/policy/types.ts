@@ -147,7 +147,12 @@ export interface RolloutPolicy {
    * 0 % on the target, analyses it) and back to 100 % stable when it ends;
    * nothing else of it is written. No `stages` then.
    */
-  previewRoute?: { kind: TargetKind; name: string };
+  previewRoute?: {
+    kind: TargetKind;
+    name: string;
+    /** Where the policy file names it (spec.preview.route.name), for problems found in the cluster. */
+    at?: SourceLocation;
+  };
   /** Analysis time per step. */
   intervalMs: number;
   /** Optional cron expression; steps advance only inside it. */

@@ -160,7 +160,7 @@ void describe("blue/green with a separate preview route", () => {
     assert.equal(ev.type, "Warning");
     assert.match(
       ev.message ?? "",
-      /spec\.preview\.route \(.*pr-missing\.yaml:\d+\): HTTPRoute pr-missing\/web-preview not found/,
+      /pr-missing\.yaml:10:\d+ spec\.preview\.route: HTTPRoute pr-missing\/web-preview not found/,
     );
     const held = await s.state();
     assert.equal(held?.phase, "Steady", "nothing started");
