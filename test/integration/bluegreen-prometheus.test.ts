@@ -12,22 +12,17 @@
  *   that route, which rolloutd sends all to the new version; it is put back on the old one at the rollback.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
-import { startCluster, type Cluster } from "../support/cluster.ts";
-import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
+import type { PrometheusHandle } from "../controlplane/prometheus.ts";
+import type { Cluster } from "../support/cluster.ts";
 import {
   createPreviewRoute,
-  FakeGatewayStatus,
   getPreviewRoute,
   httpRoute,
   PREVIEW,
   previewWeights,
 } from "../support/routes.ts";
-import { Rig, RIG_DEFAULTS } from "../support/rig.ts";
+import { Rig, RIG_DEFAULTS, startRigWorld, type RigWorld } from "../support/rig.ts";
 import { STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
 import type { KObject } from "../../src/kube/kinds.ts";
 import type { RolloutState } from "../../src/contract.ts";
@@ -50,39 +45,21 @@ const p99 = (s: RolloutState): number => {
 };
 
 void describe("blue/green judged by a real Prometheus", { concurrency: true }, () => {
-  let c: Cluster;
-  let daemon: DaemonProcess;
-  let fakeGateway: FakeGatewayStatus;
-  let prom: PrometheusHandle;
-  let policiesDir: string;
   const slow = new Rig(httpRoute, "bg-prom-slow");
   const breaks = new Rig(httpRoute, "bg-prom-breaks");
   const viaRoute = new Rig(httpRoute, "bg-prom-route");
-  const rigs = [slow, breaks, viaRoute];
+  let w: RigWorld;
+  let c: Cluster;
+  let prom: PrometheusHandle;
+  let policiesDir: string;
 
   before(async () => {
-    policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-bg-policies-"));
-    const cluster = startCluster();
-    await Promise.all(rigs.map((r) => r.startBackends()));
-    prom = await startPrometheus({ targets: rigs.flatMap((r) => r.targets()), scrapeIntervalSeconds: 1 });
-    c = await cluster;
-    fakeGateway = new FakeGatewayStatus(c);
-    await fakeGateway.start();
-    daemon = await startDaemon({
-      kubeconfig: c.cp.kubeconfigPath,
-      policiesDir,
-      extraArgs: [`--analysis-min-window=${INTERVAL_S}`],
-    });
+    w = await startRigWorld([slow, breaks, viaRoute], { minWindowSeconds: INTERVAL_S });
+    ({ c, prom, policiesDir } = w);
   });
 
   after(async () => {
-    await Promise.all(rigs.map((r) => r.stop()));
-    fakeGateway?.stop();
-    const code = await daemon?.stop();
-    await prom?.stop();
-    await c?.stop();
-    if (policiesDir) rmSync(policiesDir, { recursive: true, force: true });
-    assert.equal(code, 0, "the daemon exits 0 on SIGTERM");
+    assert.equal(await w?.stop(), 0, "the daemon exits 0 on SIGTERM");
   });
 
   const blueGreen = (r: Rig) =>

@@ -70,6 +70,25 @@ void describe("blue/green with a verified preview", () => {
   const share = (s: Scenario, wt: Record<string, number>) =>
     (wt[s.canary] ?? 0) / ((wt[s.canary] ?? 0) + (wt[s.stable] ?? 0));
 
+  /**
+   * With the stand-in answering 100: the preview's one query (at its deadline) passes; every later one then
+   * finds no data, so the switched rollout holds (onNoData: hold) instead of being promoted, for an abort to
+   * meet it after the switch.
+   */
+  const switchedAndHeld = async (s: Scenario, prom: FaultyPrometheus) => {
+    await eventually(
+      "the preview analysed",
+      () => Promise.resolve(prom.queries.length > 0 || undefined),
+      30_000,
+      10,
+    );
+    prom.lie(null);
+    await s.until(
+      "switched",
+      (x, wt) => x.phase === "Progressing" && x.stepIndex === 1 && share(s, wt) === 1,
+    );
+  };
+
   void it("a slow preview never switches: rolled back from the preview, no weight ever moved", async () => {
     const prom = await startFaultyPrometheus();
     proms.push(prom);
@@ -119,19 +138,7 @@ void describe("blue/green with a verified preview", () => {
     const s = await blueGreen("bg-abort", prom, "10s");
     await s.shipCanary("2");
     await s.until("preview live", (st) => st.phase === "Progressing" && st.stageRule !== undefined);
-    // The preview's one query (at its 10 s deadline) passes; every later one finds no data, so the switched
-    // rollout holds (onNoData: hold) instead of being promoted: the abort below meets it after the switch.
-    await eventually(
-      "the preview analysed",
-      () => Promise.resolve(prom.queries.length > 0 || undefined),
-      30_000,
-      10,
-    );
-    prom.lie(null);
-    await s.until(
-      "switched",
-      (x, wt) => x.phase === "Progressing" && x.stepIndex === 1 && share(s, wt) === 1,
-    );
+    await switchedAndHeld(s, prom);
     await s.annotateTarget({ "rolloutd.dev/abort": "true", "rolloutd.dev/abort-reason": "after the switch" });
     const st = await s.until("aborted", (x, wt) => x.phase === "Aborted" && share(s, wt) === 0);
     assert.equal(st.abort?.reason, "after the switch");
@@ -153,18 +160,7 @@ void describe("blue/green with a verified preview", () => {
       "preview live",
       (st) => st.phase === "Progressing" && st.previewRoute?.canaryPercent === 100,
     );
-    // As above: the preview passes at its deadline, the switched rollout then holds on no data.
-    await eventually(
-      "the preview analysed",
-      () => Promise.resolve(prom.queries.length > 0 || undefined),
-      30_000,
-      10,
-    );
-    prom.lie(null);
-    await s.until(
-      "switched",
-      (x, wt) => x.phase === "Progressing" && x.stepIndex === 1 && share(s, wt) === 1,
-    );
+    await switchedAndHeld(s, prom);
     const onNew = previewWeights(await getPreviewRoute(w.c, s.ns));
     assert.ok(
       onNew[s.stable] === 0 && onNew[s.canary]! > 0,

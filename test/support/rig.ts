@@ -5,9 +5,14 @@
  * the route's current weights, and the load itself.
  */
 import assert from "node:assert/strict";
-import type { ScrapeTarget } from "../controlplane/prometheus.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { startPrometheus, type PrometheusHandle, type ScrapeTarget } from "../controlplane/prometheus.ts";
 import { startBackend, type TestBackend } from "./backend.ts";
-import { eventually, type Cluster } from "./cluster.ts";
+import { eventually, startCluster, type Cluster } from "./cluster.ts";
+import { startDaemon, type DaemonProcess } from "./daemon.ts";
+import { FakeGatewayStatus } from "./routes.ts";
 import { LoadGenerator, TestGateway, type GatewayRouteKind, type PairWeights } from "./gateway.ts";
 import type { RouteFamily } from "./routes.ts";
 import { Scenario } from "./scenario.ts";
@@ -184,5 +189,65 @@ export class Rig {
   async stop(): Promise<void> {
     this.close();
     await Promise.all([this.stable?.stop(), this.canary?.stop()]);
+  }
+}
+
+/** The world of the suites judged by a real Prometheus: rigs' backends, their scrapes, a cluster and the daemon. */
+export interface RigWorld {
+  c: Cluster;
+  prom: PrometheusHandle;
+  fakeGateway: FakeGatewayStatus;
+  daemon: DaemonProcess;
+  policiesDir: string;
+  /** Stops the rigs and everything started here; returns the daemon's exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Starts every rig's backends, one Prometheus scraping those of `scraped`
+ * (default: all) every second, a control plane with the stand-in gateway
+ * writing parent status, and the daemon with `--analysis-min-window`.
+ */
+export async function startRigWorld(
+  rigs: Rig[],
+  opts: { minWindowSeconds: number; scraped?: Rig[] },
+): Promise<RigWorld> {
+  const policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-rig-policies-"));
+  let c: Cluster | undefined;
+  let prom: PrometheusHandle | undefined;
+  let fakeGateway: FakeGatewayStatus | undefined;
+  let daemon: DaemonProcess | undefined;
+  const stop = async (): Promise<number | null> => {
+    await Promise.all(rigs.map((r) => r.stop()));
+    fakeGateway?.stop();
+    const code = (await daemon?.stop()) ?? null;
+    await prom?.stop();
+    await c?.stop();
+    rmSync(policiesDir, { recursive: true, force: true });
+    return code;
+  };
+  const cluster = startCluster();
+  // Its failure is seen where it is awaited, not as an unhandled rejection while the backends start.
+  cluster.catch(() => {});
+  try {
+    await Promise.all(rigs.map((r) => r.startBackends()));
+    prom = await startPrometheus({
+      targets: (opts.scraped ?? rigs).flatMap((r) => r.targets()),
+      scrapeIntervalSeconds: 1,
+    });
+    c = await cluster;
+    fakeGateway = new FakeGatewayStatus(c);
+    await fakeGateway.start();
+    daemon = await startDaemon({
+      kubeconfig: c.cp.kubeconfigPath,
+      policiesDir,
+      extraArgs: [`--analysis-min-window=${opts.minWindowSeconds}`],
+    });
+    return { c, prom, fakeGateway, daemon, policiesDir, stop };
+  } catch (err) {
+    // A cluster still starting is stopped with the rest once it is up.
+    c ??= await cluster.catch(() => undefined);
+    await stop().catch(() => {});
+    throw err;
   }
 }
