@@ -48,6 +48,7 @@ import type { PolicyRecord, PolicyRegistry } from "./registry.ts";
 import type { EventTarget, Reporter } from "./report.ts";
 import { TokenBucket } from "./budget.ts";
 import { StateWriter } from "./write.ts";
+import { KubeApiError } from "../kube/errors.ts";
 import { PreviewRoutes } from "./preview.ts";
 
 export interface ObjectSource {
@@ -214,7 +215,14 @@ export class Reconciler {
         const up = await this.previews.upkeep(policy, view.weightsRef, state);
         if (up.kind === "written") return;
         if (needed) preview = up;
-      } catch (err) {
+      } catch (caught) {
+        // A refused write (not a stale one: that is retried) must not stop the rollout's own decisions.
+        const err =
+          caught instanceof KubeApiError && !caught.isConflict
+            ? new RouteError(
+                `preview route ${state.previewRoute.name}: the API server refused the write: ${caught.message}`,
+              )
+            : caught;
         if (!(err instanceof RouteError)) throw err;
         this.previewProblem(record, err);
         if (needed) preview = { accepted: false, detail: err.message };

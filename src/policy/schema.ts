@@ -950,9 +950,11 @@ function toPolicyIssues(iss: z.core.$ZodIssue, data: unknown): PolicyIssue[] {
       // and of mappings (a stage, a preview route) the one whose keys the value has.
       const fits = (errs: (typeof iss.errors)[number], keys: boolean) =>
         !errs.some(
-          (e) => e.path.length === 0 && (e.code === "invalid_type" || (keys && e.code === "unrecognized_keys")),
+          (e) =>
+            e.path.length === 0 && (e.code === "invalid_type" || (keys && e.code === "unrecognized_keys")),
         );
-      const branch = iss.errors.find((errs) => fits(errs, true)) ?? iss.errors.find((errs) => fits(errs, false));
+      const branch =
+        iss.errors.find((errs) => fits(errs, true)) ?? iss.errors.find((errs) => fits(errs, false));
       if (branch)
         return branch.flatMap((e) => toPolicyIssues({ ...e, path: [...iss.path, ...e.path] }, data));
       return [{ path, at: "value", message: `expected a name or a mapping {name, namespace}, got ${got}` }];
