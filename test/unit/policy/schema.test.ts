@@ -439,3 +439,19 @@ void test("a preview route is refused where it cannot work, each issue located",
   const r = validatePolicyDocument(canary);
   assert.ok(!r.ok && r.issues.some((i) => /preview needs strategy: blueGreen/.test(i.message)));
 });
+
+void test("a mistyped preview is reported against the form its keys name, not the first form of the union", () => {
+  const doc = minimal();
+  delete doc.spec.steps;
+  doc.spec.strategy = "blueGreen";
+  doc.spec.preview = { route: { nme: "checkout-preview" } };
+  const r = validatePolicyDocument(doc);
+  assert.ok(!r.ok);
+  assert.deepEqual(r.issues.map((i) => formatPath(i.path)).sort(), [
+    "spec.preview.route.name",
+    "spec.preview.route.nme",
+  ]);
+  doc.spec.preview = { header: { name: "x-preview" } };
+  const r2 = validatePolicyDocument(doc);
+  assert.ok(!r2.ok && r2.issues.every((i) => formatPath(i.path).startsWith("spec.preview.header")));
+});
