@@ -6,6 +6,7 @@
  * apart; it imports nothing but types.
  */
 import type { AnalysisVerdict, CheckVerdict } from "./analysis/types.ts";
+import type { TargetKind } from "./policy/types.ts";
 
 export const ANNOTATIONS = {
   /** Level-triggered: while true, all of the pair's traffic stays on the stable backend. */
@@ -159,6 +160,20 @@ export interface RolloutState {
     name: string;
     stage: number;
     /** What the stage sends to the canary, for people. */ match?: string;
+  };
+  /**
+   * blueGreen with a preview route (in the policy's namespace): the share of
+   * its pair rolloutd keeps on the new version there — 100 while a rollout
+   * runs, 0 once it ends — and the pair's weights as planned for that share.
+   * `from`: what the rollout had put there, so that at rest the route is put
+   * back only while it still holds that (an edit since is someone else's).
+   */
+  previewRoute?: {
+    kind: TargetKind;
+    name: string;
+    canaryPercent: 0 | 100;
+    applied: AppliedWeight[];
+    from?: AppliedWeight[];
   };
   weightsWrittenAt?: number;
   /** When the current weight took effect (route accepted it); the analysis window starts here. */

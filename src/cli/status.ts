@@ -97,7 +97,9 @@ export function table(rows: StatusRow[], now: number, allNamespaces: boolean): s
       ? "-"
       : s.stageRule
         ? `${s.stepIndex + 1} (stage: ${s.stageRule.match ?? "request match"})`
-        : `${s.stepIndex + 1} (${s.canaryWeight}%)`,
+        : s.previewRoute?.canaryPercent === 100 && s.stepIndex === 0
+          ? `1 (preview: ${s.previewRoute.kind} ${s.previewRoute.name})`
+          : `${s.stepIndex + 1} (${s.canaryWeight}%)`,
     s.applied?.length ? weightsOf(s) : `${s.stable} (stable)`,
     checks(s),
     ago(now - s.since),

@@ -31,7 +31,14 @@ import { derive, stepKey, type Facts } from "../machine/derive.ts";
 import { STAGE_RULE_NAME, stageLabel, type Stage } from "../routers/stagerule.ts";
 import { decide, type Effect, type Settings } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
-import { allSteps, cadenceOf, DEFAULT_HOLD_LIMIT, stageAt, type RolloutPolicy } from "../policy/types.ts";
+import {
+  allSteps,
+  cadenceOf,
+  DEFAULT_HOLD_LIMIT,
+  previewRouteLabel,
+  stageAt,
+  type RolloutPolicy,
+} from "../policy/types.ts";
 import { needsAcceptance, type RouterRegistry } from "../routers/index.ts";
 import { RouteError, type PairWeight, type RouteView, type TrafficRouter } from "../routers/types.ts";
 import type { Metrics } from "../server/metrics.ts";
@@ -41,6 +48,8 @@ import type { PolicyRecord, PolicyRegistry } from "./registry.ts";
 import type { EventTarget, Reporter } from "./report.ts";
 import { TokenBucket } from "./budget.ts";
 import { StateWriter } from "./write.ts";
+import { KubeApiError } from "../kube/errors.ts";
+import { PreviewRoutes } from "./preview.ts";
 
 export interface ObjectSource {
   get(kind: KindName, namespace: string, name: string): KObject | undefined;
@@ -82,6 +91,7 @@ export function settingsOf(p: RolloutPolicy): Settings {
   return {
     steps: allSteps(p),
     ...(p.stages ? { stageLabels: p.stages.map(stageLabel) } : {}),
+    ...(p.previewRoute ? { stageLabels: [previewRouteLabel(p.previewRoute)] } : {}),
     intervalMs: p.intervalMs,
     failureLimit: p.analysis?.failureLimit ?? 1,
     onNoData: p.analysis?.onNoData ?? "hold",
@@ -100,9 +110,11 @@ function currentStep(s: RolloutState | undefined): string | undefined {
 export class Reconciler {
   private readonly inStepBudget = new TokenBucket(IN_STEP_PER_SECOND, IN_STEP_PER_SECOND);
   private readonly writer: StateWriter;
+  private readonly previews: PreviewRoutes;
 
   constructor(private readonly d: ReconcileDeps) {
     this.writer = new StateWriter(d);
+    this.previews = new PreviewRoutes(d.routers);
   }
 
   async reconcile(key: string): Promise<ReconcileResult | void> {
@@ -117,7 +129,11 @@ export class Reconciler {
       reporter.problem(
         record,
         "error",
-        `policy ${owner} already manages ${policy.target.kind} ${policy.namespace}/${policy.target.name}; this policy is ignored until that changes`,
+        `policy ${owner} already manages ${policy.target.kind} ${policy.namespace}/${policy.target.name}` +
+          (policy.previewRoute
+            ? ` or ${policy.previewRoute.kind} ${policy.namespace}/${policy.previewRoute.name}`
+            : "") +
+          "; this policy is ignored until that changes",
         {},
         { reason: "PolicyConflict", target: this.named(policy) },
       );
@@ -191,13 +207,37 @@ export class Reconciler {
 
     if (!state) return this.adopt(record, router, view, observed.revisions, controls, now, log);
 
+    // Blue/green's preview route follows the state (controller/preview.ts); an abort to decide goes first.
+    let preview: { accepted: boolean; detail?: string } = { accepted: true };
+    if (state.previewRoute && !(controls.abort && state.phase !== "Aborted")) {
+      const needed = state.previewRoute.canaryPercent === 100;
+      try {
+        const up = await this.previews.upkeep(policy, view.weightsRef, state);
+        if (up.kind === "written") return;
+        if (needed) preview = up;
+      } catch (caught) {
+        // A refused write (not a stale one: that is retried) must not stop the rollout's own decisions.
+        const err =
+          caught instanceof KubeApiError && !caught.isConflict
+            ? new RouteError(
+                `preview route ${state.previewRoute.name}: the API server refused the write: ${caught.message}`,
+              )
+            : caught;
+        if (!(err instanceof RouteError)) throw err;
+        this.previewProblem(record, err);
+        if (needed) preview = { accepted: false, detail: err.message };
+      }
+    }
+
     const facts: Facts = {
       controls,
       revisions: observed.revisions,
       readiness: observed.readiness,
       pair: view.pair,
-      accepted: view.accepted,
-      ...(view.acceptanceDetail !== undefined ? { acceptanceDetail: view.acceptanceDetail } : {}),
+      accepted: view.accepted && preview.accepted,
+      ...(view.acceptanceDetail !== undefined || preview.detail !== undefined
+        ? { acceptanceDetail: [view.acceptanceDetail, preview.detail].filter(Boolean).join("; ") }
+        : {}),
       ...(record.window && policy.window
         ? {
             window: {
@@ -274,7 +314,15 @@ export class Reconciler {
       reporter.problem(record, "warn", `${err.message}; will retry when it changes`);
       return { requeueAfterMs: MISSING_RETRY_MS };
     }
-    const next: RolloutState = staged.state;
+    let next: RolloutState;
+    try {
+      next = this.previews.record(policy, view.weightsRef, state, staged.state);
+    } catch (err) {
+      // Only a rollout's start needs its preview route: it waits for the route, nothing is written.
+      if (!(err instanceof RouteError)) throw err;
+      this.previewProblem(record, err);
+      return { requeueAfterMs: MISSING_RETRY_MS };
+    }
     let pair: PairWeight[] | undefined;
     const setW = decision.effects.find((e) => e.type === "setWeights");
     if (setW) {
@@ -374,6 +422,23 @@ export class Reconciler {
     }
     if (record.early?.step !== step) record.early = { step, at: s.stepStartedAt + cadence };
     return { nextEarlyAt: record.early.at };
+  }
+
+  private previewProblem(record: PolicyRecord, err: RouteError): void {
+    this.d.metrics.routeErrors.inc({
+      policy: record.policy.key,
+      reason: err.missing ? "NotFound" : "Invalid",
+    });
+    this.d.reporter.problem(
+      record,
+      "warn",
+      `${err.message}; will retry when it changes`,
+      {},
+      {
+        reason: err.missing ? "PreviewRouteNotFound" : "PreviewRouteInvalid",
+        target: this.named(record.policy),
+      },
+    );
   }
 
   /** The object the policy names, for an Event about it: with its UID when it exists, so Events follow that object. */

@@ -114,13 +114,20 @@ export class PolicyRegistry {
   }
 }
 
+/** The routes a policy writes to: its target and, for blue/green, its preview route. */
+const routesOf = (p: RolloutPolicy) => [p.target, ...(p.previewRoute ? [p.previewRoute] : [])];
+
+/** Whether two policies write to one route (either's target or preview route). */
 function sameRoute(a: RolloutPolicy, b: RolloutPolicy): boolean {
-  return a.namespace === b.namespace && a.target.kind === b.target.kind && a.target.name === b.target.name;
+  return (
+    a.namespace === b.namespace &&
+    routesOf(a).some((x) => routesOf(b).some((y) => x.kind === y.kind && x.name === y.name))
+  );
 }
 
 function staticDependencies(p: RolloutPolicy): ObjectRef[] {
   return [
-    { kind: p.target.kind, namespace: p.namespace, name: p.target.name },
+    ...routesOf(p).map((r) => ({ kind: r.kind, namespace: p.namespace, name: r.name })),
     ...Object.values(p.deployments).map((name) => ({
       kind: "Deployment" as const,
       namespace: p.namespace,

@@ -192,7 +192,15 @@ function parseFile(file: string, text: string, opts: ParseOptions): ParsedFile {
     }
     const result = validate(js.data);
     if (result.ok) {
-      out.policies.push({ ...result.policy, source: start });
+      const policy: RolloutPolicy = { ...result.policy, source: start };
+      // A preview route is looked up in the cluster later: its problems are told at the field's place.
+      if (policy.previewRoute) {
+        const named = at(
+          locate(doc, { path: ["spec", "preview", "route", "name"], at: "value", message: "" }),
+        );
+        policy.previewRoute = { ...policy.previewRoute, at: named };
+      }
+      out.policies.push(policy);
       out.nameLocations.push(at(locate(doc, { path: ["metadata", "name"], at: "value", message: "" })));
     } else {
       for (const issue of result.issues) {

@@ -52,6 +52,10 @@ const FLAGGER_VARIABLES: Readonly<Record<string, TemplateVariable>> = {
 
 export const MAX_STEPS = 100;
 
+/** Routes of one family are driven by one router: a preview route must be of the target's. */
+const familyOf = (kind: (typeof TARGET_KINDS)[number]) =>
+  kind === "HTTPRoute" || kind === "GRPCRoute" ? "Gateway API" : "App Mesh";
+
 type StageInput =
   | { header: { name: string; value: string } | { name: string; regex: string } }
   | { cookie: { name: string; value: string } }
@@ -372,13 +376,20 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
     z.strictObject({ pathPrefix: z.string().regex(/^\/[^\s?#]{0,1023}$/, "a path starting with /") }),
   ]);
 
+  // Blue/green's other preview: a separate route the user names (Argo Rollouts' previewService), in the
+  // policy's namespace, holding the same pair; rolloutd sends all of its traffic to the new version.
+  const previewRoute = z.strictObject({
+    route: z.strictObject({ kind: z.enum(TARGET_KINDS).optional(), name: nameSchema("subdomain") }),
+  });
+
   const spec = z
     .strictObject({
       target,
       stages: z.array(stage).min(1).max(MAX_STEPS).optional(),
-      // Blue/green: a verified preview (a request stage), then 100 % at once, analysed after the switch too.
+      // Blue/green: a verified preview (a request stage or a preview route), then 100 % at once, analysed
+      // after the switch too.
       strategy: z.enum(["canary", "blueGreen"]).default("canary"),
-      preview: stage.optional(),
+      preview: z.union([...stage.options, previewRoute]).optional(),
       stable: backendSchema(),
       canary: backendSchema(),
       trigger: trigger.optional(),
@@ -435,8 +446,24 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
             code: "custom",
             path: ["preview"],
             message:
-              "missing: a blueGreen policy needs a preview (a request match sent to the new version first)",
+              "missing: a blueGreen policy needs a preview (a request match, or route: a separate preview " +
+              "route, sent to the new version first)",
           });
+        else if ("route" in s.preview) {
+          const kind = s.preview.route.kind ?? s.target.kind;
+          if (familyOf(kind) !== familyOf(s.target.kind))
+            ctx.addIssue({
+              code: "custom",
+              path: ["preview", "route", "kind"],
+              message: `a preview route must be of the target's family (${s.target.kind}: ${TARGET_KINDS.filter((k) => familyOf(k) === familyOf(s.target.kind)).join(" or ")}), got ${kind}`,
+            });
+          else if (kind === s.target.kind && s.preview.route.name === s.target.name)
+            ctx.addIssue({
+              code: "custom",
+              path: ["preview", "route", "name"],
+              message: `the preview route must be another route than the target (${kind} ${s.target.name})`,
+            });
+        }
       } else if (s.preview !== undefined) {
         ctx.addIssue({ code: "custom", path: ["preview"], message: "preview needs strategy: blueGreen" });
       } else if (s.steps !== undefined && s.stepWeight !== undefined) {
@@ -460,7 +487,10 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       for (const issue of judgeSampleIssues(s.interval, s.analysis?.checks ?? [])) {
         ctx.addIssue({ code: "custom", ...issue });
       }
-      const requestStages = [...(s.stages ?? []), ...(s.preview ? [s.preview] : [])];
+      const requestStages = [
+        ...(s.stages ?? []),
+        ...(s.preview && !("route" in s.preview) ? [s.preview] : []),
+      ];
 
       if (s.target.kind === "GRPCRoute") {
         requestStages.forEach((st, i) => {
@@ -545,7 +575,9 @@ export function createPolicySchema(opts: PolicySchemaOptions = {}) {
       if (s.stages) policy.stages = s.stages.map(toStage);
       if (s.strategy === "blueGreen" && s.preview) {
         policy.strategy = "blueGreen";
-        policy.stages = [toStage(s.preview)];
+        if ("route" in s.preview)
+          policy.previewRoute = { kind: s.preview.route.kind ?? s.target.kind, name: s.preview.route.name };
+        else policy.stages = [toStage(s.preview)];
       }
       if (s.window !== undefined) policy.window = s.window;
       if (s.windowTimeZone !== undefined) policy.windowTimeZone = s.windowTimeZone;
@@ -914,10 +946,15 @@ function toPolicyIssues(iss: z.core.$ZodIssue, data: unknown): PolicyIssue[] {
       return [{ path, at: "value", message: `must be ${word} ${bound} (got ${got})` }];
     }
     case "invalid_union": {
-      // A name or a mapping (spec.stable / spec.canary): report the branch that matches the value's type.
-      const branch = iss.errors.find(
-        (errs) => !errs.some((e) => e.code === "invalid_type" && e.path.length === 0),
-      );
+      // A name or a mapping (spec.stable / spec.canary): report the branch that matches the value's type,
+      // and of mappings (a stage, a preview route) the one whose keys the value has.
+      const fits = (errs: (typeof iss.errors)[number], keys: boolean) =>
+        !errs.some(
+          (e) =>
+            e.path.length === 0 && (e.code === "invalid_type" || (keys && e.code === "unrecognized_keys")),
+        );
+      const branch =
+        iss.errors.find((errs) => fits(errs, true)) ?? iss.errors.find((errs) => fits(errs, false));
       if (branch)
         return branch.flatMap((e) => toPolicyIssues({ ...e, path: [...iss.path, ...e.path] }, data));
       return [{ path, at: "value", message: `expected a name or a mapping {name, namespace}, got ${got}` }];

@@ -140,6 +140,19 @@ export interface RolloutPolicy {
    * for one more interval before promotion; a breach switches back at once.
    */
   strategy?: "blueGreen";
+  /**
+   * blueGreen with a preview route instead of a request stage: a route of
+   * the target's family in the policy's namespace that holds the same pair.
+   * Its pair goes to 100 % new version for the rollout (the first step, at
+   * 0 % on the target, analyses it) and back to 100 % stable when it ends;
+   * nothing else of it is written. No `stages` then.
+   */
+  previewRoute?: {
+    kind: TargetKind;
+    name: string;
+    /** Where the policy file names it (spec.preview.route.name), for problems found in the cluster. */
+    at?: SourceLocation;
+  };
   /** Analysis time per step. */
   intervalMs: number;
   /** Optional cron expression; steps advance only inside it. */
@@ -158,9 +171,14 @@ export interface RolloutPolicy {
   source: SourceLocation;
 }
 
-/** The steps the machine walks: one at 0 % per request stage, then the weight steps. */
-export function allSteps(p: Pick<RolloutPolicy, "steps" | "stages">): number[] {
-  return [...(p.stages ?? []).map(() => 0), ...p.steps];
+/** The steps the machine walks: one at 0 % per request stage (or for the preview route), then the weight steps. */
+export function allSteps(p: Pick<RolloutPolicy, "steps" | "stages" | "previewRoute">): number[] {
+  return [...(p.stages ?? []).map(() => 0), ...(p.previewRoute ? [0] : []), ...p.steps];
+}
+
+/** "preview route HTTPRoute web-preview", for messages and `rolloutd status`. */
+export function previewRouteLabel(r: { kind: string; name: string }): string {
+  return `preview route ${r.kind} ${r.name}`;
 }
 
 /** The request stage a step index is in, if any. */

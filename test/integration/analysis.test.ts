@@ -8,16 +8,13 @@
  * series never mix: `namespace` differs); scenario e stops and restarts its own.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
 import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
-import { startCluster, type Cluster } from "../support/cluster.ts";
-import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { appMeshVirtualRouter, FakeGatewayStatus, httpRoute, type RouteFamily } from "../support/routes.ts";
-import { Rig, RIG_DEFAULTS } from "../support/rig.ts";
+import type { Cluster } from "../support/cluster.ts";
+import type { DaemonProcess } from "../support/daemon.ts";
+import { appMeshVirtualRouter, httpRoute, type RouteFamily } from "../support/routes.ts";
+import { Rig, RIG_DEFAULTS, startRigWorld, type RigWorld } from "../support/rig.ts";
 import { type RecordedCheck, type RolloutState } from "../../src/contract.ts";
 
 /** Analysis interval and the daemon's minimum window: three 1 s scrapes (RIG_DEFAULTS.interval). */
@@ -50,9 +47,9 @@ void describe(
   "Prometheus analysis before every step (real daemon, API server, Prometheus, traffic)",
   { concurrency: true },
   () => {
+    let w: RigWorld;
     let c: Cluster;
     let daemon: DaemonProcess;
-    let fakeGateway: FakeGatewayStatus;
     let prom: PrometheusHandle;
     let policiesDir: string;
 
@@ -83,21 +80,9 @@ void describe(
     ].map((r) => `${r.ns}/web`);
 
     before(async () => {
-      policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-analysis-policies-"));
-      const cluster = startCluster();
-      await Promise.all(all.map((r) => r.startBackends()));
-      prom = await startPrometheus({
-        targets: Object.values(rigs).flatMap((r) => r.targets()),
-        scrapeIntervalSeconds: 1,
-      });
-      c = await cluster;
-      fakeGateway = new FakeGatewayStatus(c);
-      await fakeGateway.start();
-      daemon = await startDaemon({
-        kubeconfig: c.cp.kubeconfigPath,
-        policiesDir,
-        extraArgs: [`--analysis-min-window=${INTERVAL_S}`],
-      });
+      // Scenario e's rigs are scraped by a Prometheus of their own.
+      w = await startRigWorld(all, { minWindowSeconds: INTERVAL_S, scraped: Object.values(rigs) });
+      ({ c, daemon, prom, policiesDir } = w);
     });
 
     after(async () => {
@@ -116,13 +101,7 @@ void describe(
           `# breach-to-rollback ms: p50=${percentile(written, 50)} max=${written.at(-1) ?? NaN} (n=${written.length}, analysis result → weights and state written)`,
         );
       }
-      await Promise.all(all.map((r) => r.stop()));
-      fakeGateway?.stop();
-      const code = await daemon?.stop();
-      await prom?.stop();
-      await c?.stop();
-      if (policiesDir) rmSync(policiesDir, { recursive: true, force: true });
-      assert.equal(code, 0, "the daemon exits 0 on SIGTERM");
+      assert.equal(await w?.stop(), 0, "the daemon exits 0 on SIGTERM");
     });
 
     for (const [fam, healthy, slow] of [

@@ -14,7 +14,13 @@ import type { KObject } from "../../src/kube/kinds.ts";
 import { STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
 import { eventually } from "../support/cluster.ts";
 import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
-import { httpRoute } from "../support/routes.ts";
+import {
+  createPreviewRoute,
+  getPreviewRoute,
+  httpRoute,
+  PREVIEW,
+  previewWeights,
+} from "../support/routes.ts";
 import type { Scenario } from "../support/scenario.ts";
 import { startWorld, type World } from "../support/world.ts";
 
@@ -35,23 +41,27 @@ void describe("blue/green with a verified preview", () => {
     await w?.stop();
   });
 
-  const blueGreen = async (ns: string, prom: FaultyPrometheus, interval = "3s"): Promise<Scenario> => {
+  const blueGreen = async (
+    ns: string,
+    prom: FaultyPrometheus,
+    interval = "3s",
+    preview = "{ header: { name: x-preview, value: 'yes' } }",
+  ): Promise<Scenario> => {
     const s = await w.scenario(httpRoute, ns);
-    const yaml = s
-      .policyYaml({
-        steps: [],
-        interval,
-        extra: [
-          "  strategy: blueGreen",
-          "  preview: { header: { name: x-preview, value: 'yes' } }",
-          "  analysis:",
-          `    prometheus: { url: "${prom.url}" }`,
-          "    cadence: 0", // no in-step checks: a step's queries are its one analysis at the deadline
-          "    checks:",
-          "      - { name: p99-latency, query: 'vector(1)', max: 500 }",
-        ].join("\n"),
-      })
-      .replace(/^ {2}steps: \[\]\n/m, "");
+    if (preview.includes("route:")) await createPreviewRoute(w.c, ns);
+    const yaml = s.policyYaml({
+      steps: [],
+      interval,
+      extra: [
+        "  strategy: blueGreen",
+        `  preview: ${preview}`,
+        "  analysis:",
+        `    prometheus: { url: "${prom.url}" }`,
+        "    cadence: 0", // no in-step checks: a step's queries are its one analysis at the deadline
+        "    checks:",
+        "      - { name: p99-latency, query: 'vector(1)', max: 500 }",
+      ].join("\n"),
+    });
     writeFileSync(path.join(s.policiesDir, `${ns}.yaml`), yaml);
     await s.until("adopted", (st) => st.phase === "Steady");
     return s;
@@ -59,6 +69,25 @@ void describe("blue/green with a verified preview", () => {
   /** The canary's share of the pair in one weights snapshot. */
   const share = (s: Scenario, wt: Record<string, number>) =>
     (wt[s.canary] ?? 0) / ((wt[s.canary] ?? 0) + (wt[s.stable] ?? 0));
+
+  /**
+   * With the stand-in answering 100: the preview's one query (at its deadline) passes; every later one then
+   * finds no data, so the switched rollout holds (onNoData: hold) instead of being promoted, for an abort to
+   * meet it after the switch.
+   */
+  const switchedAndHeld = async (s: Scenario, prom: FaultyPrometheus) => {
+    await eventually(
+      "the preview analysed",
+      () => Promise.resolve(prom.queries.length > 0 || undefined),
+      30_000,
+      10,
+    );
+    prom.lie(null);
+    await s.until(
+      "switched",
+      (x, wt) => x.phase === "Progressing" && x.stepIndex === 1 && share(s, wt) === 1,
+    );
+  };
 
   void it("a slow preview never switches: rolled back from the preview, no weight ever moved", async () => {
     const prom = await startFaultyPrometheus();
@@ -109,19 +138,7 @@ void describe("blue/green with a verified preview", () => {
     const s = await blueGreen("bg-abort", prom, "10s");
     await s.shipCanary("2");
     await s.until("preview live", (st) => st.phase === "Progressing" && st.stageRule !== undefined);
-    // The preview's one query (at its 10 s deadline) passes; every later one finds no data, so the switched
-    // rollout holds (onNoData: hold) instead of being promoted: the abort below meets it after the switch.
-    await eventually(
-      "the preview analysed",
-      () => Promise.resolve(prom.queries.length > 0 || undefined),
-      30_000,
-      10,
-    );
-    prom.lie(null);
-    await s.until(
-      "switched",
-      (x, wt) => x.phase === "Progressing" && x.stepIndex === 1 && share(s, wt) === 1,
-    );
+    await switchedAndHeld(s, prom);
     await s.annotateTarget({ "rolloutd.dev/abort": "true", "rolloutd.dev/abort-reason": "after the switch" });
     const st = await s.until("aborted", (x, wt) => x.phase === "Aborted" && share(s, wt) === 0);
     assert.equal(st.abort?.reason, "after the switch");
@@ -130,5 +147,38 @@ void describe("blue/green with a verified preview", () => {
       const x = share(s, h);
       assert.ok(x === 0 || x === 1, `a partial split was written: ${JSON.stringify(h)}`);
     }
+  });
+
+  void it("a separate preview route: abort after the switch puts both routes back on the old version", async () => {
+    const prom = await startFaultyPrometheus();
+    proms.push(prom);
+    prom.lie(100);
+    const s = await blueGreen("bg-route-abort", prom, "10s", `{ route: { name: ${PREVIEW} } }`);
+    const preview0 = await getPreviewRoute(w.c, s.ns);
+    await s.shipCanary("2");
+    await s.until(
+      "preview live",
+      (st) => st.phase === "Progressing" && st.previewRoute?.canaryPercent === 100,
+    );
+    await switchedAndHeld(s, prom);
+    const onNew = previewWeights(await getPreviewRoute(w.c, s.ns));
+    assert.ok(
+      onNew[s.stable] === 0 && onNew[s.canary]! > 0,
+      `the preview route is on the new version: ${JSON.stringify(onNew)}`,
+    );
+    await s.annotateTarget({ "rolloutd.dev/abort": "true" });
+    await s.until("aborted", (x, wt) => x.phase === "Aborted" && share(s, wt) === 0);
+    const back = await eventually(`${s.ns}: preview route back on ${s.stable}`, async () => {
+      const o = await getPreviewRoute(w.c, s.ns);
+      const p = previewWeights(o);
+      return p[s.canary] === 0 && p[s.stable]! > 0 ? o : undefined;
+    });
+    assert.deepEqual(
+      back.spec,
+      { ...(preview0.spec as Json), rules: (back.spec as Json).rules },
+      "only the rules (the pair's weights) changed",
+    );
+    assert.deepEqual(((back.spec as Json).rules as Json[])[0], ((preview0.spec as Json).rules as Json[])[0]);
+    assert.equal(owned(await s.weightsObject()).length, 0, "no request rule with a preview route");
   });
 });

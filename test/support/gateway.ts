@@ -3,8 +3,9 @@
  * go — as the mesh would — and Prometheus sees the canary's share of the traffic change step by step.
  *
  * TestGateway watches the route object through the API server (Gateway API HTTPRoute, App Mesh VirtualRouter,
- * or the weighted App Mesh GatewayRoute), picks the rule a request path matches (longest path prefix), and
- * sends each request to the stable or the canary backend by a weighted random pick over the CURRENT weights of
+ * or the weighted App Mesh GatewayRoute), picks the rule a request matches (longest path prefix, then the most
+ * header matches, as Gateway API ranks them; a gateway may send a fixed set of headers, so a request stage's
+ * header rule catches its requests), and sends each request to the stable or the canary backend by a weighted random pick over the CURRENT weights of
  * those two backends in that rule. It is the client side of a mesh (an Envoy sidecar's egress); it does not
  * listen on a port itself. Backends must be on loopback.
  *
@@ -25,10 +26,18 @@ export interface PairWeights {
   canary: number;
 }
 
+/** One way into a rule: a path prefix and the headers a request must carry (exact or regular expression). */
+interface RuleMatch {
+  prefix: string;
+  headers: Array<{ name: string; value: string; regex: boolean }>;
+}
+
 interface Rule {
-  prefixes: string[];
+  matches: RuleMatch[];
   weights: Map<string, number>;
 }
+
+const prefixOnly = (prefix: string): RuleMatch[] => [{ prefix, headers: [] }];
 
 /** The rules of a route object as the data plane sees them: path prefixes and backend weights. */
 export function routeRules(kind: GatewayRouteKind, obj: KObject): Rule[] {
@@ -39,7 +48,17 @@ export function routeRules(kind: GatewayRouteKind, obj: KObject): Rule[] {
         const matches = (r.matches ?? []) as Json[];
         return {
           // No matches means "match everything"; an exact match is treated as a prefix (requests are to "/").
-          prefixes: matches.length === 0 ? ["/"] : matches.map((m) => (m.path?.value as string) ?? "/"),
+          matches:
+            matches.length === 0
+              ? prefixOnly("/")
+              : matches.map((m) => ({
+                  prefix: (m.path?.value as string) ?? "/",
+                  headers: ((m.headers ?? []) as Json[]).map((h) => ({
+                    name: (h.name as string).toLowerCase(),
+                    value: h.value as string,
+                    regex: h.type === "RegularExpression",
+                  })),
+                })),
           // Gateway API: an absent weight is 1.
           weights: new Map(
             ((r.backendRefs ?? []) as Json[]).map((b) => [b.name as string, (b.weight as number) ?? 1]),
@@ -52,7 +71,7 @@ export function routeRules(kind: GatewayRouteKind, obj: KObject): Rule[] {
         if (route === undefined) return [];
         return [
           {
-            prefixes: [(route.match?.prefix as string) ?? "/"],
+            matches: prefixOnly((route.match?.prefix as string) ?? "/"),
             weights: new Map(
               ((route.action?.weightedTargets ?? []) as Json[]).map((t) => [
                 t.virtualNodeRef?.name as string,
@@ -67,7 +86,7 @@ export function routeRules(kind: GatewayRouteKind, obj: KObject): Rule[] {
       if (route === undefined) return [];
       return [
         {
-          prefixes: [(route.match?.prefix as string) ?? "/"],
+          matches: prefixOnly((route.match?.prefix as string) ?? "/"),
           weights: new Map(
             ((route.action?.weightedTargets ?? []) as Json[]).map((t) => [
               t.targetRef?.virtualServiceRef?.name as string,
@@ -80,15 +99,24 @@ export function routeRules(kind: GatewayRouteKind, obj: KObject): Rule[] {
   }
 }
 
-/** The rule serving `path`: the one with the longest matching prefix (first wins a tie). */
-export function ruleFor(rules: Rule[], path: string): Rule | undefined {
+/**
+ * The rule serving a request: the one with the longest matching path prefix, then the most header matches
+ * (first wins a tie). Header names in `headers` are lower case.
+ */
+export function ruleFor(rules: Rule[], path: string, headers: Record<string, string> = {}): Rule | undefined {
   let best: Rule | undefined;
-  let bestLen = -1;
+  let bestRank = [-1, -1];
+  const carries = (h: RuleMatch["headers"][number]) => {
+    const v = headers[h.name];
+    return v !== undefined && (h.regex ? new RegExp(`^(?:${h.value})$`).test(v) : v === h.value);
+  };
   for (const r of rules) {
-    for (const p of r.prefixes) {
-      if (path.startsWith(p) && p.length > bestLen) {
+    for (const m of r.matches) {
+      if (!path.startsWith(m.prefix) || !m.headers.every(carries)) continue;
+      const rank = [m.prefix.length, m.headers.length];
+      if (rank[0]! > bestRank[0]! || (rank[0] === bestRank[0] && rank[1]! > bestRank[1]!)) {
         best = r;
-        bestLen = p.length;
+        bestRank = rank;
       }
     }
   }
@@ -104,6 +132,10 @@ export interface TestGatewayOptions {
   canary: TestBackend;
   /** Path the generated requests use; default "/". */
   path?: string;
+  /** Headers every request carries (and that rule matching sees), e.g. a preview's `x-preview: yes`. */
+  headers?: Record<string, string>;
+  /** Called with every distinct pair of weights the watch sees (the data plane reacting to a switch). */
+  onWeights?: (w: PairWeights) => void;
 }
 
 export class TestGateway {
@@ -115,6 +147,7 @@ export class TestGateway {
   readonly #opts: TestGatewayOptions;
   readonly #kc: KubeConfig;
   readonly #path: string;
+  readonly #headers: Record<string, string>;
   readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   #weights: PairWeights | undefined;
   #watch: AbortController | undefined;
@@ -130,6 +163,9 @@ export class TestGateway {
     this.#kc = kc;
     this.#opts = opts;
     this.#path = opts.path ?? "/";
+    this.#headers = Object.fromEntries(
+      Object.entries(opts.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]),
+    );
   }
 
   /** Starts watching the route object; routes nothing until the object is seen. */
@@ -157,14 +193,17 @@ export class TestGateway {
       return;
     }
     if (type !== "ADDED" && type !== "MODIFIED") return;
-    const rule = ruleFor(routeRules(this.#opts.kind, obj), this.#path);
+    const rule = ruleFor(routeRules(this.#opts.kind, obj), this.#path, this.#headers);
     const w: PairWeights = {
       stable: rule?.weights.get(this.#opts.stable.service) ?? 0,
       canary: rule?.weights.get(this.#opts.canary.service) ?? 0,
     };
     this.#weights = w;
     const last = this.seen.at(-1);
-    if (last === undefined || last.stable !== w.stable || last.canary !== w.canary) this.seen.push(w);
+    if (last === undefined || last.stable !== w.stable || last.canary !== w.canary) {
+      this.seen.push(w);
+      this.#opts.onWeights?.(w);
+    }
   }
 
   /** The weights requests are split by right now; undefined before the route was seen. */
@@ -197,7 +236,7 @@ export class TestGateway {
     return new Promise((resolve) => {
       const req = http.get(
         new URL(this.#path, backend.url),
-        { agent: this.#agent, timeout: 10_000 },
+        { agent: this.#agent, timeout: 10_000, headers: this.#headers },
         (res) => {
           res.resume();
           res.on("end", () => resolve(res.statusCode ?? 0));

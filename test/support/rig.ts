@@ -5,10 +5,15 @@
  * the route's current weights, and the load itself.
  */
 import assert from "node:assert/strict";
-import type { ScrapeTarget } from "../controlplane/prometheus.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { startPrometheus, type PrometheusHandle, type ScrapeTarget } from "../controlplane/prometheus.ts";
 import { startBackend, type TestBackend } from "./backend.ts";
-import { eventually, type Cluster } from "./cluster.ts";
-import { LoadGenerator, TestGateway, type GatewayRouteKind } from "./gateway.ts";
+import { eventually, startCluster, type Cluster } from "./cluster.ts";
+import { startDaemon, type DaemonProcess } from "./daemon.ts";
+import { FakeGatewayStatus } from "./routes.ts";
+import { LoadGenerator, TestGateway, type GatewayRouteKind, type PairWeights } from "./gateway.ts";
 import type { RouteFamily } from "./routes.ts";
 import { Scenario } from "./scenario.ts";
 
@@ -37,6 +42,8 @@ export class Rig {
   gateway!: TestGateway;
   load!: LoadGenerator;
   s!: Scenario;
+  /** More streams of load (follow()), each through its own gateway. */
+  readonly streams: Array<{ gateway: TestGateway; load: LoadGenerator }> = [];
 
   constructor(
     readonly fam: RouteFamily,
@@ -61,7 +68,13 @@ export class Rig {
   async given(
     c: Cluster,
     policiesDir: string,
-    opts: { paused?: boolean; maxRequests?: number; maxDurationMs?: number } = {},
+    opts: {
+      paused?: boolean;
+      maxRequests?: number;
+      maxDurationMs?: number;
+      /** The data plane's reaction to each new pair of weights (a canary that breaks under full traffic). */
+      onWeights?: (w: PairWeights) => void;
+    } = {},
   ): Promise<Scenario> {
     this.s = new Scenario(c, this.fam, this.ns, policiesDir);
     await this.s.given();
@@ -71,6 +84,7 @@ export class Rig {
       name: this.fam.weightsObjectName(this.s.route),
       stable: this.stable,
       canary: this.canary,
+      ...(opts.onWeights ? { onWeights: opts.onWeights } : {}),
     });
     await this.gateway.start();
     await eventually(`${this.ns}: gateway sees the route`, () => this.gateway.weights());
@@ -82,6 +96,31 @@ export class Rig {
     if (opts.paused === true) this.load.pause();
     this.load.start();
     return this.s;
+  }
+
+  /**
+   * A second stream of load to the same backends: requests carrying `headers` (a preview's match), through a
+   * gateway following the route `name` (default the scenario's; a separate preview route by its name).
+   */
+  async follow(
+    c: Cluster,
+    opts: { name?: string; headers?: Record<string, string>; rps?: number },
+  ): Promise<{ gateway: TestGateway; load: LoadGenerator }> {
+    const name = opts.name ?? this.fam.weightsObjectName(this.s.route);
+    const gateway = new TestGateway(c.kc, {
+      kind: this.fam.weightsKind as GatewayRouteKind,
+      namespace: this.ns,
+      name,
+      stable: this.stable,
+      canary: this.canary,
+      ...(opts.headers ? { headers: opts.headers } : {}),
+    });
+    await gateway.start();
+    await eventually(`${this.ns}: gateway sees ${name}`, () => gateway.weights());
+    const load = new LoadGenerator(gateway, { rps: opts.rps ?? this.d.rps, maxDurationMs: 170_000 });
+    load.start();
+    this.streams.push({ gateway, load });
+    return { gateway, load };
   }
 
   writePolicy(
@@ -138,6 +177,10 @@ export class Rig {
   }
 
   close(): void {
+    for (const x of this.streams) {
+      x.load.stop();
+      x.gateway.stop();
+    }
     this.load?.stop();
     this.gateway?.stop();
     this.s?.close();
@@ -146,5 +189,65 @@ export class Rig {
   async stop(): Promise<void> {
     this.close();
     await Promise.all([this.stable?.stop(), this.canary?.stop()]);
+  }
+}
+
+/** The world of the suites judged by a real Prometheus: rigs' backends, their scrapes, a cluster and the daemon. */
+export interface RigWorld {
+  c: Cluster;
+  prom: PrometheusHandle;
+  fakeGateway: FakeGatewayStatus;
+  daemon: DaemonProcess;
+  policiesDir: string;
+  /** Stops the rigs and everything started here; returns the daemon's exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Starts every rig's backends, one Prometheus scraping those of `scraped`
+ * (default: all) every second, a control plane with the stand-in gateway
+ * writing parent status, and the daemon with `--analysis-min-window`.
+ */
+export async function startRigWorld(
+  rigs: Rig[],
+  opts: { minWindowSeconds: number; scraped?: Rig[] },
+): Promise<RigWorld> {
+  const policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-rig-policies-"));
+  let c: Cluster | undefined;
+  let prom: PrometheusHandle | undefined;
+  let fakeGateway: FakeGatewayStatus | undefined;
+  let daemon: DaemonProcess | undefined;
+  const stop = async (): Promise<number | null> => {
+    await Promise.all(rigs.map((r) => r.stop()));
+    fakeGateway?.stop();
+    const code = (await daemon?.stop()) ?? null;
+    await prom?.stop();
+    await c?.stop();
+    rmSync(policiesDir, { recursive: true, force: true });
+    return code;
+  };
+  const cluster = startCluster();
+  // Its failure is seen where it is awaited, not as an unhandled rejection while the backends start.
+  cluster.catch(() => {});
+  try {
+    await Promise.all(rigs.map((r) => r.startBackends()));
+    prom = await startPrometheus({
+      targets: (opts.scraped ?? rigs).flatMap((r) => r.targets()),
+      scrapeIntervalSeconds: 1,
+    });
+    c = await cluster;
+    fakeGateway = new FakeGatewayStatus(c);
+    await fakeGateway.start();
+    daemon = await startDaemon({
+      kubeconfig: c.cp.kubeconfigPath,
+      policiesDir,
+      extraArgs: [`--analysis-min-window=${opts.minWindowSeconds}`],
+    });
+    return { c, prom, fakeGateway, daemon, policiesDir, stop };
+  } catch (err) {
+    // A cluster still starting is stopped with the rest once it is up.
+    c ??= await cluster.catch(() => undefined);
+    await stop().catch(() => {});
+    throw err;
   }
 }

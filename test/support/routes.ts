@@ -357,3 +357,57 @@ export class FakeGatewayStatus {
     for (const r of this.reqs) r.abort();
   }
 }
+
+/** The name of the blue/green preview route createPreviewRoute makes. */
+export const PREVIEW = "web-preview";
+
+/**
+ * A blue/green preview route (an HTTPRoute) as a user would write it beside
+ * the scenario's route: its own hostname, two rules, a filter, the pair
+ * (web-v1 at the default weight, web-v2 at 0) in the second rule.
+ */
+export async function createPreviewRoute(c: Cluster, ns: string): Promise<void> {
+  await createObject(c, "HTTPRoute", {
+    metadata: {
+      name: PREVIEW,
+      namespace: ns,
+      labels: { team: "shop" },
+      annotations: { "example.com/owner": "shop-team" },
+    },
+    spec: {
+      parentRefs: [{ name: "gw" }],
+      hostnames: ["preview.shop.example"],
+      rules: [
+        {
+          matches: [{ path: { type: "PathPrefix", value: "/healthz" } }],
+          backendRefs: [{ name: "web-v1", port: 80 }],
+        },
+        {
+          matches: [{ path: { type: "PathPrefix", value: "/" } }],
+          filters: [
+            {
+              type: "RequestHeaderModifier",
+              requestHeaderModifier: { set: [{ name: "x-preview", value: "yes" }] },
+            },
+          ],
+          backendRefs: [
+            { name: "web-v1", port: 80 },
+            { name: "web-v2", port: 80, weight: 0 },
+          ],
+        },
+      ],
+    },
+  });
+}
+
+/** The pair's weights in the preview route's second rule (an absent weight is 1). */
+export const previewWeights = (o: KObject): Record<string, number> =>
+  Object.fromEntries(
+    ((o.spec as Json).rules[1].backendRefs as Json[]).map((b) => [
+      b.name as string,
+      (b.weight as number | undefined) ?? 1,
+    ]),
+  );
+
+export const getPreviewRoute = (c: Cluster, ns: string): Promise<KObject> =>
+  getObject(c, "HTTPRoute", ns, PREVIEW);

@@ -21,6 +21,7 @@ import { readWeightsObject, stateOf, type RouteFamily } from "./routes.ts";
 import { type RolloutState } from "../../src/contract.ts";
 
 export interface PolicyOptions {
+  /** No steps ([]): the line is left out (a blueGreen policy has none). */
   steps: number[];
   interval: string;
   extra?: string;
@@ -95,7 +96,7 @@ export class Scenario {
       `  target: { kind: ${this.fam.targetKind}, name: ${this.route} }`,
       `  stable: ${this.stable}`,
       `  canary: ${this.canary}`,
-      `  steps: [${p.steps.join(", ")}]`,
+      ...(p.steps.length ? [`  steps: [${p.steps.join(", ")}]`] : []),
       `  interval: ${p.interval}`,
       ...(p.extra ? [p.extra] : []),
       "",

@@ -35,6 +35,25 @@ void describe("rolloutd status: weights by backend from state.applied", () => {
     assert.match(out.split("\n")[1]!, /1 \(stage: header x-canary=always\)/);
   });
 
+  void it("shows a blue/green preview route while the rollout is in its preview, the weight after the switch", () => {
+    const state = {
+      ...initialState({ stable: "web-v1", canary: "web-v2", baseline: {}, now: 0 }),
+      policy: "shop/web",
+      phase: "Progressing" as const,
+      stepIndex: 0,
+      previewRoute: {
+        kind: "HTTPRoute" as const,
+        name: "web-preview",
+        canaryPercent: 100 as const,
+        applied: [],
+      },
+    };
+    const row = (s: typeof state) =>
+      table([{ namespace: "shop", route: "httproute/web", state: s }], 0, false).split("\n")[1]!;
+    assert.match(row(state), /1 \(preview: HTTPRoute web-preview\)/);
+    assert.match(row({ ...state, stepIndex: 1, canaryWeight: 100 }), /2 \(100%\)/);
+  });
+
   void it("with nothing written yet it names the stable", () => {
     const state = {
       ...initialState({ stable: "web-v1", canary: "web-v2", baseline: {}, now: 0 }),

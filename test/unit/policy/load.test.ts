@@ -556,3 +556,24 @@ void test("ConfigMap volume layout: symlinked files are read, hidden entries ski
   );
   assert.deepEqual(result.opaqueFiles, [join(dir, "big.yaml")]);
 });
+
+void test("a blue/green preview route keeps where the file names it, for problems found in the cluster", () => {
+  const text = `apiVersion: rolloutd.dev/v1alpha1
+kind: RolloutPolicy
+metadata: { name: web, namespace: shop }
+spec:
+  target: { kind: HTTPRoute, name: web }
+  stable: web-v1
+  canary: web-v2
+  strategy: blueGreen
+  preview:
+    route: { name: web-preview }
+`;
+  const result = parsePolicyFile("bg.yaml", text);
+  assert.deepEqual(result.errors, []);
+  assert.deepEqual(result.policies[0]?.previewRoute, {
+    kind: "HTTPRoute",
+    name: "web-preview",
+    at: { file: "bg.yaml", line: 10, column: 20 },
+  });
+});

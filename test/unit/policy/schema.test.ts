@@ -1,4 +1,4 @@
-import { cadenceOf } from "../../../src/policy/types.ts";
+import { allSteps, cadenceOf } from "../../../src/policy/types.ts";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -385,4 +385,73 @@ void test("blueGreen: the preview is the one stage, then 100 % at once; steps an
   const canaryWithPreview = minimal();
   canaryWithPreview.spec.preview = { header: { name: "x-preview", value: "1" } };
   assert.ok(!validatePolicyDocument(canaryWithPreview).ok);
+});
+
+void test("blueGreen with a preview route: the route is named, no stage, one preview step at 0 % then 100 %", () => {
+  const doc = minimal();
+  delete doc.spec.steps;
+  doc.spec.strategy = "blueGreen";
+  doc.spec.preview = { route: { name: "checkout-preview" } };
+  const p = ok(validatePolicyDocument(doc));
+  assert.equal(p.strategy, "blueGreen");
+  assert.deepEqual(p.previewRoute, { kind: "HTTPRoute", name: "checkout-preview" });
+  assert.equal(p.stages, undefined, "no request stage: the preview is the route");
+  assert.deepEqual(allSteps(p), [0, 100]);
+  // Another kind of the same family is fine.
+  doc.spec.preview = { route: { kind: "GRPCRoute", name: "checkout-preview" } };
+  assert.deepEqual(ok(validatePolicyDocument(doc)).previewRoute, {
+    kind: "GRPCRoute",
+    name: "checkout-preview",
+  });
+});
+
+void test("a preview route is refused where it cannot work, each issue located", () => {
+  const issues = (preview: unknown, target = { kind: "HTTPRoute", name: "checkout" }) => {
+    const doc = minimal();
+    delete doc.spec.steps;
+    doc.spec.strategy = "blueGreen";
+    doc.spec.target = target;
+    doc.spec.preview = preview;
+    const r = validatePolicyDocument(doc);
+    assert.ok(!r.ok, `refused: ${JSON.stringify(preview)}`);
+    return r.issues.map((i) => `${formatPath(i.path)}: ${i.message}`);
+  };
+  assert.ok(
+    issues({ route: { kind: "VirtualRouter", name: "x" } }).some((m) =>
+      /^spec\.preview\.route\.kind: .*target's family.*HTTPRoute or GRPCRoute/.test(m),
+    ),
+  );
+  assert.ok(
+    issues({ route: { kind: "HTTPRoute", name: "x" } }, { kind: "GatewayRoute", name: "checkout" }).some(
+      (m) => /^spec\.preview\.route\.kind: .*GatewayRoute or VirtualRouter/.test(m),
+    ),
+  );
+  assert.ok(
+    issues({ route: { name: "checkout" } }).some((m) =>
+      /^spec\.preview\.route\.name: .*another route than the target/.test(m),
+    ),
+  );
+  assert.ok(issues({ route: { name: "Not_A_Name" } }).some((m) => m.startsWith("spec.preview.route.name")));
+  assert.ok(issues({ route: { name: "x", namespace: "other" } }).length > 0, "no namespace: the policy's");
+  // A preview route needs blueGreen, as a request preview does.
+  const canary = minimal();
+  canary.spec.preview = { route: { name: "checkout-preview" } };
+  const r = validatePolicyDocument(canary);
+  assert.ok(!r.ok && r.issues.some((i) => /preview needs strategy: blueGreen/.test(i.message)));
+});
+
+void test("a mistyped preview is reported against the form its keys name, not the first form of the union", () => {
+  const doc = minimal();
+  delete doc.spec.steps;
+  doc.spec.strategy = "blueGreen";
+  doc.spec.preview = { route: { nme: "checkout-preview" } };
+  const r = validatePolicyDocument(doc);
+  assert.ok(!r.ok);
+  assert.deepEqual(r.issues.map((i) => formatPath(i.path)).sort(), [
+    "spec.preview.route.name",
+    "spec.preview.route.nme",
+  ]);
+  doc.spec.preview = { header: { name: "x-preview" } };
+  const r2 = validatePolicyDocument(doc);
+  assert.ok(!r2.ok && r2.issues.every((i) => formatPath(i.path).startsWith("spec.preview.header")));
 });
