@@ -22,6 +22,7 @@ import type { EventSink } from "../../../src/kube/events.ts";
 import type { KindName, KObject, ObjectRef } from "../../../src/kube/kinds.ts";
 import { RouterRegistry } from "../../../src/routers/index.ts";
 import { Metrics } from "../../../src/server/metrics.ts";
+import type { RolloutPolicy } from "../../../src/policy/types.ts";
 import { SHOP_WEB } from "./fixtures.ts";
 
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
