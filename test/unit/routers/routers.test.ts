@@ -31,6 +31,12 @@ class RecordingWriter implements ObjectWriter {
     this.calls.push({ ref, ops: structuredClone(ops) });
     return Promise.resolve({});
   }
+  create(): Promise<KObject> {
+    return Promise.reject(new Error("no object is created here"));
+  }
+  delete(): Promise<void> {
+    return Promise.reject(new Error("no object is deleted here"));
+  }
 }
 
 function policy(kind: TargetKind, name: string, namespace = "shop"): RolloutPolicy {
@@ -81,7 +87,11 @@ void describe("App Mesh: weighted GatewayRoute", () => {
     assert.equal(view.object.metadata?.resourceVersion, "41");
     assert.equal(view.accepted, true);
     assert.deepEqual(view.weightsRef, { kind: "GatewayRoute", namespace: "shop", name: "gw" });
-    assert.deepEqual(view.dependsOn, [{ kind: "GatewayRoute", namespace: "shop", name: "gw" }]);
+    // The request stage's own GatewayRoute is read too, so its removal wakes the policy.
+    assert.deepEqual(view.dependsOn, [
+      { kind: "GatewayRoute", namespace: "shop", name: "gw" },
+      { kind: "GatewayRoute", namespace: "shop", name: "gw-rolloutd-stage" },
+    ]);
     assert.equal(view.target.kind, "GatewayRoute");
     assert.equal(view.target.apiVersion, APPMESH);
     assert.deepEqual(
