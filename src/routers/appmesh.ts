@@ -27,7 +27,7 @@ import { KINDS, apiVersionOf, type ObjectRef, type KObject } from "../kube/kinds
 import type { RolloutPolicy } from "../policy/types.ts";
 import { asArray, asNumber, asRecord, asString } from "./locations.ts";
 import { PatchRouter } from "./patchrouter.ts";
-import { ANNOTATIONS } from "../contract.ts";
+import { ANNOTATIONS, annotationPath } from "../contract.ts";
 import {
   RouteError,
   type PairWeight,
@@ -232,7 +232,7 @@ export class AppMeshRouter extends PatchRouter {
           { op: "replace", path: "/spec", value: want.spec },
           {
             op: "add",
-            path: `/metadata/annotations/${ANNOTATIONS.stage.replace(/~/g, "~0").replace(/\//g, "~1")}`,
+            path: annotationPath(ANNOTATIONS.stage),
             value: String(desired.index),
           },
         ],
