@@ -99,15 +99,16 @@ export async function keepStageRule(
       await router.write(view, undefined, encodeState(rest));
       return true;
     }
+    // Created for a stage whose object this daemon had already written or seen: someone removed it.
+    const again = write.op === "create" && seen !== undefined && record.stageSeen === seen;
     try {
       await router.writeStageObject?.(write);
     } catch (err) {
       // Gone already: the next pass sees it gone and forgets it.
       if (!(write.op === "delete" && err instanceof KubeApiError && err.isNotFound)) throw err;
     }
-    // Created for a stage whose object this daemon had seen: someone removed it.
-    if (write.op === "create" && seen !== undefined && record.stageSeen === seen)
-      restored(reporter, record, view, own.name, log);
+    record.stageSeen = write.op === "delete" ? undefined : seen;
+    if (again) restored(reporter, record, view, own.name, log);
     return true;
   } catch (err) {
     if (err instanceof RouteError) {

@@ -10,10 +10,17 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ANNOTATIONS } from "../../src/contract.ts";
 import type { KObject } from "../../src/kube/kinds.ts";
-import { STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
+import { KINDS } from "../../src/kube/kinds.ts";
+import { gatewayRouteStageName, STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { jsonPatch } from "../support/cluster.ts";
-import { appMeshVirtualRouter, grpcRoute, httpRoute } from "../support/routes.ts";
+import { eventually, jsonPatch } from "../support/cluster.ts";
+import {
+  appMeshVirtualRouter,
+  grpcRoute,
+  httpRoute,
+  weightedGatewayRoute,
+  type RouteFamily,
+} from "../support/routes.ts";
 import type { Scenario } from "../support/scenario.ts";
 import { startWorld, type World } from "../support/world.ts";
 
@@ -22,17 +29,150 @@ type Json = Record<string, any>;
 const rulesOf = (o: KObject): Json[] => (o.spec as Json).rules as Json[];
 const owned = (o: KObject): Json[] => rulesOf(o).filter((r) => r.name === STAGE_RULE_NAME);
 
-/** The route without what rolloutd may change (its owned rule, the pair's weights, its state) and the test's abort. */
-function userPart(o: KObject, pairRule: number): Json {
-  const spec = structuredClone(o.spec) as Json;
-  spec.rules = (spec.rules as Json[]).filter((r) => r.name !== STAGE_RULE_NAME);
-  for (const b of spec.rules[pairRule].backendRefs as Json[]) delete b.weight;
+/**
+ * The weights object without what rolloutd may change: its owned rule or route, the pair's weight fields, its state,
+ * and the test's own control annotations.
+ */
+function userPart(o: KObject, pair = ["web-v1", "web-v2"]): Json {
+  const strip = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.filter((x) => (x as Json | null)?.name !== STAGE_RULE_NAME).map(strip);
+    if (!v || typeof v !== "object") return v;
+    const j = v as Json;
+    const named = [
+      j.name,
+      j.virtualNodeRef?.name,
+      j.virtualServiceRef?.name,
+      j.targetRef?.virtualServiceRef?.name,
+    ];
+    const isPair = named.some((n) => pair.includes(n as string));
+    return Object.fromEntries(
+      Object.entries(j)
+        .filter(([k]) => !(isPair && k === "weight"))
+        .map(([k, x]) => [k, strip(x)]),
+    );
+  };
   const annotations = { ...(o.metadata?.annotations ?? {}) };
-  delete annotations[ANNOTATIONS.state];
-  delete annotations[ANNOTATIONS.abort]; // the test's own
-
-  return { spec, annotations, labels: o.metadata?.labels ?? {} };
+  for (const a of [ANNOTATIONS.state, ANNOTATIONS.abort, ANNOTATIONS.retry]) delete annotations[a];
+  return { spec: strip(o.spec), annotations, labels: o.metadata?.labels ?? {} };
 }
+
+/**
+ * One stage kind on one route family, as the table below runs it: where the owned rule lives (a rule of the route,
+ * a route of the VirtualRouter, a GatewayRoute of its own) and what its match must say.
+ */
+interface StageCase {
+  name: string;
+  fam: RouteFamily;
+  /** The stage, as the policy's YAML writes it. */
+  stage: string;
+  /** The owned rule, route or object as it stands now; undefined when there is none. */
+  owned(s: Scenario): Promise<Json | undefined>;
+  /** The owned rule says the stage's match, keeps the pair's, and sends to the canary only. */
+  check(own: Json, before: KObject, s: Scenario): void;
+}
+
+const inList = (list: (o: KObject) => Json[]) => async (s: Scenario) =>
+  list(await s.weightsObject()).find((r) => r.name === STAGE_RULE_NAME);
+const meshRoutes = (o: KObject): Json[] => (o.spec as Json).routes as Json[];
+
+/** rolloutd's own GatewayRoute beside the user's (the weighted form), or undefined. */
+async function stageGatewayRoute(s: Scenario): Promise<Json | undefined> {
+  const k = KINDS.GatewayRoute;
+  const list = await s.c.custom.listNamespacedCustomObject({
+    group: k.group,
+    version: k.version,
+    namespace: s.ns,
+    plural: k.plural,
+  });
+  const items = (list as { items: KObject[] }).items;
+  assert.ok(
+    items.length <= 2,
+    `at most the user's GatewayRoute and rolloutd's: ${items.map((i) => i.metadata?.name).join(", ")}`,
+  );
+  return items.find((i) => i.metadata?.name === gatewayRouteStageName(s.route));
+}
+
+/** The VirtualRouter's owned route: the pair's route (index 1), the match narrowed, one priority higher. */
+const meshCheck = (narrowed: (match: Json) => void) => (own: Json, before: KObject, s: Scenario) => {
+  const pair = meshRoutes(before)[1]!;
+  assert.equal(own.priority, ((pair.priority as number | undefined) ?? 1000) - 1);
+  assert.equal(own.httpRoute.match.prefix, pair.httpRoute.match.prefix);
+  narrowed(own.httpRoute.match as Json);
+  assert.deepEqual(own.httpRoute.action.weightedTargets, [{ virtualNodeRef: { name: s.canary }, weight: 1 }]);
+};
+
+const STAGE_CASES: StageCase[] = [
+  {
+    name: "path prefix on HTTPRoute",
+    fam: httpRoute,
+    stage: "    - pathPrefix: /api/v2",
+    owned: inList(rulesOf),
+    check(own, before, s) {
+      assert.deepEqual(own.matches, [{ path: { type: "PathPrefix", value: "/api/v2" } }]);
+      assert.deepEqual(own.filters, rulesOf(before)[1]!.filters);
+      assert.deepEqual(
+        (own.backendRefs as Json[]).map((b) => b.name),
+        [s.canary],
+      );
+    },
+  },
+  {
+    name: "cookie on the App Mesh chain (VirtualRouter)",
+    fam: appMeshVirtualRouter,
+    stage: "    - cookie: { name: canary, value: always }",
+    owned: inList(meshRoutes),
+    check: meshCheck((m) => {
+      assert.equal(m.headers.length, 1);
+      assert.equal(m.headers[0].name, "cookie");
+      const re = new RegExp(m.headers[0].match.regex as string);
+      assert.match("a=b; canary=always", re);
+      assert.doesNotMatch("canary=alwaysnot", re);
+    }),
+  },
+  {
+    name: "query parameter on the App Mesh chain (VirtualRouter)",
+    fam: appMeshVirtualRouter,
+    stage: "    - query: { name: v, value: '2' }",
+    owned: inList(meshRoutes),
+    check: meshCheck((m) => assert.deepEqual(m.queryParameters, [{ name: "v", match: { exact: "2" } }])),
+  },
+  {
+    name: "header on the weighted GatewayRoute (a GatewayRoute of rolloutd's own)",
+    fam: weightedGatewayRoute,
+    stage: "    - header: { name: x-canary, regex: '^beta-' }",
+    owned: stageGatewayRoute,
+    check(own, before, s) {
+      const user = before.spec as Json;
+      assert.deepEqual(own.metadata.ownerReferences, [
+        {
+          apiVersion: before.apiVersion,
+          kind: "GatewayRoute",
+          name: s.route,
+          uid: before.metadata?.uid,
+          controller: true,
+        },
+      ]);
+      assert.equal(own.spec.priority, ((user.priority as number | undefined) ?? 1000) - 1);
+      assert.deepEqual(own.spec.httpRoute.match, {
+        ...user.httpRoute.match,
+        headers: [{ name: "x-canary", match: { regex: "^beta-" } }],
+      });
+      assert.deepEqual(own.spec.httpRoute.action.weightedTargets, [
+        { targetRef: { virtualServiceRef: { name: s.canary } }, weight: 100 },
+      ]);
+    },
+  },
+  {
+    name: "path prefix on the weighted GatewayRoute",
+    fam: weightedGatewayRoute,
+    stage: "    - pathPrefix: /api/v2",
+    owned: stageGatewayRoute,
+    check(own, _before, s) {
+      assert.equal(own.spec.httpRoute.match.prefix, "/api/v2");
+      assert.equal(own.spec.httpRoute.action.weightedTargets[0].targetRef.virtualServiceRef.name, s.canary);
+    },
+  },
+];
 
 void describe("request stages on Gateway API", () => {
   let w: World;
@@ -78,7 +218,7 @@ void describe("request stages on Gateway API", () => {
     assert.deepEqual(rule.matches[0].headers, [{ type: "Exact", name: "x-canary", value: "always" }]);
     assert.deepEqual(rule.filters, rulesOf(before)[1]!.filters);
     assert.deepEqual(s.fam.weights(obj), s.fam.weights(before), "no weight moved in a stage");
-    assert.deepEqual(userPart(obj, 1), userPart(before, 1), "nothing else in the route changed");
+    assert.deepEqual(userPart(obj), userPart(before), "nothing else in the route changed");
 
     await w.daemon.kill();
     const again = await startDaemon({ kubeconfig: w.c.cp.kubeconfigPath, policiesDir: w.policiesDir });
@@ -93,7 +233,7 @@ void describe("request stages on Gateway API", () => {
     obj = await s.weightsObject();
     assert.equal(owned(obj).length, 0, "no orphan rule");
     assert.equal(rulesOf(obj).length, rulesOf(before).length);
-    assert.deepEqual(userPart(obj, 1), userPart(before, 1), "the rest of the route as before, byte for byte");
+    assert.deepEqual(userPart(obj), userPart(before), "the rest of the route as before, byte for byte");
     assert.deepEqual(s.fam.weights(obj), s.fam.weights(before));
   });
 
@@ -120,7 +260,7 @@ void describe("request stages on Gateway API", () => {
     await s.until("promoted", (st) => st.phase === "Promoted");
     const obj = await s.weightsObject();
     assert.equal(owned(obj).length, 0);
-    assert.deepEqual(userPart(obj, 1), userPart(before, 1));
+    assert.deepEqual(userPart(obj), userPart(before));
   });
 
   void it("a header stage on GRPCRoute; abort during the stage removes it", async () => {
@@ -143,7 +283,7 @@ void describe("request stages on Gateway API", () => {
     await s.until("aborted", (x) => x.phase === "Aborted" && x.stageRule === undefined);
     const obj = await s.weightsObject();
     assert.equal(owned(obj).length, 0);
-    assert.deepEqual(userPart(obj, 0), userPart(before, 0));
+    assert.deepEqual(userPart(obj), userPart(before));
   });
 
   void it("App Mesh: a header stage is a route of its own in the VirtualRouter, before the pair's; abort removes it", async () => {
@@ -198,4 +338,41 @@ void describe("request stages on Gateway API", () => {
     assert.equal((await s.state())?.phase, "Steady", "the stage did not start");
     assert.deepEqual(rulesOf(obj), rulesOf(before), "their rule and the route untouched");
   });
+  for (const [i, c] of STAGE_CASES.entries()) {
+    void it(`${c.name}: the owned rule appears and is analysed, goes at the first weight step; abort in the stage lands`, async () => {
+      const s = await staged(`stage-kind-${i}`, c.stage, "3s", c.fam);
+      const before = await s.weightsObject();
+      await s.shipCanary("2");
+      await s.until("stage live", (st) => st.phase === "Progressing" && st.stepIndex === 0);
+      c.check(await eventually(`${c.name}: owned rule`, () => c.owned(s)), before, s);
+      let obj = await s.weightsObject();
+      assert.deepEqual(s.fam.weights(obj), s.fam.weights(before), "no weight moved in a stage");
+      assert.deepEqual(userPart(obj), userPart(before), "nothing else in the route changed");
+
+      // Abort during the stage: the rule goes, the route is exactly as before.
+      await s.annotateTarget({ [ANNOTATIONS.abort]: "true" });
+      await s.until("aborted, rule gone", (x) => x.phase === "Aborted" && x.stageRule === undefined);
+      assert.equal(await c.owned(s), undefined, "no owned rule left after the abort");
+      obj = await s.weightsObject();
+      const { [ANNOTATIONS.state]: _s, [ANNOTATIONS.abort]: _a, ...rest } = obj.metadata?.annotations ?? {};
+      assert.deepEqual([obj.spec, rest], [before.spec, before.metadata?.annotations ?? {}], "byte for byte");
+
+      // Retried: the stage again, analysed at its deadline (one interval), its rule removed at the first weight step.
+      await s.annotateTarget({ [ANNOTATIONS.abort]: null, [ANNOTATIONS.retry]: "1" });
+      const live = await s.until("stage again", (st) => st.phase === "Progressing" && st.stepIndex === 0);
+      assert.equal(live.analysisDueAt! - live.stepStartedAt!, 3000, "the stage lasts one interval");
+      await eventually(`${c.name}: owned rule again`, () => c.owned(s));
+      const step = await s.until("first weight step", (st, wt) => st.stepIndex === 1 && wt[s.canary]! > 0);
+      assert.equal(step.lastAnalysis?.stepIndex, 0, "the stage's analysis decided the step");
+      assert.equal(step.lastAnalysis?.verdict, "pass");
+      await eventually(`${c.name}: owned rule removed`, async () => ((await c.owned(s)) ? undefined : true));
+      await s.until("promoted", (st) => st.phase === "Promoted" && st.stageRule === undefined);
+      assert.equal(await c.owned(s), undefined);
+      assert.deepEqual(
+        userPart(await s.weightsObject()),
+        userPart(before),
+        "the rest of the route as before",
+      );
+    });
+  }
 });
