@@ -13,7 +13,7 @@ import type { KObject } from "../../src/kube/kinds.ts";
 import { KINDS } from "../../src/kube/kinds.ts";
 import { gatewayRouteStageName, STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { eventually, jsonPatch } from "../support/cluster.ts";
+import { createObject, deleteObject, eventually, getObject, jsonPatch } from "../support/cluster.ts";
 import {
   appMeshVirtualRouter,
   grpcRoute,
@@ -314,30 +314,125 @@ void describe("request stages on Gateway API", () => {
     assert.deepEqual(routes(obj), routes(before), "the VirtualRouter's routes as before, byte for byte");
   });
 
-  void it("someone else's rule named rolloutd-stage: never replaced, the stage does not start, and it says why", async () => {
-    const s = await w.scenario(httpRoute, "stage-foreign", { createRoute: false });
-    await s.createRoute();
-    const theirs = {
-      name: STAGE_RULE_NAME,
-      matches: [{ path: { type: "PathPrefix", value: "/theirs" } }],
-      backendRefs: [{ name: "static", port: 80 }],
-    };
-    await jsonPatch(w.c, "HTTPRoute", s.ns, s.route, [{ op: "add", path: "/spec/rules/-", value: theirs }]);
-    s.writePolicy({
-      steps: [50, 100],
-      interval: "10m",
-      extra: "  stages:\n    - header: { name: x-canary, value: always }",
+  /** Someone else's rule (or GatewayRoute) where rolloutd's would go, put there before any stage. */
+  const FOREIGN: Array<{
+    fam: RouteFamily;
+    plant(s: Scenario): Promise<void>;
+    theirs(s: Scenario): Promise<unknown>;
+  }> = [
+    {
+      fam: httpRoute,
+      async plant(s) {
+        const theirs = {
+          name: STAGE_RULE_NAME,
+          matches: [{ path: { type: "PathPrefix", value: "/theirs" } }],
+          backendRefs: [{ name: "static", port: 80 }],
+        };
+        await jsonPatch(w.c, "HTTPRoute", s.ns, s.route, [
+          { op: "add", path: "/spec/rules/-", value: theirs },
+        ]);
+      },
+      theirs: async (s) => rulesOf(await s.weightsObject()),
+    },
+    {
+      fam: weightedGatewayRoute,
+      async plant(s) {
+        await createObject(w.c, "GatewayRoute", {
+          metadata: { name: gatewayRouteStageName(s.route), namespace: s.ns },
+          spec: {
+            httpRoute: {
+              match: { prefix: "/theirs" },
+              action: {
+                weightedTargets: [{ targetRef: { virtualServiceRef: { name: "static" } }, weight: 100 }],
+              },
+            },
+          },
+        });
+      },
+      theirs: async (s) => getObject(w.c, "GatewayRoute", s.ns, gatewayRouteStageName(s.route)),
+    },
+  ];
+  for (const [i, f] of FOREIGN.entries()) {
+    void it(`${f.fam.name}: someone else's rolloutd-stage is never replaced or removed, the stage does not start, and it says why`, async () => {
+      const s = await w.scenario(f.fam, `stage-foreign-${i}`);
+      await f.plant(s);
+      s.writePolicy({
+        steps: [50, 100],
+        interval: "10m",
+        extra: "  stages:\n    - header: { name: x-canary, value: always }",
+      });
+      await s.until("adopted", (st) => st.phase === "Steady");
+      const before = await f.theirs(s);
+      await s.shipCanary("2");
+      // The daemon running now (the first test replaced the world's after its SIGKILL).
+      const current = extra.at(-1) ?? w.daemon;
+      await current.waitForLine(
+        "the refusal",
+        (l) => /does not record (it )?as its own/.test(l.msg) && l.msg.includes(s.ns),
+      );
+      assert.equal((await s.state())?.phase, "Steady", "the stage did not start");
+      assert.deepEqual(await f.theirs(s), before, "theirs untouched");
+      await s.annotateTarget({ [ANNOTATIONS.abort]: "true" });
+      await s.until("aborted", (x) => x.phase === "Aborted");
+      assert.deepEqual(await f.theirs(s), before, "theirs untouched by the abort");
     });
-    await s.until("adopted", (st) => st.phase === "Steady");
-    const before = await s.weightsObject();
-    await s.shipCanary("2");
-    // The daemon running now (the first test replaced the world's after its SIGKILL).
-    const current = extra.at(-1) ?? w.daemon;
-    await current.waitForLine("the refusal", (l) => /does not record as its own/.test(l.msg));
-    const obj = await s.weightsObject();
-    assert.equal((await s.state())?.phase, "Steady", "the stage did not start");
-    assert.deepEqual(rulesOf(obj), rulesOf(before), "their rule and the route untouched");
-  });
+  }
+
+  /** Removing rolloutd's rule by hand while its stage is live: where it lives, and how to remove it. */
+  const REMOVALS: Array<{ c: StageCase; remove: (s: Scenario) => Promise<void> }> = [
+    {
+      c: STAGE_CASES[0]!,
+      async remove(s) {
+        const at = rulesOf(await s.weightsObject()).findIndex((r) => r.name === STAGE_RULE_NAME);
+        await jsonPatch(w.c, "HTTPRoute", s.ns, s.route, [
+          { op: "test", path: `/spec/rules/${at}/name`, value: STAGE_RULE_NAME },
+          { op: "remove", path: `/spec/rules/${at}` },
+        ]);
+      },
+    },
+    {
+      c: STAGE_CASES[3]!,
+      async remove(s) {
+        await deleteObject(w.c, "GatewayRoute", s.ns, gatewayRouteStageName(s.route));
+      },
+    },
+  ];
+  for (const [i, { c, remove }] of REMOVALS.entries()) {
+    void it(`${c.fam.name}: the stage's rule removed by hand comes back at once, with a Warning, and nothing else moves`, async () => {
+      const s = await staged(`stage-restore-${i}`, c.stage, "10m", c.fam);
+      const before = await s.weightsObject();
+      await s.shipCanary("2");
+      await s.until("stage live", (st) => st.phase === "Progressing" && st.stepIndex === 0);
+      const own = await eventually("owned rule", () => c.owned(s));
+      const was = (await s.state())!;
+      await remove(s);
+      // Nothing is due for ten minutes: only the removal's own watch event can bring it back.
+      const back = await eventually("owned rule back", async () => {
+        const o = await c.owned(s);
+        return o && JSON.stringify(o) !== JSON.stringify(own) ? o : undefined;
+      });
+      c.check(back, before, s);
+      const ev = await s.eventWith("StageRuleRestored");
+      assert.equal(ev.type, "Warning");
+      assert.match(ev.message ?? "", /removed by someone else/);
+      const now = (await s.state())!;
+      for (const k of [
+        "phase",
+        "stepIndex",
+        "stepStartedAt",
+        "analysisDueAt",
+        "failures",
+        "noData",
+        "lastAnalysis",
+        "stageRule",
+      ] as const)
+        assert.deepEqual(now[k], was[k], `${k} unchanged: no analysis counted, no step moved`);
+      assert.deepEqual(s.fam.weights(await s.weightsObject()), s.fam.weights(before), "no weight moved");
+      await s.annotateTarget({ [ANNOTATIONS.abort]: "true" });
+      await s.until("aborted, rule gone", (x) => x.phase === "Aborted" && x.stageRule === undefined);
+      assert.equal(await c.owned(s), undefined);
+    });
+  }
   for (const [i, c] of STAGE_CASES.entries()) {
     void it(`${c.name}: the owned rule appears and is analysed, goes at the first weight step; abort in the stage lands`, async () => {
       const s = await staged(`stage-kind-${i}`, c.stage, "3s", c.fam);
@@ -354,8 +449,11 @@ void describe("request stages on Gateway API", () => {
       await s.until("aborted, rule gone", (x) => x.phase === "Aborted" && x.stageRule === undefined);
       assert.equal(await c.owned(s), undefined, "no owned rule left after the abort");
       obj = await s.weightsObject();
-      const { [ANNOTATIONS.state]: _s, [ANNOTATIONS.abort]: _a, ...rest } = obj.metadata?.annotations ?? {};
-      assert.deepEqual([obj.spec, rest], [before.spec, before.metadata?.annotations ?? {}], "byte for byte");
+      assert.deepEqual(
+        [obj.spec, userPart(obj).annotations],
+        [before.spec, userPart(before).annotations],
+        "byte for byte",
+      );
 
       // Retried: the stage again, analysed at its deadline (one interval), its rule removed at the first weight step.
       await s.annotateTarget({ [ANNOTATIONS.abort]: null, [ANNOTATIONS.retry]: "1" });
