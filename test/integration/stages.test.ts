@@ -402,7 +402,11 @@ void describe("request stages on Gateway API", () => {
       const s = await staged(`stage-restore-${i}`, c.stage, "10m", c.fam);
       const before = await s.weightsObject();
       await s.shipCanary("2");
-      await s.until("stage live", (st) => st.phase === "Progressing" && st.stepIndex === 0);
+      // Its window open (the route accepted), so nothing in the state is still expected to change.
+      await s.until(
+        "stage live",
+        (st) => st.phase === "Progressing" && st.stepIndex === 0 && st.stepStartedAt !== undefined,
+      );
       await eventually("owned rule", () => c.owned(s));
       const was = (await s.state())!;
       await remove(s);
@@ -453,7 +457,11 @@ void describe("request stages on Gateway API", () => {
 
       // Retried: the stage again, analysed at its deadline (one interval), its rule removed at the first weight step.
       await s.annotateTarget({ [ANNOTATIONS.abort]: null, [ANNOTATIONS.retry]: "1" });
-      const live = await s.until("stage again", (st) => st.phase === "Progressing" && st.stepIndex === 0);
+      // Its window opens once the route is accepted.
+      const live = await s.until(
+        "stage again",
+        (st) => st.phase === "Progressing" && st.stepIndex === 0 && st.stepStartedAt !== undefined,
+      );
       assert.equal(live.analysisDueAt! - live.stepStartedAt!, 3000, "the stage lasts one interval");
       await eventually(`${c.name}: owned rule again`, () => c.owned(s));
       const step = await s.until("first weight step", (st, wt) => st.stepIndex === 1 && wt[s.canary]! > 0);
