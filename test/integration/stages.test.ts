@@ -477,4 +477,21 @@ void describe("request stages on Gateway API", () => {
       );
     });
   }
+  void it("weighted GatewayRoute: a daemon killed while its stage's GatewayRoute is live, and aborted while down, leaves none behind", async () => {
+    const c = STAGE_CASES[3]!;
+    const s = await staged("stage-gr-kill", c.stage, "10m", c.fam);
+    const before = await s.weightsObject();
+    await s.shipCanary("2");
+    await s.until("stage live", (st) => st.phase === "Progressing" && st.stepIndex === 0);
+    await eventually("its GatewayRoute", () => c.owned(s));
+    const current = extra.at(-1) ?? w.daemon;
+    await current.kill();
+    await s.annotateTarget({ [ANNOTATIONS.abort]: "true" });
+    const next = await startDaemon({ kubeconfig: w.c.cp.kubeconfigPath, policiesDir: w.policiesDir });
+    extra.push(next);
+    await s.until("aborted, record gone", (x) => x.phase === "Aborted" && x.stageRule === undefined);
+    assert.equal(await c.owned(s), undefined, "the stage's GatewayRoute was deleted by the next daemon");
+    const obj = await s.weightsObject();
+    assert.deepEqual(obj.spec, before.spec, "the user's GatewayRoute as before, byte for byte");
+  });
 });
