@@ -1,5 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import type { KindName, KObject, ObjectRef } from "../../../src/kube/kinds.ts";
 import type { RolloutPolicy, TargetKind } from "../../../src/policy/types.ts";
 import { AppMeshRouter } from "../../../src/routers/appmesh.ts";
@@ -1045,6 +1046,47 @@ void describe("App Mesh: the weighted GatewayRoute's stage object against the st
     assert.deepEqual(p?.write, { op: "forget" });
     assert.match(p?.foreign ?? "", /will not replace or delete it/);
     assert.throws(() => plan([theirs], stage0, owned(0)), RouteError);
+  });
+
+  void it("by generation: an object that is not rolloutd's is never patched or deleted, one is created only where none is", () => {
+    const found = fc.constantFrom("none", "theirs", "ours0", "ours1", "oursOtherOwner");
+    const recorded = fc.option(
+      fc.record({ name: fc.constantFrom("gw-rolloutd-stage", "rolloutd-stage"), stage: fc.nat(2) }),
+      {
+        nil: undefined,
+      },
+    );
+    const desired = fc.option(fc.constantFrom(stage0, stage1), { nil: undefined });
+    fc.assert(
+      fc.property(found, recorded, desired, (f, rec, want) => {
+        const obj =
+          f === "none"
+            ? undefined
+            : f === "theirs"
+              ? theirs
+              : f === "oursOtherOwner"
+                ? { ...ours(0), metadata: { ...ours(0).metadata, ownerReferences: [] } }
+                : ours(f === "ours0" ? 0 : 1);
+        let p;
+        try {
+          p = plan(obj ? [obj] : [], want, rec);
+        } catch (e) {
+          // Refusing is always allowed; only a stage that would begin over an object may be refused.
+          assert.ok(e instanceof RouteError && want !== undefined && obj !== undefined);
+          return;
+        }
+        const mine = rec?.name === "gw-rolloutd-stage" && (f === "ours0" || f === "ours1");
+        const w = p?.write;
+        if (w?.op === "patch" || w?.op === "delete")
+          assert.ok(mine, `${w.op} of an object that is not rolloutd's`);
+        if (w?.op === "create") assert.equal(obj, undefined, "created over an existing object");
+        if (w?.op === "create" || w?.op === "patch")
+          assert.ok(want && rec?.name === "gw-rolloutd-stage", "written without a record");
+        // Once the stages are over, rolloutd's object stays recorded until it is gone; nothing else is.
+        if (!want) assert.equal(p?.present, mine);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   void it("the VirtualRouter form keeps its stage inside the router: no object of its own", () => {
