@@ -16,6 +16,7 @@
  */
 import type { Logger } from "pino";
 import { encodeState, type RolloutState } from "../contract.ts";
+import type { KObject } from "../kube/kinds.ts";
 import type { JsonPatchOp } from "../kube/access.ts";
 import { KubeApiError } from "../kube/errors.ts";
 import { stageAt, type RolloutPolicy } from "../policy/types.ts";
@@ -102,7 +103,8 @@ export async function keepStageRule(
     // Created for a stage whose object this daemon had already written or seen: someone removed it.
     const again = write.op === "create" && seen !== undefined && record.stageSeen === seen;
     try {
-      await router.writeStageObject?.(write);
+      const stored = await router.writeStageObject?.(write);
+      if (write.op === "create" && stored) priorityKept(reporter, record, view, write.object, stored, log);
     } catch (err) {
       // Gone already: the next pass sees it gone and forgets it.
       if (!(write.op === "delete" && err instanceof KubeApiError && err.isNotFound)) throw err;
@@ -121,6 +123,34 @@ export async function keepStageRule(
     }
     throw err;
   }
+}
+
+/**
+ * A GatewayRoute schema without spec.priority (the design document's
+ * abridged v1beta1 one, say) prunes it silently: the stage's GatewayRoute is
+ * then not placed before the user's, and App Mesh may send it nothing. Said
+ * once per creation, so it is seen.
+ */
+function priorityKept(
+  reporter: Reporter,
+  record: PolicyRecord,
+  view: RouteView,
+  want: KObject,
+  stored: KObject,
+  log: Logger,
+): void {
+  const asked = (want.spec as { priority?: unknown } | undefined)?.priority;
+  const kept = (stored.spec as { priority?: unknown } | undefined)?.priority;
+  if (asked === kept) return;
+  reporter.warning(
+    record.policy,
+    view.target,
+    "StagePriorityDropped",
+    `the GatewayRoute schema this cluster serves dropped spec.priority (${String(asked)}) from ` +
+      `${stored.metadata?.name ?? "the stage's GatewayRoute"}: it is not placed before yours, so App Mesh may not ` +
+      "send the stage's requests to it",
+    log,
+  );
 }
 
 function restored(

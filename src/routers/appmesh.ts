@@ -240,10 +240,11 @@ export class AppMeshRouter extends PatchRouter {
     };
   }
 
-  async writeStageObject(write: Exclude<StageObjectWrite, { op: "forget" }>): Promise<void> {
-    if (write.op === "create") await this.writer.create(write.ref, write.object);
-    else if (write.op === "patch") await this.writer.jsonPatch(write.ref, write.ops);
-    else await this.writer.delete(write.ref, { uid: write.uid, resourceVersion: write.resourceVersion });
+  async writeStageObject(write: Exclude<StageObjectWrite, { op: "forget" }>): Promise<KObject | undefined> {
+    if (write.op === "create") return this.writer.create(write.ref, write.object);
+    if (write.op === "patch") return this.writer.jsonPatch(write.ref, write.ops);
+    await this.writer.delete(write.ref, { uid: write.uid, resourceVersion: write.resourceVersion });
+    return undefined;
   }
 
   /** Where the pair's canary weight is: which route (of the list the prefix names), of which kind, which target. */

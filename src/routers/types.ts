@@ -98,8 +98,8 @@ export interface TrafficRouter {
     desired: { index: number; stage: Stage } | undefined,
     owned: OwnedRule | undefined,
   ): StageObjectPlan | undefined;
-  /** Carries out a StageObjectPlan's write (not `forget`, which is a state write). */
-  writeStageObject?(write: Exclude<StageObjectWrite, { op: "forget" }>): Promise<void>;
+  /** Carries out a StageObjectPlan's write (not `forget`, which is a state write); the object as stored, if any. */
+  writeStageObject?(write: Exclude<StageObjectWrite, { op: "forget" }>): Promise<KObject | undefined>;
 }
 
 /** The one write that brings a stage's own object in line with the state. */
