@@ -1,10 +1,14 @@
 /**
- * Request stages on Gateway API (issue 12), on a real API server: before any
- * weight moves, rolloutd adds one rule it owns — the pair's rule copied, the
- * stage's match added, the canary its only backend — and removes it when the
- * stages end (next weight step, promotion, abort). Everything else in the
- * route stays as it was, byte for byte; a daemon killed with SIGKILL while
- * a stage is live leaves no orphan behind once it runs again.
+ * Request stages (issue 12), on a real API server: before any weight moves,
+ * rolloutd adds one rule it owns — on Gateway API a named rule (the pair's
+ * rule copied, the stage's match added, the canary its only backend), on a
+ * VirtualRouter a route one priority higher, on App Mesh's weighted
+ * GatewayRoute a GatewayRoute of its own — and removes it when the stages end
+ * (next weight step, promotion, abort). Everything else in the route stays as
+ * it was, byte for byte; a daemon killed with SIGKILL while a stage is live
+ * leaves no orphan behind once it runs again; someone else's rule of that
+ * name is never touched; and rolloutd's rule removed by hand mid-stage is put
+ * back on the removal's own watch event.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -174,7 +178,7 @@ const STAGE_CASES: StageCase[] = [
   },
 ];
 
-void describe("request stages on Gateway API", () => {
+void describe("request stages on Gateway API and App Mesh", () => {
   let w: World;
   const extra: DaemonProcess[] = [];
 
