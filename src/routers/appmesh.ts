@@ -207,13 +207,14 @@ export class AppMeshRouter extends PatchRouter {
       }
       return { ...base, write: { op: "forget" } };
     }
-    if (foreign) {
+    // A stage does not begin over it; one already under way goes on (a pause or an abort is never held up by it).
+    if (foreign && !recorded)
       throw new RouteError(
-        recorded ? foreign : `${foreign}. Rename or remove it to run request stages`,
+        `${foreign}. Rename or remove it to run request stages`,
         undefined,
         view.dependsOn,
       );
-    }
+    if (foreign) return base;
     if (!recorded) return base; // The decision records it first; a later pass creates it.
     const m = this.canaryAt(view, roles, /^\/spec\//);
     if (!m) throw new Error(`${view.weightsRef.name}: no canary weight found`);
