@@ -22,6 +22,8 @@ export const ANNOTATIONS = {
   promote: "rolloutd.dev/promote",
   /** rolloutd's own record, written only by the daemon, in the same request as the weights. */
   state: "rolloutd.dev/state",
+  /** On a request stage's own GatewayRoute (App Mesh's weighted form): the stage it was written for. */
+  stage: "rolloutd.dev/stage",
 } as const;
 
 /** The one field manager name of every daemon write (the CLI uses `${FIELD_MANAGER}-cli`). */
@@ -152,9 +154,12 @@ export interface RolloutState {
   /** The pair's weight fields as last written; a difference means another writer. */
   applied?: AppliedWeight[];
   /**
-   * The route rule rolloutd added for the current request stage (Gateway API),
-   * written in the same patch as the rule: a rule of that name is rolloutd's
-   * only while this says so.
+   * The route rule rolloutd added for the current request stage (Gateway API,
+   * a VirtualRouter), written in the same patch as the rule: a rule of that
+   * name is rolloutd's only while this says so. On App Mesh's weighted
+   * GatewayRoute the stage is a GatewayRoute of its own, which no patch can
+   * write together with the state: this records it before it is created and
+   * until it is deleted (the stages may be over by then).
    */
   stageRule?: {
     name: string;

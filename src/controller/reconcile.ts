@@ -28,7 +28,7 @@ import type { CacheFreshness } from "../kube/cache.ts";
 import { apiVersionOf, KINDS, type KindName, type KObject, type ObjectRef } from "../kube/kinds.ts";
 import type { ReconcileResult } from "../kube/workqueue.ts";
 import { derive, stepKey, type Facts } from "../machine/derive.ts";
-import { STAGE_RULE_NAME, stageLabel, type Stage } from "../routers/stagerule.ts";
+import { stageLabel } from "../routers/stagerule.ts";
 import { decide, type Effect, type Settings } from "../machine/machine.ts";
 import { initialState } from "../machine/state.ts";
 import {
@@ -36,7 +36,6 @@ import {
   cadenceOf,
   DEFAULT_HOLD_LIMIT,
   previewRouteLabel,
-  stageAt,
   type RolloutPolicy,
 } from "../policy/types.ts";
 import { needsAcceptance, type RouterRegistry } from "../routers/index.ts";
@@ -50,6 +49,7 @@ import { TokenBucket } from "./budget.ts";
 import { StateWriter } from "./write.ts";
 import { KubeApiError } from "../kube/errors.ts";
 import { PreviewRoutes } from "./preview.ts";
+import { keepStageRule, withStageRule } from "./stages.ts";
 
 export interface ObjectSource {
   get(kind: KindName, namespace: string, name: string): KObject | undefined;
@@ -260,6 +260,9 @@ export class Reconciler {
       await router.write(view, undefined, encodeState({ ...state, updatedAt: now }));
       return { requeueAfterMs: 0 };
     }
+    // A pass that decides nothing still keeps the stage's rule what the state says.
+    if (derived.kind !== "event" && (await keepStageRule(reporter, record, router, view, state, log)))
+      return { requeueAfterMs: 0 };
     if (derived.kind === "wait") {
       record.summary = { policy: key, phase: state.phase, canaryWeight: state.canaryWeight };
       reporter.observed(record, state);
@@ -294,14 +297,7 @@ export class Reconciler {
     const decision = decide(settingsOf(policy), state, event);
     if (!decision.changed) {
       if (event.type === "ANALYSIS") this.d.reporter.analysis(key, event.report);
-      // Level-based: the owned stage rule is what the state says even when nothing is decided.
-      try {
-        const fix = withStageRule(policy, router, view, state, state);
-        if (fix.ops.length) await router.write(view, undefined, encodeState(fix.state), fix.ops);
-      } catch (err) {
-        if (!(err instanceof RouteError)) throw err;
-        reporter.problem(record, "warn", `${err.message}; will retry when it changes`);
-      }
+      if (await keepStageRule(reporter, record, router, view, state, log)) return { requeueAfterMs: 0 };
       return this.d.clock.now() < (state.analysisDueAt ?? 0) ? { requeueAfterMs: 0 } : requeueFor(state, now);
     }
     let staged: { state: RolloutState; ops: JsonPatchOp[] };
@@ -345,6 +341,8 @@ export class Reconciler {
     }
     reporter.decided(record, view.target, next, decision.effects, log);
     if (written === "weightsOnly") return { requeueAfterMs: REJECTED_RETRY_MS };
+    // A stage's object of its own is created, moved or deleted by the passes after this one.
+    if (router.stageObject && (next.stageRule ?? state.stageRule)) return { requeueAfterMs: 0 };
     return requeueFor(next, this.d.clock.now());
   }
 
@@ -525,38 +523,6 @@ export class Reconciler {
       return report;
     });
   }
-}
-
-/** The request stage whose rule belongs in the route: while a rollout is in (or paused at) a stage step. */
-function stageFor(policy: RolloutPolicy, s: RolloutState): { index: number; stage: Stage } | undefined {
-  return s.phase === "Progressing" || s.phase === "Paused" ? stageAt(policy, s.stepIndex) : undefined;
-}
-
-/**
- * `next` with the owned stage rule it implies, and the operations that make
- * the route match: added when a stage begins, replaced by the next stage,
- * removed when the stages end (a weight step, promotion, rollback, abort).
- */
-function withStageRule(
-  policy: RolloutPolicy,
-  router: TrafficRouter,
-  view: RouteView,
-  was: RolloutState,
-  next: RolloutState,
-): { state: RolloutState; ops: JsonPatchOp[] } {
-  const desired = stageFor(policy, next);
-  const ops =
-    router.stageOps?.(view, { stable: next.stable, canary: next.canary }, desired, was.stageRule) ?? [];
-  const { stageRule: _old, ...rest } = next;
-  return {
-    state: desired
-      ? {
-          ...rest,
-          stageRule: { name: STAGE_RULE_NAME, stage: desired.index, match: stageLabel(desired.stage) },
-        }
-      : rest,
-    ops,
-  };
 }
 
 function requeueFor(s: RolloutState, now: number): ReconcileResult | void {

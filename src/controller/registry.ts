@@ -24,6 +24,12 @@ export interface PolicyRecord {
   interrupted?: { at: number; state: RolloutState };
   /** The in-step evaluation schedule of the current step (memory only). */
   early?: { step: string; at: number };
+  /**
+   * The stage's own GatewayRoute ("name#stage") this daemon last saw in place
+   * (memory only): one missing after that was removed by someone, and its
+   * re-creation is reported as such.
+   */
+  stageSeen?: string;
 }
 
 export class PolicyRegistry {

@@ -36,18 +36,22 @@ export class WriteFence {
 
   /** The writer, fenced: a write for a policy whose shard is not held now is refused before it is sent. */
   wrap(writer: ObjectWriter): ObjectWriter {
+    const fenced = <T>(ref: ObjectRef, write: () => Promise<T>): Promise<T> => {
+      const policy = this.current.getStore();
+      if (policy && !this.holds(policy)) {
+        return Promise.reject(
+          new ShardLostError(
+            `not writing ${ref.kind} ${ref.namespace}/${ref.name} for policy ${policy.key}: its shard is not held here any more`,
+          ),
+        );
+      }
+      return write();
+    };
     return {
-      jsonPatch: (ref: ObjectRef, ops: JsonPatchOp[]): Promise<KObject> => {
-        const policy = this.current.getStore();
-        if (policy && !this.holds(policy)) {
-          return Promise.reject(
-            new ShardLostError(
-              `not writing ${ref.kind} ${ref.namespace}/${ref.name} for policy ${policy.key}: its shard is not held here any more`,
-            ),
-          );
-        }
-        return writer.jsonPatch(ref, ops);
-      },
+      jsonPatch: (ref: ObjectRef, ops: JsonPatchOp[]): Promise<KObject> =>
+        fenced(ref, () => writer.jsonPatch(ref, ops)),
+      create: (ref: ObjectRef, obj: KObject): Promise<KObject> => fenced(ref, () => writer.create(ref, obj)),
+      delete: (ref, preconditions): Promise<void> => fenced(ref, () => writer.delete(ref, preconditions)),
     };
   }
 }

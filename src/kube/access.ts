@@ -16,4 +16,12 @@ export type JsonPatchOp =
 export interface ObjectWriter {
   /** RFC 6902 JSON Patch; returns the object as the server stored it. */
   jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<KObject>;
+  /** Creates an object of rolloutd's own (a request stage's GatewayRoute); returns it as stored. */
+  create(ref: ObjectRef, obj: KObject): Promise<KObject>;
+  /**
+   * Deletes an object of rolloutd's own, only if it is still the one read:
+   * the API server refuses (409) when its UID or resourceVersion differ, so
+   * an object someone put in its place is never removed.
+   */
+  delete(ref: ObjectRef, preconditions: { uid: string; resourceVersion: string }): Promise<void>;
 }

@@ -44,4 +44,42 @@ export class KubeWriter implements ObjectWriter {
       throw toKubeError(err, what);
     }
   }
+
+  async create(ref: ObjectRef, obj: KObject): Promise<KObject> {
+    const k = this.custom(ref.kind);
+    try {
+      return (await this.clients.custom.createNamespacedCustomObject({
+        group: k.group,
+        version: k.version,
+        namespace: ref.namespace,
+        plural: k.plural,
+        body: { ...obj, apiVersion: `${k.group}/${k.version}`, kind: k.kind },
+        fieldManager: FIELD_MANAGER,
+      })) as KObject;
+    } catch (err) {
+      throw toKubeError(err, `create ${k.kind} ${ref.namespace}/${ref.name}`);
+    }
+  }
+
+  async delete(ref: ObjectRef, preconditions: { uid: string; resourceVersion: string }): Promise<void> {
+    const k = this.custom(ref.kind);
+    try {
+      await this.clients.custom.deleteNamespacedCustomObject({
+        group: k.group,
+        version: k.version,
+        namespace: ref.namespace,
+        plural: k.plural,
+        name: ref.name,
+        body: { preconditions },
+      });
+    } catch (err) {
+      throw toKubeError(err, `delete ${k.kind} ${ref.namespace}/${ref.name}`);
+    }
+  }
+
+  /** rolloutd creates and deletes only custom objects of its own (never Deployments). */
+  private custom(kind: KindName): KindInfo {
+    if (kind === "Deployment") throw new Error("rolloutd never creates or deletes Deployments");
+    return this.served(kind);
+  }
 }

@@ -27,11 +27,26 @@ import { KINDS, apiVersionOf, type ObjectRef, type KObject } from "../kube/kinds
 import type { RolloutPolicy } from "../policy/types.ts";
 import { asArray, asNumber, asRecord, asString } from "./locations.ts";
 import { PatchRouter } from "./patchrouter.ts";
-import { ANNOTATIONS } from "../contract.ts";
-import { RouteError, type PairWeight, type RouteView } from "./types.ts";
+import { ANNOTATIONS, annotationPath } from "../contract.ts";
+import {
+  RouteError,
+  type PairWeight,
+  type RouteView,
+  type StageObjectPlan,
+  type StageObjectWrite,
+} from "./types.ts";
 import { APP_MESH_MAX_WEIGHT } from "./weights.ts";
 import type { JsonPatchOp } from "../kube/access.ts";
-import { appMeshStageRoute, ownedRuleOps, type OwnedRule, type Stage } from "./stagerule.ts";
+import {
+  appMeshStageRoute,
+  gatewayRouteStageName,
+  gatewayRouteStageObject,
+  ownedBy,
+  ownedRuleOps,
+  stageOfObject,
+  type OwnedRule,
+  type Stage,
+} from "./stagerule.ts";
 
 const GATEWAY_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute"] as const;
 const VIRTUAL_ROUTER_ROUTE_KINDS = ["httpRoute", "http2Route", "grpcRoute", "tcpRoute"] as const;
@@ -131,7 +146,8 @@ export class AppMeshRouter extends PatchRouter {
   /**
    * Request stages in a VirtualRouter (named directly, or followed from a
    * GatewayRoute): one route rolloutd owns, before the pair's (stagerule.ts).
-   * The weighted GatewayRoute form has no place for one yet.
+   * On the weighted GatewayRoute form the stage is an object of its own
+   * (stageObject), and nothing in the user's GatewayRoute changes.
    */
   stageOps(
     view: RouteView,
@@ -139,42 +155,117 @@ export class AppMeshRouter extends PatchRouter {
     desired: { index: number; stage: Stage } | undefined,
     owned: OwnedRule | undefined,
   ): JsonPatchOp[] {
-    const what = `${view.weightsRef.kind} ${view.weightsRef.namespace}/${view.weightsRef.name}`;
-    if (view.weightsRef.kind !== "VirtualRouter") {
-      if (desired)
-        throw new RouteError(
-          `${what}: request stages on the weighted GatewayRoute form are not built yet; ` +
-            "they work on a VirtualRouter (named, or behind the GatewayRoute)",
-          undefined,
-          view.dependsOn,
-        );
-      return [];
-    }
+    if (view.weightsRef.kind !== "VirtualRouter") return [];
+    const what = `VirtualRouter ${view.weightsRef.namespace}/${view.weightsRef.name}`;
     const routes = asArray(asRecord(view.object.spec)?.routes);
     return ownedRuleOps(
       { path: "/spec/routes", items: routes, what },
       (stage) => {
-        const first = view.pair.find((w) => w.backend === roles.canary);
-        const m =
-          first &&
-          /^\/spec\/routes\/(\d+)\/(httpRoute|http2Route|grpcRoute)\/action\/weightedTargets\/(\d+)\/weight$/.exec(
-            first.path,
-          );
+        const m = this.canaryAt(view, roles, /^\/spec\/routes\/(\d+)\//);
         if (!m)
           throw new RouteError(
             `${what}: the pair is in a TCP route; request stages need an HTTP or gRPC route`,
           );
-        return appMeshStageRoute(
-          asRecord(routes[Number(m[1])]) ?? {},
-          m[2] as "httpRoute" | "http2Route" | "grpcRoute",
-          Number(m[3]),
-          stage,
-          what,
-        );
+        return appMeshStageRoute(asRecord(routes[m.at]) ?? {}, m.routeKind, m.target, stage, what);
       },
       desired,
       owned,
     );
+  }
+
+  /**
+   * The weighted GatewayRoute form: a GatewayRoute per stage, rolloutd's own
+   * (stagerule.ts gatewayRouteStageObject). Ownership needs both the state's
+   * record and the object's controlling owner reference to the user's
+   * GatewayRoute: an object of that name without them is never touched.
+   */
+  stageObject(
+    view: RouteView,
+    roles: Roles,
+    desired: { index: number; stage: Stage } | undefined,
+    owned: OwnedRule | undefined,
+  ): StageObjectPlan | undefined {
+    if (view.weightsRef.kind !== "GatewayRoute") return undefined;
+    const { namespace } = view.weightsRef;
+    const name = gatewayRouteStageName(view.weightsRef.name);
+    const ref: ObjectRef = { kind: "GatewayRoute", namespace, name };
+    const what = `GatewayRoute ${namespace}/${name}`;
+    const found = this.reader.get("GatewayRoute", namespace, name);
+    const recorded = owned?.name === name;
+    const ours = recorded && found !== undefined && ownedBy(found, view.object);
+    const foreign =
+      found && !ours
+        ? `${what} exists but rolloutd's state does not record it as its own (or it has no controlling owner ` +
+          `reference to GatewayRoute ${namespace}/${view.weightsRef.name}); rolloutd will not replace or delete it`
+        : undefined;
+    const base = { name, ref, present: ours, ...(foreign && recorded ? { foreign } : {}) };
+    if (!desired) {
+      if (!recorded) return { name, ref, present: false };
+      if (ours) {
+        const { uid = "", resourceVersion = "" } = found.metadata ?? {};
+        return { ...base, write: { op: "delete", ref, uid, resourceVersion } };
+      }
+      return { ...base, write: { op: "forget" } };
+    }
+    // A stage does not begin over it; one already under way goes on (a pause or an abort is never held up by it).
+    if (foreign && !recorded)
+      throw new RouteError(
+        `${foreign}. Rename or remove it to run request stages`,
+        undefined,
+        view.dependsOn,
+      );
+    if (foreign) return base;
+    if (!recorded) return base; // The decision records it first; a later pass creates it.
+    const m = this.canaryAt(view, roles, /^\/spec\//);
+    if (!m) throw new Error(`${view.weightsRef.name}: no canary weight found`);
+    const want = gatewayRouteStageObject(view.object, m.routeKind, m.target, desired, what);
+    if (!found) return { ...base, write: { op: "create", ref, object: want } };
+    if (stageOfObject(found) === desired.index) return base;
+    const { uid = "", resourceVersion = "" } = found.metadata ?? {};
+    return {
+      ...base,
+      write: {
+        op: "patch",
+        ref,
+        ops: [
+          { op: "test", path: "/metadata/uid", value: uid },
+          { op: "test", path: "/metadata/resourceVersion", value: resourceVersion },
+          { op: "replace", path: "/spec", value: want.spec },
+          {
+            op: "add",
+            path: annotationPath(ANNOTATIONS.stage),
+            value: String(desired.index),
+          },
+        ],
+      },
+    };
+  }
+
+  async writeStageObject(write: Exclude<StageObjectWrite, { op: "forget" }>): Promise<KObject | undefined> {
+    if (write.op === "create") return this.writer.create(write.ref, write.object);
+    if (write.op === "patch") return this.writer.jsonPatch(write.ref, write.ops);
+    await this.writer.delete(write.ref, { uid: write.uid, resourceVersion: write.resourceVersion });
+    return undefined;
+  }
+
+  /** Where the pair's canary weight is: which route (of the list the prefix names), of which kind, which target. */
+  private canaryAt(
+    view: RouteView,
+    roles: Roles,
+    prefix: RegExp,
+  ): { at: number; routeKind: "httpRoute" | "http2Route" | "grpcRoute"; target: number } | undefined {
+    const first = view.pair.find((w) => w.backend === roles.canary);
+    const rest = first && prefix.exec(first.path);
+    if (!first || !rest) return undefined;
+    const m = /^(httpRoute|http2Route|grpcRoute)\/action\/weightedTargets\/(\d+)\//.exec(
+      first.path.slice(rest[0].length),
+    );
+    if (!m) return undefined;
+    return {
+      at: rest[1] !== undefined ? Number(rest[1]) : 0,
+      routeKind: m[1] as "httpRoute" | "http2Route" | "grpcRoute",
+      target: Number(m[2]),
+    };
   }
 
   read(policy: RolloutPolicy, roles: Roles): RouteView {
@@ -226,7 +317,13 @@ export class AppMeshRouter extends PatchRouter {
           [targetRef],
         );
       }
-      return this.view(target, target, targetRef, pair, [targetRef]);
+      // A request stage's own GatewayRoute is read too: someone removing it wakes the policy.
+      const stageRef: ObjectRef = {
+        kind: "GatewayRoute",
+        namespace: ns,
+        name: gatewayRouteStageName(targetRef.name),
+      };
+      return this.view(target, target, targetRef, pair, [targetRef, stageRef]);
     }
 
     // As AWS ships it: follow the single target to the VirtualRouter.

@@ -17,6 +17,9 @@ import type { JsonPatchOp } from "../kube/access.ts";
 import type { KObject } from "../kube/kinds.ts";
 import { asArray, asRecord, asString } from "./locations.ts";
 import { RouteError } from "./types.ts";
+import { ANNOTATIONS } from "../contract.ts";
+
+const STAGE_ANNOTATION = ANNOTATIONS.stage;
 
 /** The name of the rule rolloutd owns in a route: one policy drives a route, so one name suffices. */
 export const STAGE_RULE_NAME = "rolloutd-stage";
@@ -150,10 +153,57 @@ export function stageRuleOps(
 }
 
 /**
+ * An App Mesh match (a VirtualRouter route's or a GatewayRoute's) narrowed to
+ * a stage. HTTP routes say headers, gRPC routes say metadata (a gRPC route
+ * has no `headers`: the API server would prune it and the copy would match
+ * every request of the pair's route); only HTTP routes know query parameters
+ * and path prefixes.
+ */
+function appMeshMatch(
+  match: Record<string, unknown>,
+  routeKind: "httpRoute" | "http2Route" | "grpcRoute",
+  s: StageMatch,
+  what: string,
+): Record<string, unknown> {
+  const field = routeKind === "grpcRoute" ? "metadata" : "headers";
+  const out = { ...match };
+  const add = (name: string, m: Record<string, string>) => {
+    out[field] = [...asArray(match[field]), { name, match: m }];
+  };
+  if ("header" in s) {
+    add(
+      s.header.name.toLowerCase(),
+      s.header.type === "Exact" ? { exact: s.header.value } : { regex: s.header.value },
+    );
+  } else if ("cookie" in s) {
+    add("cookie", { regex: cookieRegex(s.cookie.name, s.cookie.value) });
+  } else if (routeKind === "grpcRoute") {
+    throw new RouteError(`${what}: a gRPC route's stages match headers (or cookies) only`);
+  } else if ("query" in s) {
+    out.queryParameters = [
+      ...asArray(match.queryParameters),
+      { name: s.query.name, match: { exact: s.query.value } },
+    ];
+  } else {
+    out.prefix = s.pathPrefix;
+  }
+  return out;
+}
+
+/** App Mesh priorities: a lower number wins; a route without one counts as 1000, the lowest. */
+function priorityBefore(priority: unknown, what: string): number {
+  const p = typeof priority === "number" ? priority : 1000;
+  if (p <= 0)
+    throw new RouteError(
+      `${what}: the pair's route has priority 0; a stage's route cannot be placed before it`,
+    );
+  return p - 1;
+}
+
+/**
  * App Mesh: the owned route in a VirtualRouter's spec.routes, copied from
  * the pair's route with the stage's match added, the canary virtual node its
- * only target, and a priority one higher than the pair's (App Mesh: a lower
- * number wins; a route without one counts as 1000, the lowest).
+ * only target, and a priority one higher than the pair's.
  */
 export function appMeshStageRoute(
   pairRoute: Record<string, unknown>,
@@ -162,45 +212,93 @@ export function appMeshStageRoute(
   stage: Stage,
   what: string,
 ): Record<string, unknown> {
-  const priority = typeof pairRoute.priority === "number" ? pairRoute.priority : 1000;
-  if (priority <= 0)
-    throw new RouteError(
-      `${what}: the pair's route has priority 0; a stage's route cannot be placed before it`,
-    );
+  const priority = priorityBefore(pairRoute.priority, what);
   const spec = asRecord(pairRoute[routeKind]) ?? {};
   const action = asRecord(spec.action) ?? {};
   const canary = { ...(asRecord(asArray(action.weightedTargets)[canaryIndex]) ?? {}), weight: 1 };
-  const match = { ...(asRecord(spec.match) ?? {}) };
-  const m = stage.match;
-  const headers = asArray(match.headers);
-  if ("header" in m) {
-    match.headers = [
-      ...headers,
-      {
-        name: m.header.name.toLowerCase(),
-        match: m.header.type === "Exact" ? { exact: m.header.value } : { regex: m.header.value },
-      },
-    ];
-  } else if ("cookie" in m) {
-    match.headers = [
-      ...headers,
-      { name: "cookie", match: { regex: cookieRegex(m.cookie.name, m.cookie.value) } },
-    ];
-  } else if (routeKind === "grpcRoute") {
-    throw new RouteError(`${what}: a gRPC route's stages match headers (or cookies) only`);
-  } else if ("query" in m) {
-    match.queryParameters = [
-      ...asArray(match.queryParameters),
-      { name: m.query.name, match: { exact: m.query.value } },
-    ];
-  } else {
-    match.prefix = m.pathPrefix;
-  }
+  const match = appMeshMatch(asRecord(spec.match) ?? {}, routeKind, stage.match, what);
   return {
     name: STAGE_RULE_NAME,
-    priority: priority - 1,
+    priority,
     [routeKind]: { ...spec, match, action: { ...action, weightedTargets: [canary] } },
   };
+}
+
+/**
+ * App Mesh's weighted GatewayRoute (the design document's form) holds one
+ * route per object, so a stage cannot be a second route inside it: rolloutd
+ * creates a GatewayRoute of its own beside the user's, named after it.
+ */
+export function gatewayRouteStageName(userRoute: string): string {
+  return `${userRoute}-${STAGE_RULE_NAME}`;
+}
+
+/**
+ * The stage's own GatewayRoute: the user's copied (its labels too, so the
+ * VirtualGateway's gatewayRouteSelector picks it up as it picks up theirs),
+ * the stage's match added, one priority higher, the canary its only weighted
+ * target at full weight (in the same place the user's form keeps weights:
+ * beside or inside targetRef), and a controlling owner reference to the
+ * user's GatewayRoute — rolloutd's mark of ownership, and what lets the
+ * garbage collector remove it with the user's. `awsName` is left out: App
+ * Mesh names must be unique, and the default (name_namespace) is.
+ */
+export function gatewayRouteStageObject(
+  user: KObject,
+  routeKind: "httpRoute" | "http2Route" | "grpcRoute",
+  canaryIndex: number,
+  stage: { index: number; stage: Stage },
+  what: string,
+): KObject {
+  const meta = user.metadata ?? {};
+  const { awsName: _aws, priority, ...spec } = asRecord(user.spec) ?? {};
+  for (const k of ["httpRoute", "http2Route", "grpcRoute"]) if (k !== routeKind) delete spec[k];
+  const route = asRecord(spec[routeKind]) ?? {};
+  const action = asRecord(route.action) ?? {};
+  const canary = structuredClone(asRecord(asArray(action.weightedTargets)[canaryIndex]) ?? {});
+  const inside = asRecord(canary.targetRef);
+  if (inside && inside.weight !== undefined) inside.weight = 100;
+  else canary.weight = 100;
+  return {
+    apiVersion: user.apiVersion,
+    kind: "GatewayRoute",
+    metadata: {
+      name: gatewayRouteStageName(meta.name ?? ""),
+      namespace: meta.namespace,
+      ...(meta.labels ? { labels: { ...meta.labels } } : {}),
+      annotations: { [STAGE_ANNOTATION]: String(stage.index) },
+      ownerReferences: [
+        {
+          apiVersion: user.apiVersion ?? "",
+          kind: "GatewayRoute",
+          name: meta.name ?? "",
+          uid: meta.uid ?? "",
+          controller: true,
+        },
+      ],
+    },
+    spec: {
+      ...spec,
+      priority: priorityBefore(priority, what),
+      [routeKind]: {
+        ...route,
+        match: appMeshMatch(asRecord(route.match) ?? {}, routeKind, stage.stage.match, what),
+        action: { ...action, weightedTargets: [canary] },
+      },
+    },
+  };
+}
+
+/** rolloutd's own only while the user's GatewayRoute controls it (the owner reference rolloutd wrote). */
+export function ownedBy(obj: KObject, owner: KObject): boolean {
+  const uid = owner.metadata?.uid;
+  return !!uid && (obj.metadata?.ownerReferences ?? []).some((r) => r.controller === true && r.uid === uid);
+}
+
+/** The stage a GatewayRoute of rolloutd's own was written for. */
+export function stageOfObject(obj: KObject): number | undefined {
+  const raw = obj.metadata?.annotations?.[STAGE_ANNOTATION];
+  return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : undefined;
 }
 
 /** For people: "header x-canary=always", "cookie canary=yes", "query v=2", "path /api/v2*". */

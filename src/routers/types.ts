@@ -85,4 +85,39 @@ export interface TrafficRouter {
     desired: { index: number; stage: Stage } | undefined,
     owned: OwnedRule | undefined,
   ): JsonPatchOp[];
+  /**
+   * Routers whose owned stage rule is an object of its own (App Mesh's
+   * weighted GatewayRoute): that object as it stands against what the state
+   * records. Pure; throws RouteError when a stage would begin over an object
+   * of that name that is not rolloutd's. Undefined for routes whose rule
+   * lives inside them (stageOps).
+   */
+  stageObject?(
+    view: RouteView,
+    roles: { stable: string; canary: string },
+    desired: { index: number; stage: Stage } | undefined,
+    owned: OwnedRule | undefined,
+  ): StageObjectPlan | undefined;
+  /** Carries out a StageObjectPlan's write (not `forget`, which is a state write); the object as stored, if any. */
+  writeStageObject?(write: Exclude<StageObjectWrite, { op: "forget" }>): Promise<KObject | undefined>;
+}
+
+/** The one write that brings a stage's own object in line with the state. */
+export type StageObjectWrite =
+  | { op: "create"; ref: ObjectRef; object: KObject }
+  | { op: "patch"; ref: ObjectRef; ops: JsonPatchOp[] }
+  | { op: "delete"; ref: ObjectRef; uid: string; resourceVersion: string }
+  /** The state records an object that is gone, or not rolloutd's: the record goes, the object stays. */
+  | { op: "forget" };
+
+export interface StageObjectPlan {
+  /** The object's name, as the state records it. */
+  name: string;
+  ref: ObjectRef;
+  /** rolloutd's object is there (so the state must go on recording it, even once the stages are over). */
+  present: boolean;
+  /** Absent when the object already is what the state says. */
+  write?: StageObjectWrite;
+  /** The object the state records exists but is not rolloutd's: left alone, and said so. */
+  foreign?: string;
 }

@@ -56,9 +56,11 @@ const LEASE_RULES: V1PolicyRule[] = [
 const EXPECTED_RULES: V1PolicyRule[] = [
   {
     apiGroups: ["appmesh.k8s.aws"],
-    resources: ["gatewayroutes", "virtualrouters"],
-    verbs: ["get", "list", "watch", "patch"],
+    resources: ["gatewayroutes"],
+    // create, delete: a request stage on the weighted GatewayRoute is a GatewayRoute of rolloutd's own.
+    verbs: ["get", "list", "watch", "patch", "create", "delete"],
   },
+  { apiGroups: ["appmesh.k8s.aws"], resources: ["virtualrouters"], verbs: ["get", "list", "watch", "patch"] },
   { apiGroups: ["appmesh.k8s.aws"], resources: ["virtualservices"], verbs: ["get", "list", "watch"] },
   {
     apiGroups: ["gateway.networking.k8s.io"],
@@ -503,6 +505,8 @@ void describe("Helm chart charts/rolloutd", () => {
       // Exactly the chart's rules: what the daemon needs is allowed, the rest is not.
       for (const [verb, group, resource] of [
         ["watch", "appmesh.k8s.aws", "gatewayroutes"],
+        ["create", "appmesh.k8s.aws", "gatewayroutes"],
+        ["delete", "appmesh.k8s.aws", "gatewayroutes"],
         ["patch", "appmesh.k8s.aws", "virtualrouters"],
         ["list", "appmesh.k8s.aws", "virtualservices"],
         ["patch", "gateway.networking.k8s.io", "httproutes"],
@@ -520,6 +524,8 @@ void describe("Helm chart charts/rolloutd", () => {
         ["create", "gateway.networking.k8s.io", "httproutes"],
         ["patch", "gateway.networking.k8s.io", "httproutes/status"],
         ["patch", "appmesh.k8s.aws", "virtualservices"],
+        ["delete", "appmesh.k8s.aws", "virtualrouters"],
+        ["update", "appmesh.k8s.aws", "gatewayroutes"],
         ["patch", "apps", "deployments"],
         ["delete", "", "events"],
         ["create", "", "pods"],

@@ -60,13 +60,13 @@ void describe("the design document's GatewayRoute as written (v1beta1, weight in
   let daemon: DaemonProcess;
   let policiesDir: string;
 
-  const get = async (): Promise<KObject> =>
+  const get = async (ns = NS, name = "checkout"): Promise<KObject> =>
     (await c.custom.getNamespacedCustomObject({
       group: "appmesh.k8s.aws",
       version: "v1beta1",
-      namespace: NS,
+      namespace: ns,
       plural: "gatewayroutes",
-      name: "checkout",
+      name,
     })) as KObject;
   const targets = (o: KObject) => (o.spec as Json).httpRoute.action.weightedTargets as Json[];
   /** Weights by virtual service, read where the document puts them. */
@@ -76,11 +76,11 @@ void describe("the design document's GatewayRoute as written (v1beta1, weight in
     const raw = o.metadata?.annotations?.[ANNOTATIONS.state];
     return raw ? decodeState(raw) : undefined;
   };
-  const until = (what: string, pred: (s: RolloutState, w: Record<string, number>) => boolean) =>
+  const until = (what: string, pred: (s: RolloutState, w: Record<string, number>) => boolean, ns = NS) =>
     eventually(
       what,
       async () => {
-        const o = await get();
+        const o = await get(ns);
         const s = state(o);
         return s && pred(s, weights(o)) ? o : undefined;
       },
@@ -102,20 +102,41 @@ void describe("the design document's GatewayRoute as written (v1beta1, weight in
     if (policiesDir) rmSync(policiesDir, { recursive: true, force: true });
   });
 
-  void it("is stepped from 10/90 where the document puts the weights, and aborted back", async () => {
-    await createNamespace(c, NS);
+  /** Given: a namespace with both Deployments rolled out, the document's GatewayRoute in it, and a policy. */
+  const given = async (ns: string, extra: string[] = []): Promise<void> => {
+    await createNamespace(c, ns);
     for (const d of ["checkout-v1", "checkout-v2"]) {
-      await createObject(c, "Deployment", deployment(NS, d, "1"));
-      await markRolledOut(c, NS, d);
+      await createObject(c, "Deployment", deployment(ns, d, "1"));
+      await markRolledOut(c, ns, d);
     }
     const doc = parse(DOCUMENT_YAML) as KObject;
     await c.custom.createNamespacedCustomObject({
       group: "appmesh.k8s.aws",
       version: "v1beta1",
-      namespace: NS,
+      namespace: ns,
       plural: "gatewayroutes",
-      body: { ...doc, metadata: { ...doc.metadata, namespace: NS } },
+      body: { ...doc, metadata: { ...doc.metadata, namespace: ns } },
     });
+    writeFileSync(
+      path.join(policiesDir, `${ns}.yaml`),
+      [
+        "apiVersion: rolloutd.dev/v1alpha1",
+        "kind: RolloutPolicy",
+        `metadata: { name: checkout, namespace: ${ns} }`,
+        "spec:",
+        "  target: { kind: GatewayRoute, name: checkout }",
+        "  stable: checkout-v1",
+        "  canary: checkout-v2",
+        "  steps: [50, 100]",
+        "  interval: 10m",
+        ...extra,
+        "",
+      ].join("\n"),
+    );
+  };
+
+  void it("is stepped from 10/90 where the document puts the weights, and aborted back", async () => {
+    await given(NS);
     const created = await get();
     assert.deepEqual(
       weights(created),
@@ -123,21 +144,6 @@ void describe("the design document's GatewayRoute as written (v1beta1, weight in
       "the CRD keeps the document's form",
     );
 
-    writeFileSync(
-      path.join(policiesDir, "checkout.yaml"),
-      [
-        "apiVersion: rolloutd.dev/v1alpha1",
-        "kind: RolloutPolicy",
-        `metadata: { name: checkout, namespace: ${NS} }`,
-        "spec:",
-        "  target: { kind: GatewayRoute, name: checkout }",
-        "  stable: checkout-v1",
-        "  canary: checkout-v2",
-        "  steps: [50, 100]",
-        "  interval: 10m",
-        "",
-      ].join("\n"),
-    );
     // Adopted as it stands: the daemon read the real split (a 0/0 reading would not be 10/90 here either way,
     // but the state records the weights it read).
     const adopted = state(await until("adopted", (s) => s.phase === "Steady"));
@@ -175,5 +181,39 @@ void describe("the design document's GatewayRoute as written (v1beta1, weight in
     assert.equal(state(aborted)!.abort?.reason, "design document test");
     const errors = daemon.lines().filter((l) => l.level === "error" || l.level === "fatal");
     assert.deepEqual(errors, [], "no error logged by the daemon");
+  });
+  void it("a header stage on the document's GatewayRoute is a v1beta1 GatewayRoute of rolloutd's own, weight inside targetRef", async () => {
+    const ns = "design-stage";
+    await given(ns, ["  stages:", "    - header: { name: x-canary, value: always }"]);
+    const before = await until("adopted", (s) => s.phase === "Steady", ns);
+    await shipRevision(c, ns, "checkout-v2", "2");
+    await until("stage live", (s) => s.phase === "Progressing" && s.stepIndex === 0, ns);
+    const own = await eventually("the stage's GatewayRoute", () => get(ns, "checkout-rolloutd-stage"));
+    assert.equal(own.apiVersion, "appmesh.k8s.aws/v1beta1", "created at the version the cluster serves");
+    // This abridged schema has no spec.priority: pruned, and the daemon says so rather than trusting it.
+    assert.equal((own.spec as Json).priority, undefined);
+    const dropped = await eventually("StagePriorityDropped", async () =>
+      (await c.core.listNamespacedEvent({ namespace: ns })).items.find(
+        (e) => e.reason === "StagePriorityDropped",
+      ),
+    );
+    assert.equal(dropped.type, "Warning");
+    assert.deepEqual((own.spec as Json).httpRoute, {
+      match: { prefix: "/", headers: [{ name: "x-canary", match: { exact: "always" } }] },
+      action: {
+        weightedTargets: [{ targetRef: { virtualServiceRef: { name: "checkout-v2" }, weight: 100 } }],
+      },
+    });
+    // A stage is a step at 0 %: only matching requests reach the new version, through rolloutd's GatewayRoute.
+    assert.deepEqual(weights(await get(ns)), { "checkout-v2": 0, "checkout-v1": 100 });
+    const r = await cli("abort", "gatewayroute/checkout", "-n", ns, "--reason", "stage test");
+    assert.equal(r.code, 0, r.out);
+    const aborted = await until(
+      "aborted, record gone",
+      (s) => s.phase === "Aborted" && s.stageRule === undefined,
+      ns,
+    );
+    await assert.rejects(get(ns, "checkout-rolloutd-stage"), "the stage's GatewayRoute is gone");
+    assert.deepEqual((aborted.spec as Json).httpRoute.match, (before.spec as Json).httpRoute.match);
   });
 });

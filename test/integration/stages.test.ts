@@ -1,19 +1,30 @@
 /**
- * Request stages on Gateway API (issue 12), on a real API server: before any
- * weight moves, rolloutd adds one rule it owns — the pair's rule copied, the
- * stage's match added, the canary its only backend — and removes it when the
- * stages end (next weight step, promotion, abort). Everything else in the
- * route stays as it was, byte for byte; a daemon killed with SIGKILL while
- * a stage is live leaves no orphan behind once it runs again.
+ * Request stages (issue 12), on a real API server: before any weight moves,
+ * rolloutd adds one rule it owns — on Gateway API a named rule (the pair's
+ * rule copied, the stage's match added, the canary its only backend), on a
+ * VirtualRouter a route one priority higher, on App Mesh's weighted
+ * GatewayRoute a GatewayRoute of its own — and removes it when the stages end
+ * (next weight step, promotion, abort). Everything else in the route stays as
+ * it was, byte for byte; a daemon killed with SIGKILL while a stage is live
+ * leaves no orphan behind once it runs again; someone else's rule of that
+ * name is never touched; and rolloutd's rule removed by hand mid-stage is put
+ * back on the removal's own watch event.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ANNOTATIONS } from "../../src/contract.ts";
 import type { KObject } from "../../src/kube/kinds.ts";
-import { STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
+import { KINDS } from "../../src/kube/kinds.ts";
+import { gatewayRouteStageName, STAGE_RULE_NAME } from "../../src/routers/stagerule.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { jsonPatch } from "../support/cluster.ts";
-import { appMeshVirtualRouter, grpcRoute, httpRoute } from "../support/routes.ts";
+import { createObject, deleteObject, eventually, getObject, jsonPatch } from "../support/cluster.ts";
+import {
+  appMeshVirtualRouter,
+  grpcRoute,
+  httpRoute,
+  weightedGatewayRoute,
+  type RouteFamily,
+} from "../support/routes.ts";
 import type { Scenario } from "../support/scenario.ts";
 import { startWorld, type World } from "../support/world.ts";
 
@@ -22,19 +33,152 @@ type Json = Record<string, any>;
 const rulesOf = (o: KObject): Json[] => (o.spec as Json).rules as Json[];
 const owned = (o: KObject): Json[] => rulesOf(o).filter((r) => r.name === STAGE_RULE_NAME);
 
-/** The route without what rolloutd may change (its owned rule, the pair's weights, its state) and the test's abort. */
-function userPart(o: KObject, pairRule: number): Json {
-  const spec = structuredClone(o.spec) as Json;
-  spec.rules = (spec.rules as Json[]).filter((r) => r.name !== STAGE_RULE_NAME);
-  for (const b of spec.rules[pairRule].backendRefs as Json[]) delete b.weight;
+/**
+ * The weights object without what rolloutd may change: its owned rule or route, the pair's weight fields, its state,
+ * and the test's own control annotations.
+ */
+function userPart(o: KObject, pair = ["web-v1", "web-v2"]): Json {
+  const strip = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.filter((x) => (x as Json | null)?.name !== STAGE_RULE_NAME).map(strip);
+    if (!v || typeof v !== "object") return v;
+    const j = v as Json;
+    const named = [
+      j.name,
+      j.virtualNodeRef?.name,
+      j.virtualServiceRef?.name,
+      j.targetRef?.virtualServiceRef?.name,
+    ];
+    const isPair = named.some((n) => pair.includes(n as string));
+    return Object.fromEntries(
+      Object.entries(j)
+        .filter(([k]) => !(isPair && k === "weight"))
+        .map(([k, x]) => [k, strip(x)]),
+    );
+  };
   const annotations = { ...(o.metadata?.annotations ?? {}) };
-  delete annotations[ANNOTATIONS.state];
-  delete annotations[ANNOTATIONS.abort]; // the test's own
-
-  return { spec, annotations, labels: o.metadata?.labels ?? {} };
+  for (const a of [ANNOTATIONS.state, ANNOTATIONS.abort, ANNOTATIONS.retry]) delete annotations[a];
+  return { spec: strip(o.spec), annotations, labels: o.metadata?.labels ?? {} };
 }
 
-void describe("request stages on Gateway API", () => {
+/**
+ * One stage kind on one route family, as the table below runs it: where the owned rule lives (a rule of the route,
+ * a route of the VirtualRouter, a GatewayRoute of its own) and what its match must say.
+ */
+interface StageCase {
+  name: string;
+  fam: RouteFamily;
+  /** The stage, as the policy's YAML writes it. */
+  stage: string;
+  /** The owned rule, route or object as it stands now; undefined when there is none. */
+  owned(s: Scenario): Promise<Json | undefined>;
+  /** The owned rule says the stage's match, keeps the pair's, and sends to the canary only. */
+  check(own: Json, before: KObject, s: Scenario): void;
+}
+
+const inList = (list: (o: KObject) => Json[]) => async (s: Scenario) =>
+  list(await s.weightsObject()).find((r) => r.name === STAGE_RULE_NAME);
+const meshRoutes = (o: KObject): Json[] => (o.spec as Json).routes as Json[];
+
+/** rolloutd's own GatewayRoute beside the user's (the weighted form), or undefined. */
+async function stageGatewayRoute(s: Scenario): Promise<Json | undefined> {
+  const k = KINDS.GatewayRoute;
+  const list = await s.c.custom.listNamespacedCustomObject({
+    group: k.group,
+    version: k.version,
+    namespace: s.ns,
+    plural: k.plural,
+  });
+  const items = (list as { items: KObject[] }).items;
+  assert.ok(
+    items.length <= 2,
+    `at most the user's GatewayRoute and rolloutd's: ${items.map((i) => i.metadata?.name).join(", ")}`,
+  );
+  return items.find((i) => i.metadata?.name === gatewayRouteStageName(s.route));
+}
+
+/** The VirtualRouter's owned route: the pair's route (index 1), the match narrowed, one priority higher. */
+const meshCheck = (narrowed: (match: Json) => void) => (own: Json, before: KObject, s: Scenario) => {
+  const pair = meshRoutes(before)[1]!;
+  assert.equal(own.priority, ((pair.priority as number | undefined) ?? 1000) - 1);
+  assert.equal(own.httpRoute.match.prefix, pair.httpRoute.match.prefix);
+  narrowed(own.httpRoute.match as Json);
+  assert.deepEqual(own.httpRoute.action.weightedTargets, [{ virtualNodeRef: { name: s.canary }, weight: 1 }]);
+};
+
+const STAGE_CASES: StageCase[] = [
+  {
+    name: "path prefix on HTTPRoute",
+    fam: httpRoute,
+    stage: "    - pathPrefix: /api/v2",
+    owned: inList(rulesOf),
+    check(own, before, s) {
+      assert.deepEqual(own.matches, [{ path: { type: "PathPrefix", value: "/api/v2" } }]);
+      assert.deepEqual(own.filters, rulesOf(before)[1]!.filters);
+      assert.deepEqual(
+        (own.backendRefs as Json[]).map((b) => b.name),
+        [s.canary],
+      );
+    },
+  },
+  {
+    name: "cookie on the App Mesh chain (VirtualRouter)",
+    fam: appMeshVirtualRouter,
+    stage: "    - cookie: { name: canary, value: always }",
+    owned: inList(meshRoutes),
+    check: meshCheck((m) => {
+      assert.equal(m.headers.length, 1);
+      assert.equal(m.headers[0].name, "cookie");
+      const re = new RegExp(m.headers[0].match.regex as string);
+      assert.match("a=b; canary=always", re);
+      assert.doesNotMatch("canary=alwaysnot", re);
+    }),
+  },
+  {
+    name: "query parameter on the App Mesh chain (VirtualRouter)",
+    fam: appMeshVirtualRouter,
+    stage: "    - query: { name: v, value: '2' }",
+    owned: inList(meshRoutes),
+    check: meshCheck((m) => assert.deepEqual(m.queryParameters, [{ name: "v", match: { exact: "2" } }])),
+  },
+  {
+    name: "header on the weighted GatewayRoute (a GatewayRoute of rolloutd's own)",
+    fam: weightedGatewayRoute,
+    stage: "    - header: { name: x-canary, regex: '^beta-' }",
+    owned: stageGatewayRoute,
+    check(own, before, s) {
+      const user = before.spec as Json;
+      assert.deepEqual(own.metadata.ownerReferences, [
+        {
+          apiVersion: before.apiVersion,
+          kind: "GatewayRoute",
+          name: s.route,
+          uid: before.metadata?.uid,
+          controller: true,
+        },
+      ]);
+      assert.equal(own.spec.priority, ((user.priority as number | undefined) ?? 1000) - 1);
+      assert.deepEqual(own.spec.httpRoute.match, {
+        ...user.httpRoute.match,
+        headers: [{ name: "x-canary", match: { regex: "^beta-" } }],
+      });
+      assert.deepEqual(own.spec.httpRoute.action.weightedTargets, [
+        { targetRef: { virtualServiceRef: { name: s.canary } }, weight: 100 },
+      ]);
+    },
+  },
+  {
+    name: "path prefix on the weighted GatewayRoute",
+    fam: weightedGatewayRoute,
+    stage: "    - pathPrefix: /api/v2",
+    owned: stageGatewayRoute,
+    check(own, _before, s) {
+      assert.equal(own.spec.httpRoute.match.prefix, "/api/v2");
+      assert.equal(own.spec.httpRoute.action.weightedTargets[0].targetRef.virtualServiceRef.name, s.canary);
+    },
+  },
+];
+
+void describe("request stages on Gateway API and App Mesh", () => {
   let w: World;
   const extra: DaemonProcess[] = [];
 
@@ -78,7 +222,7 @@ void describe("request stages on Gateway API", () => {
     assert.deepEqual(rule.matches[0].headers, [{ type: "Exact", name: "x-canary", value: "always" }]);
     assert.deepEqual(rule.filters, rulesOf(before)[1]!.filters);
     assert.deepEqual(s.fam.weights(obj), s.fam.weights(before), "no weight moved in a stage");
-    assert.deepEqual(userPart(obj, 1), userPart(before, 1), "nothing else in the route changed");
+    assert.deepEqual(userPart(obj), userPart(before), "nothing else in the route changed");
 
     await w.daemon.kill();
     const again = await startDaemon({ kubeconfig: w.c.cp.kubeconfigPath, policiesDir: w.policiesDir });
@@ -93,7 +237,7 @@ void describe("request stages on Gateway API", () => {
     obj = await s.weightsObject();
     assert.equal(owned(obj).length, 0, "no orphan rule");
     assert.equal(rulesOf(obj).length, rulesOf(before).length);
-    assert.deepEqual(userPart(obj, 1), userPart(before, 1), "the rest of the route as before, byte for byte");
+    assert.deepEqual(userPart(obj), userPart(before), "the rest of the route as before, byte for byte");
     assert.deepEqual(s.fam.weights(obj), s.fam.weights(before));
   });
 
@@ -120,7 +264,7 @@ void describe("request stages on Gateway API", () => {
     await s.until("promoted", (st) => st.phase === "Promoted");
     const obj = await s.weightsObject();
     assert.equal(owned(obj).length, 0);
-    assert.deepEqual(userPart(obj, 1), userPart(before, 1));
+    assert.deepEqual(userPart(obj), userPart(before));
   });
 
   void it("a header stage on GRPCRoute; abort during the stage removes it", async () => {
@@ -143,7 +287,7 @@ void describe("request stages on Gateway API", () => {
     await s.until("aborted", (x) => x.phase === "Aborted" && x.stageRule === undefined);
     const obj = await s.weightsObject();
     assert.equal(owned(obj).length, 0);
-    assert.deepEqual(userPart(obj, 0), userPart(before, 0));
+    assert.deepEqual(userPart(obj), userPart(before));
   });
 
   void it("App Mesh: a header stage is a route of its own in the VirtualRouter, before the pair's; abort removes it", async () => {
@@ -174,28 +318,184 @@ void describe("request stages on Gateway API", () => {
     assert.deepEqual(routes(obj), routes(before), "the VirtualRouter's routes as before, byte for byte");
   });
 
-  void it("someone else's rule named rolloutd-stage: never replaced, the stage does not start, and it says why", async () => {
-    const s = await w.scenario(httpRoute, "stage-foreign", { createRoute: false });
-    await s.createRoute();
-    const theirs = {
-      name: STAGE_RULE_NAME,
-      matches: [{ path: { type: "PathPrefix", value: "/theirs" } }],
-      backendRefs: [{ name: "static", port: 80 }],
-    };
-    await jsonPatch(w.c, "HTTPRoute", s.ns, s.route, [{ op: "add", path: "/spec/rules/-", value: theirs }]);
-    s.writePolicy({
-      steps: [50, 100],
-      interval: "10m",
-      extra: "  stages:\n    - header: { name: x-canary, value: always }",
+  /** Someone else's rule (or GatewayRoute) where rolloutd's would go, put there before any stage. */
+  const FOREIGN: Array<{
+    fam: RouteFamily;
+    plant(s: Scenario): Promise<void>;
+    theirs(s: Scenario): Promise<unknown>;
+  }> = [
+    {
+      fam: httpRoute,
+      async plant(s) {
+        const theirs = {
+          name: STAGE_RULE_NAME,
+          matches: [{ path: { type: "PathPrefix", value: "/theirs" } }],
+          backendRefs: [{ name: "static", port: 80 }],
+        };
+        await jsonPatch(w.c, "HTTPRoute", s.ns, s.route, [
+          { op: "add", path: "/spec/rules/-", value: theirs },
+        ]);
+      },
+      theirs: async (s) => rulesOf(await s.weightsObject()),
+    },
+    {
+      fam: weightedGatewayRoute,
+      async plant(s) {
+        await createObject(w.c, "GatewayRoute", {
+          metadata: { name: gatewayRouteStageName(s.route), namespace: s.ns },
+          spec: {
+            httpRoute: {
+              match: { prefix: "/theirs" },
+              action: {
+                weightedTargets: [{ targetRef: { virtualServiceRef: { name: "static" } }, weight: 100 }],
+              },
+            },
+          },
+        });
+      },
+      theirs: async (s) => getObject(w.c, "GatewayRoute", s.ns, gatewayRouteStageName(s.route)),
+    },
+  ];
+  for (const [i, f] of FOREIGN.entries()) {
+    void it(`${f.fam.name}: someone else's rolloutd-stage is never replaced or removed, the stage does not start, and it says why`, async () => {
+      const s = await w.scenario(f.fam, `stage-foreign-${i}`);
+      await f.plant(s);
+      s.writePolicy({
+        steps: [50, 100],
+        interval: "10m",
+        extra: "  stages:\n    - header: { name: x-canary, value: always }",
+      });
+      await s.until("adopted", (st) => st.phase === "Steady");
+      const before = await f.theirs(s);
+      await s.shipCanary("2");
+      // The daemon running now (the first test replaced the world's after its SIGKILL).
+      const current = extra.at(-1) ?? w.daemon;
+      await current.waitForLine(
+        "the refusal",
+        (l) => /does not record (it )?as its own/.test(l.msg) && l.msg.includes(s.ns),
+      );
+      assert.equal((await s.state())?.phase, "Steady", "the stage did not start");
+      assert.deepEqual(await f.theirs(s), before, "theirs untouched");
+      await s.annotateTarget({ [ANNOTATIONS.abort]: "true" });
+      await s.until("aborted", (x) => x.phase === "Aborted");
+      assert.deepEqual(await f.theirs(s), before, "theirs untouched by the abort");
     });
-    await s.until("adopted", (st) => st.phase === "Steady");
+  }
+
+  /** Removing rolloutd's rule by hand while its stage is live: where it lives, and how to remove it. */
+  const REMOVALS: Array<{ c: StageCase; remove: (s: Scenario) => Promise<void> }> = [
+    {
+      c: STAGE_CASES[0]!,
+      async remove(s) {
+        const at = rulesOf(await s.weightsObject()).findIndex((r) => r.name === STAGE_RULE_NAME);
+        await jsonPatch(w.c, "HTTPRoute", s.ns, s.route, [
+          { op: "test", path: `/spec/rules/${at}/name`, value: STAGE_RULE_NAME },
+          { op: "remove", path: `/spec/rules/${at}` },
+        ]);
+      },
+    },
+    {
+      c: STAGE_CASES[3]!,
+      async remove(s) {
+        await deleteObject(w.c, "GatewayRoute", s.ns, gatewayRouteStageName(s.route));
+      },
+    },
+  ];
+  for (const [i, { c, remove }] of REMOVALS.entries()) {
+    void it(`${c.fam.name}: the stage's rule removed by hand comes back at once, with a Warning, and nothing else moves`, async () => {
+      const s = await staged(`stage-restore-${i}`, c.stage, "10m", c.fam);
+      const before = await s.weightsObject();
+      await s.shipCanary("2");
+      // Its window open (the route accepted), so nothing in the state is still expected to change.
+      await s.until(
+        "stage live",
+        (st) => st.phase === "Progressing" && st.stepIndex === 0 && st.stepStartedAt !== undefined,
+      );
+      await eventually("owned rule", () => c.owned(s));
+      const was = (await s.state())!;
+      await remove(s);
+      // Nothing is due for ten minutes: only the removal's own watch event can bring it back.
+      const ev = await s.eventWith("StageRuleRestored");
+      assert.equal(ev.type, "Warning");
+      assert.match(ev.message ?? "", /removed by someone else/);
+      c.check(await eventually("owned rule back", () => c.owned(s)), before, s);
+      const now = (await s.state())!;
+      for (const k of [
+        "phase",
+        "stepIndex",
+        "stepStartedAt",
+        "analysisDueAt",
+        "failures",
+        "noData",
+        "lastAnalysis",
+        "stageRule",
+      ] as const)
+        assert.deepEqual(now[k], was[k], `${k} unchanged: no analysis counted, no step moved`);
+      assert.deepEqual(s.fam.weights(await s.weightsObject()), s.fam.weights(before), "no weight moved");
+      await s.annotateTarget({ [ANNOTATIONS.abort]: "true" });
+      await s.until("aborted, rule gone", (x) => x.phase === "Aborted" && x.stageRule === undefined);
+      assert.equal(await c.owned(s), undefined);
+    });
+  }
+  for (const [i, c] of STAGE_CASES.entries()) {
+    void it(`${c.name}: the owned rule appears and is analysed, goes at the first weight step; abort in the stage lands`, async () => {
+      const s = await staged(`stage-kind-${i}`, c.stage, "3s", c.fam);
+      const before = await s.weightsObject();
+      await s.shipCanary("2");
+      await s.until("stage live", (st) => st.phase === "Progressing" && st.stepIndex === 0);
+      c.check(await eventually(`${c.name}: owned rule`, () => c.owned(s)), before, s);
+      let obj = await s.weightsObject();
+      assert.deepEqual(s.fam.weights(obj), s.fam.weights(before), "no weight moved in a stage");
+      assert.deepEqual(userPart(obj), userPart(before), "nothing else in the route changed");
+
+      // Abort during the stage: the rule goes, the route is exactly as before.
+      await s.annotateTarget({ [ANNOTATIONS.abort]: "true" });
+      await s.until("aborted, rule gone", (x) => x.phase === "Aborted" && x.stageRule === undefined);
+      assert.equal(await c.owned(s), undefined, "no owned rule left after the abort");
+      obj = await s.weightsObject();
+      assert.deepEqual(
+        [obj.spec, userPart(obj).annotations],
+        [before.spec, userPart(before).annotations],
+        "byte for byte",
+      );
+
+      // Retried: the stage again, analysed at its deadline (one interval), its rule removed at the first weight step.
+      await s.annotateTarget({ [ANNOTATIONS.abort]: null, [ANNOTATIONS.retry]: "1" });
+      // Its window opens once the route is accepted.
+      const live = await s.until(
+        "stage again",
+        (st) => st.phase === "Progressing" && st.stepIndex === 0 && st.stepStartedAt !== undefined,
+      );
+      assert.equal(live.analysisDueAt! - live.stepStartedAt!, 3000, "the stage lasts one interval");
+      await eventually(`${c.name}: owned rule again`, () => c.owned(s));
+      const step = await s.until("first weight step", (st, wt) => st.stepIndex === 1 && wt[s.canary]! > 0);
+      assert.equal(step.lastAnalysis?.stepIndex, 0, "the stage's analysis decided the step");
+      assert.equal(step.lastAnalysis?.verdict, "pass");
+      await eventually(`${c.name}: owned rule removed`, async () => ((await c.owned(s)) ? undefined : true));
+      await s.until("promoted", (st) => st.phase === "Promoted" && st.stageRule === undefined);
+      assert.equal(await c.owned(s), undefined);
+      assert.deepEqual(
+        userPart(await s.weightsObject()),
+        userPart(before),
+        "the rest of the route as before",
+      );
+    });
+  }
+  void it("weighted GatewayRoute: a daemon killed while its stage's GatewayRoute is live, and aborted while down, leaves none behind", async () => {
+    const c = STAGE_CASES[3]!;
+    const s = await staged("stage-gr-kill", c.stage, "10m", c.fam);
     const before = await s.weightsObject();
     await s.shipCanary("2");
-    // The daemon running now (the first test replaced the world's after its SIGKILL).
+    await s.until("stage live", (st) => st.phase === "Progressing" && st.stepIndex === 0);
+    await eventually("its GatewayRoute", () => c.owned(s));
     const current = extra.at(-1) ?? w.daemon;
-    await current.waitForLine("the refusal", (l) => /does not record as its own/.test(l.msg));
+    await current.kill();
+    await s.annotateTarget({ [ANNOTATIONS.abort]: "true" });
+    const next = await startDaemon({ kubeconfig: w.c.cp.kubeconfigPath, policiesDir: w.policiesDir });
+    extra.push(next);
+    await s.until("aborted, record gone", (x) => x.phase === "Aborted" && x.stageRule === undefined);
+    assert.equal(await c.owned(s), undefined, "the stage's GatewayRoute was deleted by the next daemon");
     const obj = await s.weightsObject();
-    assert.equal((await s.state())?.phase, "Steady", "the stage did not start");
-    assert.deepEqual(rulesOf(obj), rulesOf(before), "their rule and the route untouched");
+    assert.deepEqual(obj.spec, before.spec, "the user's GatewayRoute as before, byte for byte");
   });
 });

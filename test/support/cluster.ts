@@ -218,6 +218,18 @@ export async function getObject(c: Cluster, kind: KindName, ns: string, name: st
   })) as KObject;
 }
 
+/** Deletes a custom object, as a person with kubectl would. */
+export async function deleteObject(c: Cluster, kind: KindName, ns: string, name: string): Promise<void> {
+  const k = KINDS[kind];
+  await c.custom.deleteNamespacedCustomObject({
+    group: k.group,
+    version: k.version,
+    namespace: ns,
+    plural: k.plural,
+    name,
+  });
+}
+
 export async function mergePatch(
   c: Cluster,
   kind: KindName,

@@ -423,6 +423,12 @@ class CapturingWriter implements ObjectWriter {
     this.calls.push(structuredClone(ops));
     return this.store.patch(ref, ops);
   }
+  create(): Promise<KObject> {
+    return Promise.reject(new Error("no object is created here"));
+  }
+  delete(): Promise<void> {
+    return Promise.reject(new Error("no object is deleted here"));
+  }
 }
 
 function routerFor(family: Family, reader: ObjectReader, writer: ObjectWriter): TrafficRouter {

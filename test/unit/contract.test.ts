@@ -77,6 +77,7 @@ void describe("readControls", () => {
       resume: "rolloutd.dev/resume",
       promote: "rolloutd.dev/promote",
       state: "rolloutd.dev/state",
+      stage: "rolloutd.dev/stage",
     });
   });
 });

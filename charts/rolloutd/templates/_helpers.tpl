@@ -62,12 +62,18 @@ app.kubernetes.io/part-of: rolloutd
 The permissions rolloutd uses, and nothing else (see src/kube/kinds.ts):
 read and patch the route kinds whose weights it steps, read what it follows
 (VirtualServices, Deployments), create and patch (fold repeats of) Events.
-No update, no delete, no secrets, no wildcard. Shared by the ClusterRole and
-the per-namespace Roles.
+GatewayRoutes may also be created and deleted: a request stage on the
+weighted GatewayRoute is a GatewayRoute of rolloutd's own (deleted only with
+a UID precondition, and only when its state and owner reference say it is
+its own). No update, no other delete, no secrets, no wildcard. Shared by the
+ClusterRole and the per-namespace Roles.
 */}}
 {{- define "rolloutd.rbacRules" -}}
 - apiGroups: ["appmesh.k8s.aws"]
-  resources: ["gatewayroutes", "virtualrouters"]
+  resources: ["gatewayroutes"]
+  verbs: ["get", "list", "watch", "patch", "create", "delete"]
+- apiGroups: ["appmesh.k8s.aws"]
+  resources: ["virtualrouters"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["appmesh.k8s.aws"]
   resources: ["virtualservices"]

@@ -62,6 +62,8 @@ function harness() {
       route.metadata!.resourceVersion = String(Number(route.metadata!.resourceVersion) + 1);
       return Promise.resolve(route);
     },
+    create: () => Promise.reject(new Error("no object is created here")),
+    delete: () => Promise.reject(new Error("no object is deleted here")),
   };
   const fleet = { held: false };
   const fence = new WriteFence(() => fleet.held);

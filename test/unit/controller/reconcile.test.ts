@@ -62,6 +62,12 @@ class Store implements ObjectSource {
     this.put(obj);
     return Promise.resolve(obj);
   }
+  create(): Promise<KObject> {
+    return Promise.reject(new Error("no object is created here"));
+  }
+  delete(): Promise<void> {
+    return Promise.reject(new Error("no object is deleted here"));
+  }
 }
 
 /** A gate whose analyses never end unless cancelled; it keeps each request's signal. */

@@ -18,6 +18,8 @@ void describe("write fence", () => {
         sent.push(ref.name);
         return Promise.resolve({} as KObject);
       },
+      create: () => Promise.reject(new Error("no object is created here")),
+      delete: () => Promise.reject(new Error("no object is deleted here")),
     });
     await fence.run(policy("shop/a"), () => writer.jsonPatch({ ...REF, name: "a1" }, []));
     // Lost while the reconcile awaited something: the write after the await is refused.

@@ -1,11 +1,13 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import type { KindName, KObject, ObjectRef } from "../../../src/kube/kinds.ts";
 import type { RolloutPolicy, TargetKind } from "../../../src/policy/types.ts";
 import { AppMeshRouter } from "../../../src/routers/appmesh.ts";
 import { GatewayApiRouter, acceptance } from "../../../src/routers/gatewayapi.ts";
 import { RouterRegistry, needsAcceptance } from "../../../src/routers/index.ts";
 import { RouteError } from "../../../src/routers/types.ts";
+import type { Stage } from "../../../src/routers/stagerule.ts";
 import { ANNOTATIONS, annotationPath } from "../../../src/contract.ts";
 import { type JsonPatchOp, type ObjectReader, type ObjectWriter } from "../../../src/kube/access.ts";
 
@@ -30,6 +32,12 @@ class RecordingWriter implements ObjectWriter {
   jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<KObject> {
     this.calls.push({ ref, ops: structuredClone(ops) });
     return Promise.resolve({});
+  }
+  create(): Promise<KObject> {
+    return Promise.reject(new Error("no object is created here"));
+  }
+  delete(): Promise<void> {
+    return Promise.reject(new Error("no object is deleted here"));
   }
 }
 
@@ -81,7 +89,11 @@ void describe("App Mesh: weighted GatewayRoute", () => {
     assert.equal(view.object.metadata?.resourceVersion, "41");
     assert.equal(view.accepted, true);
     assert.deepEqual(view.weightsRef, { kind: "GatewayRoute", namespace: "shop", name: "gw" });
-    assert.deepEqual(view.dependsOn, [{ kind: "GatewayRoute", namespace: "shop", name: "gw" }]);
+    // The request stage's own GatewayRoute is read too, so its removal wakes the policy.
+    assert.deepEqual(view.dependsOn, [
+      { kind: "GatewayRoute", namespace: "shop", name: "gw" },
+      { kind: "GatewayRoute", namespace: "shop", name: "gw-rolloutd-stage" },
+    ]);
     assert.equal(view.target.kind, "GatewayRoute");
     assert.equal(view.target.apiVersion, APPMESH);
     assert.deepEqual(
@@ -943,6 +955,159 @@ void describe("App Mesh: the design document's GatewayRoute, weight inside targe
     assert.throws(
       () => router.read(policy("GatewayRoute", "gw"), ROLES),
       (e: unknown) => e instanceof RouteError && /both beside and inside targetRef/.test(e.message),
+    );
+  });
+});
+
+void describe("App Mesh: the weighted GatewayRoute's stage object against the state", () => {
+  const user: KObject = {
+    apiVersion: APPMESH,
+    kind: "GatewayRoute",
+    metadata: meta("shop", "gw", { uid: "u-1" }),
+    spec: {
+      httpRoute: {
+        match: { prefix: "/" },
+        action: { weightedTargets: [vsTarget("blue", 100), vsTarget("green", 0)] },
+      },
+    },
+  };
+  const header = { match: { header: { name: "x-canary", value: "always", type: "Exact" as const } } };
+  const stage0: { index: number; stage: Stage } = { index: 0, stage: header };
+  const stage1: { index: number; stage: Stage } = { index: 1, stage: { match: { pathPrefix: "/v2" } } };
+  const owned = (stage: number) => ({ name: "gw-rolloutd-stage", stage });
+  const plan = (
+    others: KObject[],
+    desired: typeof stage0 | undefined,
+    recorded?: { name: string; stage: number },
+  ) => {
+    const r = new AppMeshRouter(new MapReader([user, ...others]), new RecordingWriter());
+    const view = r.read(policy("GatewayRoute", "gw"), ROLES);
+    return r.stageObject(view, ROLES, desired, recorded);
+  };
+  const ours = (stage: number): KObject => {
+    const r = new AppMeshRouter(new MapReader([user]), new RecordingWriter());
+    const p = r.stageObject(r.read(policy("GatewayRoute", "gw"), ROLES), ROLES, stage0, owned(0));
+    assert.equal(p?.write?.op, "create");
+    const o = structuredClone((p.write as { object: KObject }).object);
+    o.metadata = {
+      ...o.metadata,
+      uid: "s-1",
+      resourceVersion: "7",
+      annotations: { "rolloutd.dev/stage": String(stage) },
+    };
+    return o;
+  };
+  const theirs: KObject = {
+    apiVersion: APPMESH,
+    kind: "GatewayRoute",
+    metadata: meta("shop", "gw-rolloutd-stage", { uid: "t-1" }),
+    spec: {},
+  };
+
+  void it("a stage begins: recorded first (no write yet), then created; moved to the next stage with a guarded patch", () => {
+    assert.deepEqual(plan([], stage0, undefined), {
+      name: "gw-rolloutd-stage",
+      ref: { kind: "GatewayRoute", namespace: "shop", name: "gw-rolloutd-stage" },
+      present: false,
+    });
+    const created = plan([], stage0, owned(0));
+    assert.equal(created?.write?.op, "create");
+    assert.equal(plan([ours(0)], stage0, owned(0))?.write, undefined, "in place: nothing to write");
+    const moved = plan([ours(0)], stage1, owned(0))?.write;
+    assert.equal(moved?.op, "patch");
+    assert.deepEqual((moved as { ops: JsonPatchOp[] }).ops.slice(0, 2), [
+      { op: "test", path: "/metadata/uid", value: "s-1" },
+      { op: "test", path: "/metadata/resourceVersion", value: "7" },
+    ]);
+  });
+
+  void it("stages over: deleted (only that object: uid and resourceVersion) while recorded, then the record forgotten", () => {
+    const p = plan([ours(1)], undefined, owned(1));
+    assert.equal(p?.present, true, "the state keeps recording it until it is gone");
+    assert.deepEqual(p?.write, {
+      op: "delete",
+      ref: { kind: "GatewayRoute", namespace: "shop", name: "gw-rolloutd-stage" },
+      uid: "s-1",
+      resourceVersion: "7",
+    });
+    assert.deepEqual(plan([], undefined, owned(1))?.write, { op: "forget" });
+    assert.deepEqual(plan([], undefined, undefined)?.write, undefined);
+  });
+
+  void it("someone else's GatewayRoute of that name: never written, a stage does not begin over it, the record is forgotten", () => {
+    // Not recorded: left alone, and no stage starts.
+    assert.equal(plan([theirs], undefined, undefined)?.write, undefined);
+    assert.throws(
+      () => plan([theirs], stage0, undefined),
+      (e: unknown) => e instanceof RouteError && /does not record it as its own/.test(e.message),
+    );
+    // Recorded, but without rolloutd's owner reference (put there in a race): never deleted, only forgotten.
+    const p = plan([theirs], undefined, owned(0));
+    assert.deepEqual(p?.write, { op: "forget" });
+    assert.match(p?.foreign ?? "", /will not replace or delete it/);
+    // Recorded, stage live: not written, said so, and the rollout goes on (a pause or abort is never held up).
+    const live = plan([theirs], stage0, owned(0));
+    assert.equal(live?.write, undefined);
+    assert.match(live?.foreign ?? "", /will not replace or delete it/);
+  });
+
+  void it("by generation: an object that is not rolloutd's is never patched or deleted, one is created only where none is", () => {
+    const found = fc.constantFrom("none", "theirs", "ours0", "ours1", "oursOtherOwner");
+    const recorded = fc.option(
+      fc.record({ name: fc.constantFrom("gw-rolloutd-stage", "rolloutd-stage"), stage: fc.nat(2) }),
+      {
+        nil: undefined,
+      },
+    );
+    const desired = fc.option(fc.constantFrom(stage0, stage1), { nil: undefined });
+    fc.assert(
+      fc.property(found, recorded, desired, (f, rec, want) => {
+        const obj =
+          f === "none"
+            ? undefined
+            : f === "theirs"
+              ? theirs
+              : f === "oursOtherOwner"
+                ? { ...ours(0), metadata: { ...ours(0).metadata, ownerReferences: [] } }
+                : ours(f === "ours0" ? 0 : 1);
+        let p;
+        try {
+          p = plan(obj ? [obj] : [], want, rec);
+        } catch (e) {
+          // Refusing is always allowed; only a stage that would begin over an object may be refused.
+          assert.ok(e instanceof RouteError && want !== undefined && obj !== undefined);
+          return;
+        }
+        const mine = rec?.name === "gw-rolloutd-stage" && (f === "ours0" || f === "ours1");
+        const w = p?.write;
+        if (w?.op === "patch" || w?.op === "delete")
+          assert.ok(mine, `${w.op} of an object that is not rolloutd's`);
+        if (w?.op === "create") assert.equal(obj, undefined, "created over an existing object");
+        if (w?.op === "create" || w?.op === "patch")
+          assert.ok(want && rec?.name === "gw-rolloutd-stage", "written without a record");
+        // Once the stages are over, rolloutd's object stays recorded until it is gone; nothing else is.
+        if (!want) assert.equal(p?.present, mine);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  void it("the VirtualRouter form keeps its stage inside the router: no object of its own", () => {
+    const r = new AppMeshRouter(new MapReader([user]), new RecordingWriter());
+    const view = r.read(policy("GatewayRoute", "gw"), ROLES);
+    assert.equal(
+      r.stageObject(
+        { ...view, weightsRef: { ...view.weightsRef, kind: "VirtualRouter" } },
+        ROLES,
+        stage0,
+        undefined,
+      ),
+      undefined,
+    );
+    assert.deepEqual(
+      r.stageOps(view, ROLES, stage0, undefined),
+      [],
+      "nothing inside the user's GatewayRoute",
     );
   });
 });

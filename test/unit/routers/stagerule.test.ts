@@ -3,7 +3,11 @@ import assert from "node:assert/strict";
 import type { KObject } from "../../../src/kube/kinds.ts";
 import {
   appMeshStageRoute,
+  gatewayRouteStageName,
+  gatewayRouteStageObject,
+  ownedBy,
   STAGE_RULE_NAME,
+  stageOfObject,
   stageRule,
   stageRuleOps,
   type Stage,
@@ -188,6 +192,141 @@ void describe("App Mesh: the owned route in a VirtualRouter", () => {
     assert.throws(
       () => appMeshStageRoute(pairRoute, "grpcRoute", 1, { match: { pathPrefix: "/x" } }, "vr"),
       RouteError,
+    );
+  });
+});
+
+void describe("App Mesh: a gRPC route's stage matches metadata", () => {
+  void it("a header (or cookie) goes to match.metadata: a gRPC route has no headers, which the API server prunes", () => {
+    const grpc = {
+      grpcRoute: {
+        match: { serviceName: "shop.Cart", metadata: [{ name: "x-tenant", match: { exact: "a" } }] },
+        action: {
+          weightedTargets: [
+            { virtualNodeRef: { name: "v1" }, weight: 100 },
+            { virtualNodeRef: { name: "v2" }, weight: 0 },
+          ],
+        },
+      },
+    };
+    const r = appMeshStageRoute(grpc, "grpcRoute", 1, header, "vr") as {
+      grpcRoute: { match: Record<string, unknown> };
+    };
+    assert.deepEqual(r.grpcRoute.match, {
+      serviceName: "shop.Cart",
+      metadata: [
+        { name: "x-tenant", match: { exact: "a" } },
+        { name: "x-canary", match: { exact: "always" } },
+      ],
+    });
+    assert.equal("headers" in r.grpcRoute.match, false);
+  });
+});
+
+void describe("App Mesh: the weighted GatewayRoute's stage is a GatewayRoute of rolloutd's own", () => {
+  const user: KObject = {
+    apiVersion: "appmesh.k8s.aws/v1beta1",
+    kind: "GatewayRoute",
+    metadata: {
+      namespace: "shop",
+      name: "web",
+      uid: "u-1",
+      labels: { gateway: "ingress" },
+      annotations: { a: "b" },
+    },
+    spec: {
+      awsName: "web_shop",
+      priority: 20,
+      virtualGatewayRef: { name: "ingress", uid: "g" },
+      httpRoute: {
+        match: { prefix: "/", hostname: { exact: "shop.example" } },
+        action: {
+          weightedTargets: [
+            { targetRef: { virtualServiceRef: { name: "v1" }, weight: 90 } },
+            { targetRef: { virtualServiceRef: { name: "v2" }, weight: 10 } },
+          ],
+          rewrite: { prefix: { defaultPrefix: "DISABLED" } },
+        },
+      },
+    },
+  };
+  const at = { index: 0, stage: header };
+
+  void it("copies the user's GatewayRoute (labels, gateway, rewrite), narrows the match, one priority higher, the canary alone", () => {
+    assert.equal(gatewayRouteStageName("web"), "web-rolloutd-stage");
+    const o = gatewayRouteStageObject(user, "httpRoute", 1, at, "gr");
+    assert.deepEqual(o.metadata, {
+      name: "web-rolloutd-stage",
+      namespace: "shop",
+      labels: { gateway: "ingress" },
+      annotations: { "rolloutd.dev/stage": "0" },
+      ownerReferences: [
+        {
+          apiVersion: "appmesh.k8s.aws/v1beta1",
+          kind: "GatewayRoute",
+          name: "web",
+          uid: "u-1",
+          controller: true,
+        },
+      ],
+    });
+    assert.deepEqual(o.spec, {
+      priority: 19,
+      virtualGatewayRef: { name: "ingress", uid: "g" },
+      httpRoute: {
+        match: {
+          prefix: "/",
+          hostname: { exact: "shop.example" },
+          headers: [{ name: "x-canary", match: { exact: "always" } }],
+        },
+        action: {
+          // The weight where the user's form keeps it (inside targetRef here), at full weight.
+          weightedTargets: [{ targetRef: { virtualServiceRef: { name: "v2" }, weight: 100 } }],
+          rewrite: { prefix: { defaultPrefix: "DISABLED" } },
+        },
+      },
+    });
+    assert.ok(ownedBy(o, user));
+    assert.equal(stageOfObject(o), 0);
+    // Someone else's object of that name, or one controlled by another object, is not rolloutd's.
+    assert.ok(!ownedBy({ metadata: { name: "web-rolloutd-stage" } }, user));
+    assert.ok(!ownedBy(o, { metadata: { uid: "u-2" } }));
+  });
+
+  void it("query and path prefix on httpRoute; priority 0 cannot be preceded; no priority counts as 1000", () => {
+    const q = gatewayRouteStageObject(
+      user,
+      "httpRoute",
+      1,
+      { index: 1, stage: { match: { query: { name: "v", value: "2" } } } },
+      "gr",
+    );
+    assert.deepEqual((q.spec as { httpRoute: { match: unknown } }).httpRoute.match, {
+      prefix: "/",
+      hostname: { exact: "shop.example" },
+      queryParameters: [{ name: "v", match: { exact: "2" } }],
+    });
+    const p = gatewayRouteStageObject(
+      user,
+      "httpRoute",
+      1,
+      { index: 1, stage: { match: { pathPrefix: "/api/v2" } } },
+      "gr",
+    );
+    assert.equal((p.spec as { httpRoute: { match: { prefix: string } } }).httpRoute.match.prefix, "/api/v2");
+    const spec = user.spec as Record<string, unknown>;
+    assert.throws(
+      () => gatewayRouteStageObject({ ...user, spec: { ...spec, priority: 0 } }, "httpRoute", 1, at, "gr"),
+      (e: unknown) => e instanceof RouteError && /priority 0/.test(e.message),
+    );
+    const { priority: _p, ...noPriority } = spec;
+    assert.equal(
+      (
+        gatewayRouteStageObject({ ...user, spec: noPriority }, "httpRoute", 1, at, "gr").spec as {
+          priority: number;
+        }
+      ).priority,
+      999,
     );
   });
 });
