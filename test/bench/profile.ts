@@ -29,6 +29,9 @@ const { values: opt } = parseArgs({
     "node-options": { type: "string", default: "" },
     out: { type: "string", default: "" },
     top: { type: "string", default: "25" },
+    "prof-interval-us": { type: "string", default: "1000" },
+    // Measure only (CPU by thread, RSS): the profiler's sampling costs the main thread CPU itself.
+    "no-prof": { type: "boolean", default: false },
   },
 });
 const K = Number(opt.policies);
@@ -52,14 +55,27 @@ interface ProfileNode {
 }
 
 /** Self time by package (or node internals, GC, idle) and by function, from a .cpuprofile. */
-function summarize(file: string, top: number): string[] {
+function summarize(file: string, top: number, lastSeconds: number): string[] {
   const p = JSON.parse(readFileSync(file, "utf8")) as {
     nodes: ProfileNode[];
     startTime: number;
     endTime: number;
     samples: number[];
+    timeDeltas: number[];
   };
-  const perSampleMs = (p.endTime - p.startTime) / 1000 / Math.max(1, p.samples.length);
+  // Only the samples of the window at rest (the last `lastSeconds` before the stop), not start-up.
+  const from = p.endTime - lastSeconds * 1e6;
+  const hits = new Map<number, number>();
+  let t = p.startTime;
+  let counted = 0;
+  p.samples.forEach((id, i) => {
+    t += p.timeDeltas[i] ?? 0;
+    if (t < from) return;
+    counted++;
+    hits.set(id, (hits.get(id) ?? 0) + 1);
+  });
+  for (const n of p.nodes) n.hitCount = hits.get(n.id) ?? 0;
+  const perSampleMs = Math.min(lastSeconds * 1e3, (p.endTime - p.startTime) / 1e3) / Math.max(1, counted);
   const where = (url: string, fn: string): string => {
     if (!url) return fn || "(anonymous)";
     const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
@@ -79,7 +95,7 @@ function summarize(file: string, top: number): string[] {
     byFn.set(f, (byFn.get(f) ?? 0) + ms);
   }
   const busy = [...byWhere].filter(([w]) => w !== "(idle)").reduce((s, [, v]) => s + v, 0);
-  const lines = [`profiled ${((p.endTime - p.startTime) / 1e6).toFixed(0)} s, busy ${busy.toFixed(0)} ms`];
+  const lines = [`main thread in the last ${lastSeconds} s: busy ${busy.toFixed(0)} ms`];
   const table = (m: Map<string, number>) =>
     [...m]
       .filter(([w]) => w !== "(idle)")
@@ -88,6 +104,22 @@ function summarize(file: string, top: number): string[] {
       .map(([w, v]) => `${v.toFixed(0).padStart(7)} ms ${((v / busy) * 100).toFixed(1).padStart(5)} %  ${w}`);
   lines.push("by place:", ...table(byWhere), "by function (self):", ...table(byFn));
   return lines;
+}
+
+/** CPU ms per thread name (summed over threads of one name), from /proc. */
+function threadTimes(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(name, (out.get(name) ?? 0) + ((Number(f[11]) + Number(f[12])) / 100) * 1000);
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -126,13 +158,19 @@ async function main(): Promise<void> {
       extraArgs: ["--log-level=info"],
       entry: [
         ...flags,
-        "--cpu-prof",
-        `--cpu-prof-dir=${profDir}`,
+        ...(opt["no-prof"]
+          ? []
+          : ["--cpu-prof", `--cpu-prof-dir=${profDir}`, `--cpu-prof-interval=${opt["prof-interval-us"]}`]),
         ...(opt["heap-snapshot"] ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${profDir}`] : []),
         main,
       ],
     });
     await sleep(15_000); // past adoption
+    if (opt["heap-snapshot"]) {
+      // Before the window measured, so writing it is not counted.
+      process.kill(d.pid, "SIGUSR2");
+      await sleep(10_000);
+    }
     const status = () => readFileSync(`/proc/${d.pid}/status`, "utf8");
     const rss = () => /VmRSS:\s+(\d+)/.exec(status())?.[1];
     const cpu = () => {
@@ -140,20 +178,24 @@ async function main(): Promise<void> {
       return (Number(f[11]) + Number(f[12])) / 100;
     };
     const c0 = cpu();
+    const threads0 = threadTimes(d.pid);
     const t0 = performance.now();
     await sleep(SECONDS * 1000);
     const perMin = ((cpu() - c0) / ((performance.now() - t0) / 1000)) * 60;
+    const threads1 = threadTimes(d.pid);
     const lines = [
-      `${K} policies, ${SECONDS} s at rest (under --cpu-prof): ${perMin.toFixed(3)} CPU-s per minute, RSS ${(Number(rss()) / 1024).toFixed(0)} MB`,
+      `${K} policies, ${SECONDS} s at rest${opt["no-prof"] ? "" : " (under --cpu-prof, whose sampling costs CPU itself)"}: ${perMin.toFixed(3)} CPU-s per minute, RSS ${(Number(rss()) / 1024).toFixed(0)} MB`,
+      "CPU by thread in the window (ms):",
+      ...[...threads1]
+        .map(([name, v]) => [name, v - (threads0.get(name) ?? 0)] as const)
+        .filter(([, v]) => v > 0)
+        .sort((a, b) => b[1] - a[1])
+        .map(([name, v]) => `${v.toFixed(0).padStart(7)}  ${name}`),
     ];
-    if (opt["heap-snapshot"]) {
-      process.kill(d.pid, "SIGUSR2");
-      await sleep(10_000);
-    }
     await d.stop();
     await d.dispose();
     const prof = readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"));
-    if (prof) lines.push(...summarize(path.join(profDir, prof), Number(opt.top)));
+    if (prof) lines.push(...summarize(path.join(profDir, prof), Number(opt.top), SECONDS));
     const snap = readdirSync(profDir).find((f) => f.endsWith(".heapsnapshot"));
     if (snap) lines.push(`heap snapshot: ${path.join(profDir, snap)}`);
     lines.push(`profiles kept in ${profDir}`);
