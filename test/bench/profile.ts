@@ -20,6 +20,7 @@ import { mapLimit, sleep } from "../support/chaos.ts";
 import { createNamespace, startCluster } from "../support/cluster.ts";
 import { startDaemon } from "../support/daemon.ts";
 import { httpRoute } from "../support/routes.ts";
+import { scrape } from "./metrics.ts";
 
 const { values: opt } = parseArgs({
   options: {
@@ -32,6 +33,8 @@ const { values: opt } = parseArgs({
     "prof-interval-us": { type: "string", default: "1000" },
     // Measure only (CPU by thread, RSS): the profiler's sampling costs the main thread CPU itself.
     "no-prof": { type: "boolean", default: false },
+    // Environment for the daemon, e.g. MALLOC_ARENA_MAX=2 (comma-separated KEY=VALUE).
+    env: { type: "string", default: "" },
   },
 });
 const K = Number(opt.policies);
@@ -156,6 +159,12 @@ async function main(): Promise<void> {
       kubeconfig: c.cp.kubeconfigPath,
       policiesDir: policies,
       extraArgs: ["--log-level=info"],
+      env: Object.fromEntries(
+        opt.env
+          .split(",")
+          .filter(Boolean)
+          .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+      ),
       entry: [
         ...flags,
         ...(opt["no-prof"]
@@ -183,8 +192,25 @@ async function main(): Promise<void> {
     await sleep(SECONDS * 1000);
     const perMin = ((cpu() - c0) / ((performance.now() - t0) / 1000)) * 60;
     const threads1 = threadTimes(d.pid);
+    // Where the resident memory is: V8's spaces (committed and used), external memory, the rest (malloc, code, stacks).
+    const m = await scrape(d.port);
+    const mbOf = (name: string, space?: string) =>
+      (
+        m
+          .filter((x) => x.name === name && (space === undefined || x.labels.space === space))
+          .reduce((a, x) => a + x.value, 0) /
+        2 ** 20
+      ).toFixed(1);
+    const spaces = [...new Set(m.filter((x) => x.labels.space).map((x) => x.labels.space!))];
     const lines = [
       `${K} policies, ${SECONDS} s at rest${opt["no-prof"] ? "" : " (under --cpu-prof, whose sampling costs CPU itself)"}: ${perMin.toFixed(3)} CPU-s per minute, RSS ${(Number(rss()) / 1024).toFixed(0)} MB`,
+      `V8 heap committed ${mbOf("rolloutd_nodejs_heap_size_total_bytes")} MB, used ${mbOf("rolloutd_nodejs_heap_size_used_bytes")} MB, external ${mbOf("rolloutd_nodejs_external_memory_bytes")} MB; by space (committed/used MB): ` +
+        spaces
+          .map(
+            (sp) =>
+              `${sp} ${mbOf("rolloutd_nodejs_heap_space_size_total_bytes", sp)}/${mbOf("rolloutd_nodejs_heap_space_size_used_bytes", sp)}`,
+          )
+          .join(", "),
       "CPU by thread in the window (ms):",
       ...[...threads1]
         .map(([name, v]) => [name, v - (threads0.get(name) ?? 0)] as const)
