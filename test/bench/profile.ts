@@ -186,6 +186,11 @@ async function main(): Promise<void> {
       const f = readFileSync(`/proc/${d.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
       return (Number(f[11]) + Number(f[12])) / 100;
     };
+    const reconciles = async () =>
+      (await scrape(d.port))
+        .filter((x) => x.name === "rolloutd_reconcile_total")
+        .reduce((a, x) => a + x.value, 0);
+    const r0 = await reconciles();
     const c0 = cpu();
     const threads0 = threadTimes(d.pid);
     const t0 = performance.now();
@@ -194,6 +199,7 @@ async function main(): Promise<void> {
     const threads1 = threadTimes(d.pid);
     // Where the resident memory is: V8's spaces (committed and used), external memory, the rest (malloc, code, stacks).
     const m = await scrape(d.port);
+    const r1 = m.filter((x) => x.name === "rolloutd_reconcile_total").reduce((a, x) => a + x.value, 0);
     const mbOf = (name: string, space?: string) =>
       (
         m
@@ -211,6 +217,7 @@ async function main(): Promise<void> {
               `${sp} ${mbOf("rolloutd_nodejs_heap_space_size_total_bytes", sp)}/${mbOf("rolloutd_nodejs_heap_space_size_used_bytes", sp)}`,
           )
           .join(", "),
+      `reconciles in the window: ${r1 - r0}`,
       "CPU by thread in the window (ms):",
       ...[...threads1]
         .map(([name, v]) => [name, v - (threads0.get(name) ?? 0)] as const)
