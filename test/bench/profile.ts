@@ -42,8 +42,10 @@ const SECONDS = Number(opt.seconds);
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 function build(): string {
-  const out = path.join(ROOT, "node_modules", ".cache", "rolloutd-profile");
+  // Of this run's own: worktrees may share one node_modules (see compiledEntry in run.ts).
+  const out = path.join(ROOT, "node_modules", ".cache", `rolloutd-profile-${process.pid}`);
   rmSync(out, { recursive: true, force: true });
+  process.on("exit", () => rmSync(out, { recursive: true, force: true }));
   const tsc = path.join(ROOT, "node_modules", "typescript", "bin", "tsc");
   spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out], { cwd: ROOT });
   const main = path.join(out, "src", "main.js");

@@ -167,11 +167,16 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** How the daemon is started: compiled JS, or the sources through tsx (undefined). */
 let entry: string[] | undefined;
 
-/** Compiles the daemon as `npm run build` does, into a cache folder (inside node_modules, so imports resolve). */
+/**
+ * Compiles the daemon as `npm run build` does, into a cache folder inside node_modules (so imports resolve) of
+ * this run's own: worktrees may share one node_modules, and a bench started in another must not rebuild the
+ * folder this run's daemons start from.
+ */
 function compiledEntry(): string[] | undefined {
   if (opt.tsx) return undefined;
-  const out = path.join(ROOT, "node_modules", ".cache", "rolloutd-bench");
+  const out = path.join(ROOT, "node_modules", ".cache", `rolloutd-bench-${process.pid}`);
   rmSync(out, { recursive: true, force: true });
+  process.on("exit", () => rmSync(out, { recursive: true, force: true }));
   const tsc = path.join(ROOT, "node_modules", "typescript", "bin", "tsc");
   const r = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out], {
     cwd: ROOT,
