@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import { createAnalysisGateFactory } from "./analysis/analyzer.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { RolloutController } from "./controller/controller.ts";
+import { AgentPool } from "./kube/agents.ts";
 import { ClusterCache } from "./kube/cache.ts";
 import { checkReachable, loadKubeConfig, makeClients } from "./kube/client.ts";
 import { KubeEventRecorder } from "./kube/events.ts";
@@ -85,10 +86,15 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   log.info({ server, version }, "connected to the Kubernetes API server");
 
   const clients = makeClients(kc);
+  // Keep-alive connections for the plain HTTPS calls: Lease renewals, /readyz beats, discovery.
+  const agents = new AgentPool();
   const metrics = new Metrics();
   const namespaces = opts.namespaces?.length ? opts.namespaces : undefined;
   if (namespaces) log.info({ namespaces }, "limited to namespaces: watching and writing only in these");
-  const cache = new ClusterCache(clients, log, { namespaces, discovery: discoveryGet(kc) });
+  const cache = new ClusterCache(clients, log, {
+    namespaces,
+    discovery: discoveryGet(kc, undefined, agents),
+  });
   const env = opts.env ?? process.env;
   const fleetOptions: FleetOptions = {
     ...FLEET_DEFAULTS,
@@ -120,7 +126,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
   );
   const fleet = new Fleet(fleetOptions, {
-    api: new KubeLeaseApi(kc, fleetNamespace, fleetOptions.name),
+    api: new KubeLeaseApi(kc, fleetNamespace, fleetOptions.name, undefined, agents),
     clock,
     monotonic: () => performance.now(),
     log: log.child({ component: "fleet" }),
@@ -150,7 +156,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       lists: w.lists,
     })),
   );
-  const health = new ApiHealth(apiServerReadyz(kc), () => clock.now(), {
+  const health = new ApiHealth(apiServerReadyz(kc, undefined, agents), () => clock.now(), {
     onRecovered: () => {
       log.info("the API server answers again; re-establishing failed watches now");
       cache.retryFailed();
@@ -260,6 +266,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       http.close(),
       notifier.close(),
     ]);
+    agents.close();
     throw err;
   }
 
@@ -277,6 +284,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
       await cache.stop();
       gates.close();
       await http.close();
+      agents.close();
     },
   };
 }

@@ -1,11 +1,12 @@
+/**
+ * The command line's grammar. Each command's module is imported when that
+ * command runs, not before: the daemon (`run`) then never loads the offline
+ * and kubectl-like commands' code (replay, SVG, tables, YAML output), which
+ * would only sit in its heap.
+ */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { runCommand } from "./run.ts";
-import { controlCommand, type ControlVerb } from "./control.ts";
-import { explainCommand } from "./explain.ts";
-import { statusCommand } from "./status.ts";
-import { validateCommand } from "./validate.ts";
-import { simulateCommand } from "./simulate.ts";
-import { replayCommand, type ReplayOptions } from "./replay.ts";
+import type { ControlVerb } from "./control.ts";
+import type { ReplayOptions } from "./replay.ts";
 import { VERSION } from "../version.ts";
 
 const port = (v: string) => {
@@ -134,7 +135,7 @@ export function buildProgram(): Command {
     )
     .option("--log-format <format>", "json or pretty (default: pretty on a terminal)")
     .action(async (o: Record<string, string | number | string[] | undefined>) => {
-      process.exitCode = await runCommand(o);
+      process.exitCode = await (await import("./run.ts")).runCommand(o);
     });
 
   program
@@ -142,7 +143,7 @@ export function buildProgram(): Command {
     .description("check policy files offline (no cluster needed); exit 1 on any problem")
     .argument("[dir]", "folder of policy files", "policies")
     .action(async (dir: string) => {
-      process.exitCode = await validateCommand(dir, process.stdout);
+      process.exitCode = await (await import("./validate.ts")).validateCommand(dir, process.stdout);
     });
 
   program
@@ -155,7 +156,9 @@ export function buildProgram(): Command {
     .option("--svg <file>", "also draw each check against its bound per step, decisions marked")
     .option("--policy <name>", "the policy to use when the file holds several")
     .action(async (policy: string, metrics: string, o: { svg?: string; policy?: string }) => {
-      process.exitCode = await simulateCommand(policy, metrics, o, process.stdout, process.stderr);
+      process.exitCode = await (
+        await import("./simulate.ts")
+      ).simulateCommand(policy, metrics, o, process.stdout, process.stderr);
     });
 
   program
@@ -184,7 +187,9 @@ export function buildProgram(): Command {
       wholeSeconds,
     )
     .action(async (policy: string, o: ReplayOptions) => {
-      process.exitCode = await replayCommand(policy, o, process.stdout, process.stderr);
+      process.exitCode = await (
+        await import("./replay.ts")
+      ).replayCommand(policy, o, process.stdout, process.stderr);
     });
 
   const kubeOptions = (c: Command) =>
@@ -206,7 +211,7 @@ export function buildProgram(): Command {
         .default("table"),
     )
     .action(async (policy: string | undefined, o: Record<string, string | boolean | undefined>) => {
-      process.exitCode = await statusCommand(policy, o, process.stdout);
+      process.exitCode = await (await import("./status.ts")).statusCommand(policy, o, process.stdout);
     });
 
   kubeOptions(
@@ -217,7 +222,7 @@ export function buildProgram(): Command {
       )
       .argument("<route>", "the policy's route as <kind>/<name>, e.g. httproute/frontend"),
   ).action(async (route: string, o: Record<string, string | undefined>) => {
-    process.exitCode = await explainCommand(route, o, process.stdout);
+    process.exitCode = await (await import("./explain.ts")).explainCommand(route, o, process.stdout);
   });
 
   const verbs: Array<[ControlVerb, string]> = [
@@ -239,7 +244,7 @@ export function buildProgram(): Command {
     );
     if (verb === "abort") cmd.option("--reason <text>", "why, recorded in the rollout state and the Event");
     cmd.action(async (route: string, o: Record<string, string | undefined>) => {
-      process.exitCode = await controlCommand(verb, route, o, process.stdout);
+      process.exitCode = await (await import("./control.ts")).controlCommand(verb, route, o, process.stdout);
     });
   }
 

@@ -15,12 +15,28 @@
  * are never compared with our clock. Every write carries the resourceVersion
  * it was based on, so of two replicas racing for one Lease exactly one wins.
  *
- * A replica holds a Lease only while its last successful renewal was *sent*
- * less than renewDeadline ago (checked on every call of holds(), so a
- * process that was frozen sees it at once on waking, before any timer). Any
- * other replica waits a full leaseDuration after it saw that renewal land,
- * which is later still: the holder has stopped writing before anyone else
- * may start.
+ * Only the member Lease is renewed every retry period, with client-go's
+ * timings; a shard Lease is written when it is taken or given back, and is
+ * alive as long as its holder's member Lease is. (Renewing every shard too
+ * would cost a replica shards + 1 writes every 2 s, forever: at rest that was
+ * most of its CPU, for no more safety.) So:
+ *
+ * - A replica holds its member Lease only while its last successful renewal
+ *   was *sent* less than renewDeadline ago, and its shards only while it
+ *   holds its member Lease without a gap since it took them (a lapse drops
+ *   them all; they are taken back by resourceVersion-guarded writes, which
+ *   fail if anyone took them meanwhile). Checked on every call of holds(), so
+ *   a process that was frozen sees it at once on waking, before any timer.
+ * - Another replica takes a shard only when it has seen the holder's member
+ *   Lease *and* the shard Lease unchanged for a full leaseDuration (the shard
+ *   Lease alone when no member Lease names the holder). The holder's last
+ *   successful renewal was sent before that member record was seen, so the
+ *   holder stopped writing at least leaseDuration - renewDeadline before
+ *   anyone may start: client-go's argument, made once per replica instead of
+ *   once per Lease. A renewal answered later than the per-call bound (at most
+ *   half the renew deadline, below leaseDuration - renewDeadline by default)
+ *   does not count, so one landing unseen just before a takeover cannot
+ *   extend the hold either.
  */
 import type { Logger } from "pino";
 import type { Clock } from "../clock.ts";
@@ -95,6 +111,7 @@ export class Fleet {
   /** Since when (monotonic ms) the Leases cannot be read, and why; undefined while they can. */
   private failing: { since: number; error: string } | undefined;
   private readonly shardNames: string[];
+  private readonly shardIndex: Set<string>;
   private readonly memberNames: string[];
 
   constructor(
@@ -104,6 +121,7 @@ export class Fleet {
     checkFleetOptions(o);
     this.shardNames = Array.from({ length: o.shards }, (_, i) => `${o.name}-shard-${i}`);
     this.memberNames = Array.from({ length: o.shards }, (_, i) => `${o.name}-member-${i}`);
+    this.shardIndex = new Set(this.shardNames);
   }
 
   get identity(): string {
@@ -229,6 +247,12 @@ export class Fleet {
       this.d.log.info({ shards: excess, target }, "fleet: giving shards back to balance the fleet");
     }
     const keep = mine.slice(0, target);
+    // Without a member Lease held now, take nothing: a shard lives by it.
+    if (this.memberDeadline() <= this.d.monotonic()) {
+      await Promise.allSettled(excess.map((n) => this.release(n)));
+      this.emit();
+      return;
+    }
     // A shard whose holder went silent is taken by whoever saw it expire, even past its share: a
     // replica that has just joined (and keeps the live count up) cannot judge expiry for another
     // lease duration, and the shard's rollouts would wait for it. The excess is handed over, released,
@@ -237,8 +261,8 @@ export class Fleet {
     const orphans = takeable.filter((n) => this.orphaned(n));
     const free = takeable.filter((n) => !this.orphaned(n));
     const want = Math.max(0, target - keep.length - orphans.length);
+    // Shards kept are not written: they live by the member Lease renewed above.
     await Promise.allSettled([
-      ...keep.map((n) => this.acquireOrRenew(n)),
       ...excess.map((n) => this.release(n)),
       ...orphans.map((n) => this.acquireOrRenew(n)),
       ...this.rotate(free)
@@ -254,6 +278,8 @@ export class Fleet {
       (n) => this.held.has(n) || this.seen.get(n)?.record.holderIdentity === this.o.identity,
     );
     if (mine) {
+      // A renewal sent after the deadline starts a new hold: the shards held before it are not carried over.
+      if (this.memberDeadline() <= this.d.monotonic()) this.loseShards("our member Lease lapsed");
       await this.acquireOrRenew(mine).catch(() => {});
       return;
     }
@@ -268,8 +294,21 @@ export class Fleet {
       if (this.held.has(n)) return false;
       const s = this.seen.get(n);
       if (!s || s.record.holderIdentity === "" || s.record.holderIdentity === this.o.identity) return true;
-      return now - s.observedAt >= s.record.leaseDurationSeconds * 1000;
+      if (now - s.observedAt < s.record.leaseDurationSeconds * 1000) return false;
+      if (!this.isShard(n)) return true;
+      // A shard lives by its holder's member Lease, when one names the holder.
+      const member = this.memberOf(s.record.holderIdentity);
+      return !member || now - member.observedAt >= member.record.leaseDurationSeconds * 1000;
     });
+  }
+
+  /** The member Lease that names `identity`, as last seen. */
+  private memberOf(identity: string): Seen | undefined {
+    for (const n of this.memberNames) {
+      const s = this.seen.get(n);
+      if (s?.record.holderIdentity === identity) return s;
+    }
+    return undefined;
   }
 
   /** Held by someone else, who let it expire (as opposed to released, absent, or ours). */
@@ -302,9 +341,31 @@ export class Fleet {
     return Math.max(1, live);
   }
 
+  /** A member Lease: renewed in time. A shard Lease: taken, and our member Lease is valid. */
   private valid(name: string, now: number): boolean {
     const sentAt = this.held.get(name);
-    return sentAt !== undefined && now - sentAt < this.o.renewDeadlineMs;
+    if (sentAt === undefined) return false;
+    if (this.isShard(name)) return this.memberDeadline() > now;
+    return now - sentAt < this.o.renewDeadlineMs;
+  }
+
+  private isShard(name: string): boolean {
+    return this.shardIndex.has(name);
+  }
+
+  /** Monotonic ms at which our member Lease (and with it every shard) stops being held; -Infinity without one. */
+  private memberDeadline(): number {
+    let deadline = -Infinity;
+    for (const n of this.memberNames) {
+      const sentAt = this.held.get(n);
+      if (sentAt !== undefined) deadline = Math.max(deadline, sentAt + this.o.renewDeadlineMs);
+    }
+    return deadline;
+  }
+
+  /** Gives up every shard at once (our member Lease lapsed or was lost). */
+  private loseShards(why: string): void {
+    for (const n of this.shardNames) if (this.held.has(n)) this.lose(n, why);
   }
 
   private observe(leases: readonly ObservedLease[], now: number): void {
@@ -334,13 +395,17 @@ export class Fleet {
   }
 
   private dropExpired(now: number): void {
-    for (const n of [...this.held.keys()])
-      if (!this.valid(n, now)) this.lose(n, "not renewed within the renew deadline");
+    for (const n of this.memberNames)
+      if (this.held.has(n) && !this.valid(n, now)) this.lose(n, "not renewed within the renew deadline");
+    if (this.memberDeadline() <= now)
+      this.loseShards("our member Lease was not renewed within the renew deadline");
   }
 
   private lose(name: string, why: string): void {
     this.held.delete(name);
     this.d.log.warn({ lease: name, why }, "fleet: lost a Lease");
+    // Our shards live by our member Lease: without it they are not ours.
+    if (!this.isShard(name) && this.memberDeadline() === -Infinity) this.loseShards(`lost ${name}`);
   }
 
   /**
@@ -429,9 +494,10 @@ export class Fleet {
     clearTimeout(this.expiry);
     this.expiry = undefined;
     if (this.stopped) return;
-    let first = Infinity;
-    for (const sentAt of this.held.values()) first = Math.min(first, sentAt + this.o.renewDeadlineMs);
-    if (!Number.isFinite(first)) return;
+    // Everything held ends with our member Lease's deadline.
+    const first = this.memberDeadline();
+    // Already past: holds() says so at every call and emit() has told the controller; no timer to spin on.
+    if (!Number.isFinite(first) || first <= now) return;
     this.expiry = setTimeout(() => this.emit(), Math.max(0, first - now) + 1);
     this.expiry.unref?.();
   }

@@ -11,11 +11,11 @@
  * Nobody judges expiry by these times anyway (see fleet.ts): they are for
  * people reading `kubectl get lease -o yaml`.
  */
-import { createHash } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import type { KubeConfig, V1Lease } from "@kubernetes/client-node";
 import { FIELD_MANAGER } from "../contract.ts";
+import { AgentPool } from "../kube/agents.ts";
 import { KubeApiError, toKubeError } from "../kube/errors.ts";
 
 /** What a Lease says, as client-go's LeaderElectionRecord. */
@@ -66,13 +66,14 @@ export const FLEET_LABEL = "rolloutd.dev/fleet";
  */
 export class KubeLeaseApi implements LeaseApi {
   private readonly base: string;
-  private agent: { key: string; agent: http.Agent } | undefined;
 
   constructor(
     private readonly kc: KubeConfig,
     private readonly namespace: string,
     private readonly fleet: string,
     private readonly timeoutMs = 10_000,
+    /** Keep-alive connections, shared with the daemon's other plain calls (health, discovery). */
+    private readonly agents = new AgentPool(),
   ) {
     this.base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
   }
@@ -157,7 +158,7 @@ export class KubeLeaseApi implements LeaseApi {
     } catch (err) {
       throw toKubeError(err, what);
     }
-    opts.agent = this.pooled(url.protocol, opts);
+    opts.agent = this.agents.agentFor(url.protocol, opts);
     return new Promise((resolve, reject) => {
       const transport = url.protocol === "http:" ? http : https;
       const req = transport.request(url, opts, (res) => {
@@ -190,52 +191,10 @@ export class KubeLeaseApi implements LeaseApi {
     });
   }
 
-  /**
-   * One keep-alive agent for as long as the TLS material stays the same
-   * (applyToHTTPSOptions builds a fresh agent, and so a fresh TLS handshake,
-   * on every call).
-   */
-  private pooled(protocol: string, opts: https.RequestOptions): http.Agent {
-    const key = createHash("sha256")
-      .update(protocol)
-      .update(material(opts.ca))
-      .update(material(opts.cert))
-      .update(material(opts.key))
-      .update(String(opts.rejectUnauthorized ?? ""))
-      .update(String(opts.servername ?? ""))
-      .digest("hex");
-    if (this.agent?.key !== key) {
-      this.agent?.agent.destroy();
-      const tls = {
-        ca: opts.ca,
-        cert: opts.cert,
-        key: opts.key,
-        ...(opts.rejectUnauthorized !== undefined ? { rejectUnauthorized: opts.rejectUnauthorized } : {}),
-        ...(opts.servername !== undefined ? { servername: opts.servername } : {}),
-      };
-      const agent =
-        protocol === "http:"
-          ? new http.Agent({ keepAlive: true, maxSockets: 4 })
-          : new https.Agent({ keepAlive: true, maxSockets: 4, ...tls });
-      this.agent = { key, agent };
-    }
-    return this.agent.agent;
-  }
-
   /** Closes the pooled connections. */
   close(): void {
-    this.agent?.agent.destroy();
-    this.agent = undefined;
+    this.agents.close();
   }
-}
-
-/** TLS material as text, for the pool's key. */
-function material(v: unknown): string {
-  if (v === undefined || v === null) return "";
-  if (typeof v === "string") return v;
-  if (Buffer.isBuffer(v)) return v.toString("latin1");
-  if (Array.isArray(v)) return v.map(material).join("\0");
-  return JSON.stringify(v) ?? "";
 }
 
 /** A MicroTime as the client hands it back: a string, or a Date if a future client parses it. */

@@ -11,6 +11,7 @@
 import http from "node:http";
 import https from "node:https";
 import type { KubeConfig } from "@kubernetes/client-node";
+import type { AgentPool } from "./agents.ts";
 import type { KindInfo } from "./kinds.ts";
 
 /** GET a discovery document; undefined on 404. */
@@ -57,14 +58,15 @@ export async function servedKind(get: DiscoveryGet, kind: KindInfo): Promise<Kin
   return version && version !== kind.version ? { ...kind, version } : kind;
 }
 
-/** Discovery documents through the kubeconfig's credentials. */
-export function discoveryGet(kc: KubeConfig, timeoutMs = 10_000): DiscoveryGet {
+/** Discovery documents through the kubeconfig's credentials (over `agents`' keep-alive connections when given). */
+export function discoveryGet(kc: KubeConfig, timeoutMs = 10_000, agents?: AgentPool): DiscoveryGet {
   return async (path) => {
     const server = kc.getCurrentCluster()?.server;
     if (!server) throw new Error("no API server in the kubeconfig");
     const url = new URL(path, server);
     const opts: https.RequestOptions = { method: "GET", timeout: timeoutMs };
     await kc.applyToHTTPSOptions(opts);
+    if (agents) opts.agent = agents.agentFor(url.protocol, opts);
     return new Promise((resolve, reject) => {
       const transport = url.protocol === "http:" ? http : https;
       const req = transport.request(url, opts, (res) => {

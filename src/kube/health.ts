@@ -9,14 +9,18 @@
 import http from "node:http";
 import https from "node:https";
 import type { KubeConfig } from "@kubernetes/client-node";
+import type { AgentPool } from "./agents.ts";
 
 export interface HealthProbe {
   /** Resolves with ok/detail; never rejects. */
   (): Promise<{ ok: boolean; detail: string }>;
 }
 
-/** GET {server}/readyz with the kubeconfig's credentials, bounded by `timeoutMs`. */
-export function apiServerReadyz(kc: KubeConfig, timeoutMs = 3_000): HealthProbe {
+/**
+ * GET {server}/readyz with the kubeconfig's credentials, bounded by `timeoutMs`,
+ * over `agents`' keep-alive connections when given (else a new connection each time).
+ */
+export function apiServerReadyz(kc: KubeConfig, timeoutMs = 3_000, agents?: AgentPool): HealthProbe {
   return async () => {
     const server = kc.getCurrentCluster()?.server;
     if (!server) return { ok: false, detail: "no API server in the kubeconfig" };
@@ -27,6 +31,7 @@ export function apiServerReadyz(kc: KubeConfig, timeoutMs = 3_000): HealthProbe 
     } catch (err) {
       return { ok: false, detail: `credentials: ${err instanceof Error ? err.message : String(err)}` };
     }
+    if (agents) opts.agent = agents.agentFor(url.protocol, opts);
     return new Promise((resolve) => {
       const transport = url.protocol === "http:" ? http : https;
       const req = transport.request(url, opts, (res) => {

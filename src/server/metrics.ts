@@ -20,6 +20,17 @@ export interface WatchSync {
   lists: number;
 }
 
+/**
+ * How often the event-loop delay histogram samples (prom-client's default is
+ * every 10 ms: a timer waking the process 100 times a second, which alone
+ * cost 0.12 CPU-s per minute, more than all the rest of an idle daemon).
+ * Sampled once a second, a stall is still recorded in full whenever it spans
+ * a sample (every stall over 1 s does); shorter ones are caught in
+ * proportion to their length, so the lag percentiles stay unbiased but rest
+ * on 60 samples a minute instead of 6,000.
+ */
+const EVENT_LOOP_SAMPLE_MS = 1_000;
+
 export class Metrics {
   readonly registry = new Registry();
   readonly reconcileTotal: Counter<"result">;
@@ -49,7 +60,11 @@ export class Metrics {
   constructor(opts: { processMetrics?: boolean } = {}) {
     const r = [this.registry];
     if (opts.processMetrics !== false)
-      collectDefaultMetrics({ register: this.registry, prefix: "rolloutd_" });
+      collectDefaultMetrics({
+        register: this.registry,
+        prefix: "rolloutd_",
+        eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS,
+      });
     this.reconcileTotal = new Counter({
       name: "rolloutd_reconcile_total",
       help: "Reconciles by result (success, error, requeue).",

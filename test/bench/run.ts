@@ -37,6 +37,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { parse as parseYaml } from "yaml";
 import type { KObject } from "../../src/kube/kinds.ts";
 import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
 import { mapLimit, sleep } from "../support/chaos.ts";
@@ -79,6 +80,8 @@ const HELP = `usage: npm run bench -- [options]
   --churn-every MS      phase F: pause between two added files (default 20)
   --workers W           passed to rolloutd run --workers (default: the daemon's default)
   --concurrency C       API requests in flight while creating objects (default 20)
+  --node-options "F"    V8/Node flags for the compiled daemon (default: the chart's nodeOptions in
+                        charts/rolloutd/values.yaml, as production runs it; "" for V8's own defaults)
   --heap-mb H           the daemon's --max-old-space-size (default: V8's choice for this machine's memory)
   --semi-space-mb S     the daemon's --max-semi-space-size (default: V8's)
   --tsx                 run the daemon from its sources through tsx (default: compiled with tsc, as shipped;
@@ -108,6 +111,7 @@ const { values: opt } = parseArgs({
     "heap-mb": { type: "string" },
     // V8 young-generation semi-space size for the daemon (the chart sets it; see values.yaml nodeOptions).
     "semi-space-mb": { type: "string" },
+    "node-options": { type: "string" },
     concurrency: { type: "string", default: "20" },
     tsx: { type: "boolean", default: false },
     out: { type: "string", default: "bench-results.txt" },
@@ -163,11 +167,16 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** How the daemon is started: compiled JS, or the sources through tsx (undefined). */
 let entry: string[] | undefined;
 
-/** Compiles the daemon as `npm run build` does, into a cache folder (inside node_modules, so imports resolve). */
+/**
+ * Compiles the daemon as `npm run build` does, into a cache folder inside node_modules (so imports resolve) of
+ * this run's own: worktrees may share one node_modules, and a bench started in another must not rebuild the
+ * folder this run's daemons start from.
+ */
 function compiledEntry(): string[] | undefined {
   if (opt.tsx) return undefined;
-  const out = path.join(ROOT, "node_modules", ".cache", "rolloutd-bench");
+  const out = path.join(ROOT, "node_modules", ".cache", `rolloutd-bench-${process.pid}`);
   rmSync(out, { recursive: true, force: true });
+  process.on("exit", () => rmSync(out, { recursive: true, force: true }));
   const tsc = path.join(ROOT, "node_modules", "typescript", "bin", "tsc");
   const r = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out], {
     cwd: ROOT,
@@ -178,6 +187,14 @@ function compiledEntry(): string[] | undefined {
   if (r.status !== 0)
     say(`warning: tsc reported errors (the build still emitted): ${r.stdout.split("\n")[0]}`);
   return [main];
+}
+
+/** The V8 flags the chart gives the daemon (values.yaml `nodeOptions`): what production runs with. */
+function chartNodeOptions(): string {
+  const values = parseYaml(readFileSync(path.join(ROOT, "charts", "rolloutd", "values.yaml"), "utf8")) as {
+    nodeOptions?: unknown;
+  };
+  return typeof values.nodeOptions === "string" ? values.nodeOptions : "";
 }
 
 // ---------------------------------------------------------------- report
@@ -343,8 +360,11 @@ async function main(): Promise<void> {
   entry = compiledEntry();
   if (opt["heap-mb"] && entry) entry = [`--max-old-space-size=${opt["heap-mb"]}`, ...entry];
   if (opt["semi-space-mb"] && entry) entry = [`--max-semi-space-size=${opt["semi-space-mb"]}`, ...entry];
+  // The chart's flags first: an explicit --heap-mb / --semi-space-mb comes later on the line and wins.
+  const nodeOptions = (opt["node-options"] ?? chartNodeOptions()).split(" ").filter(Boolean);
+  if (entry) entry = [...nodeOptions, ...entry];
   say(
-    `daemon: rolloutd run as a child process (${entry ? "compiled with tsc, as shipped" : "sources through tsx"}), --log-level=info, ` +
+    `daemon: rolloutd run as a child process (${entry ? `compiled with tsc, as shipped, node flags: ${entry.slice(0, -1).join(" ") || "none (V8's defaults)"}` : "sources through tsx"}), --log-level=info, ` +
       `${opt.workers ? `--workers=${opt.workers}` : "default --workers"}; route family: Gateway API HTTPRoute + a fake gateway writing status`,
   );
 
