@@ -52,7 +52,7 @@ import {
   writePolicies,
   type Rollout,
 } from "./objects.ts";
-import { controlPlanePids, procStats, until } from "./proc.ts";
+import { controlPlanePids, machineBusy, procStats, until } from "./proc.ts";
 import { est, mb, ms, type Report, secs } from "./report.ts";
 import { RouteWatch } from "./watch.ts";
 
@@ -89,6 +89,8 @@ interface CpuMark {
   etcd: number;
   harness: number;
   replicas: number[];
+  /** Every process on the machine, ours and other users'. */
+  machine: number;
 }
 
 export async function phaseFleet(c: Cluster, dir: string, o: FleetBenchOptions, r: Report): Promise<void> {
@@ -137,6 +139,7 @@ async function oneSize(
     etcd: pids.etcd ? procStats(pids.etcd).cpu : NaN,
     harness: procStats(process.pid).cpu,
     replicas: replicas.map((x) => procStats(x.d.pid).cpu),
+    machine: machineBusy(),
   });
   /** "apiserver 1.23 cores, etcd …": CPU used between two marks, in cores (CPU-s per s). */
   const cores = (a: CpuMark, b: CpuMark): string => {
@@ -149,7 +152,8 @@ async function oneSize(
     return (
       `kube-apiserver ${f(a.apiserver, b.apiserver)}, etcd ${f(a.etcd, b.etcd)}, harness ${f(a.harness, b.harness)}` +
       (reps.length ? `, replicas ${reps.join(" + ")}` : "") +
-      ` cores; all together ${total.toFixed(2)} of ${cpus().length}`
+      ` cores; all together ${total.toFixed(2)} of ${cpus().length}; ` +
+      `other processes on the machine ${Math.max(0, (b.machine - a.machine) / s - total).toFixed(2)}`
     );
   };
 

@@ -57,3 +57,11 @@ export async function until(
     await sleep(pollMs);
   }
 }
+
+/** CPU seconds every core of the machine has been busy (not idle, not waiting on I/O) since boot. */
+export function machineBusy(): number {
+  const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!; // "cpu  user nice system idle iowait irq softirq steal …"
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const busy = f[0]! + f[1]! + f[2]! + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
+  return busy / CLK_TCK;
+}
