@@ -26,13 +26,11 @@
  */
 import { cpus, loadavg } from "node:os";
 import { CoordinationV1Api } from "@kubernetes/client-node";
-import { ANNOTATIONS } from "../../src/contract.ts";
 import { FLEET_LABEL } from "../../src/fleet/lease.ts";
-import type { KObject } from "../../src/kube/kinds.ts";
-import { createNamespace, mergePatch, type Cluster } from "../support/cluster.ts";
+import { createNamespace, type Cluster } from "../support/cluster.ts";
 import { mapLimit, sleep } from "../support/chaos.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { httpRoute, stateOf } from "../support/routes.ts";
+import { stateOf } from "../support/routes.ts";
 import {
   fractionAtMost,
   histogram,
@@ -53,6 +51,7 @@ import {
   type Rollout,
 } from "./objects.ts";
 import { controlPlanePids, machineBusy, procStats, until } from "./proc.ts";
+import { abortSample, runAborts } from "./aborts.ts";
 import { est, mb, ms, type Report, secs } from "./report.ts";
 import { RouteWatch } from "./watch.ts";
 
@@ -292,7 +291,7 @@ async function oneSize(
     );
     const lat = abortResult.latencies;
     say(
-      `  aborts: ${lat.length}/${sample.length} seen at 100 % stable${abortResult.lost ? ` (${abortResult.lost} not within 60 s)` : ""}, one every ${o.abortEveryMs} ms; ` +
+      `  aborts: ${lat.length}/${sample.length} seen at 100 % stable${abortResult.lost.length ? ` (${abortResult.lost.length} not within 60 s)` : ""}, one every ${o.abortEveryMs} ms; ` +
         `annotation patch answered → watch event with canary 0: p50 ${ms(percentile(lat, 50))}, p95 ${ms(percentile(lat, 95))}, ` +
         `p99 ${ms(percentile(lat, 99))}, max ${ms(lat.at(-1) ?? NaN)}`,
     );
@@ -334,41 +333,4 @@ async function holders(c: Cluster, fleet: string): Promise<Map<number, string>> 
     if (m) out.set(Number(m[1]), l.spec?.holderIdentity ?? "");
   }
   return out;
-}
-
-/** Evenly spread over the rollouts, so every shard (and so every replica) gets its part. */
-function abortSample(rs: Rollout[], k: number): Rollout[] {
-  return Array.from({ length: k }, (_, i) => rs[Math.floor((i * rs.length) / k)]!);
-}
-
-async function runAborts(
-  c: Cluster,
-  watch: RouteWatch,
-  sample: Rollout[],
-  everyMs: number,
-): Promise<{ latencies: number[]; lost: number }> {
-  const latencies: number[] = [];
-  let lost = 0;
-  const weights = (obj: KObject) => httpRoute.weights(obj);
-  const one = async (x: Rollout, k: number) => {
-    const seen = watch.next(x.ns, x.name, (obj) => weights(obj)[x.canary] === 0);
-    await mergePatch(c, "HTTPRoute", x.ns, x.name, {
-      metadata: {
-        annotations: { [ANNOTATIONS.abort]: "true", [ANNOTATIONS.abortReason]: `bench abort ${k}` },
-      },
-    });
-    const answered = performance.now();
-    const at = await Promise.race([seen, sleep(60_000).then(() => NaN)]);
-    if (Number.isNaN(at)) lost++;
-    else latencies.push(Math.max(0, at - answered));
-  };
-  const t0 = performance.now();
-  const inflight: Array<Promise<void>> = [];
-  for (const [k, x] of sample.entries()) {
-    await sleep(t0 + k * everyMs - performance.now());
-    inflight.push(one(x, k));
-  }
-  await Promise.all(inflight);
-  latencies.sort((a, b) => a - b);
-  return { latencies, lost };
 }

@@ -42,18 +42,18 @@ import { parseArgs } from "node:util";
 import type { KObject } from "../../src/kube/kinds.ts";
 import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
 import { mapLimit, sleep } from "../support/chaos.ts";
-import { mergePatch, startCluster, type Cluster } from "../support/cluster.ts";
+import { startCluster, type Cluster } from "../support/cluster.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
 import { FakeGatewayStatus, httpRoute, stateOf } from "../support/routes.ts";
 import { fractionAtMost, histogram, percentile, scrape, since, value, type Sample } from "./metrics.ts";
 import { createRollouts, removePolicies, rolloutsFor, ship, writePolicies, type Rollout } from "./objects.ts";
 import { procStats, until } from "./proc.ts";
+import { abortSample, runAborts } from "./aborts.ts";
 import { phaseFleet } from "./fleet.ts";
 import { est, mb, ms, Report, secs } from "./report.ts";
 import { RouteWatch } from "./watch.ts";
 import { Rig } from "../support/rig.ts";
 import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
-import { ANNOTATIONS } from "../../src/contract.ts";
 
 const HELP = `usage: npm run bench -- [options]
 
@@ -391,31 +391,13 @@ async function phaseA(
   );
 
   // The sample: evenly spread over the rollouts, at a steady pace, each timed on its own.
-  const sample = Array.from({ length: ABORTS }, (_, i) => rs[Math.floor((i * N) / ABORTS)]!);
-  const latencies: number[] = [];
-  let early = 0;
-  const abortOne = async (r: Rollout, k: number) => {
-    const seen = watch.next(r.ns, r.name, (obj) => weights(obj)[r.canary] === 0);
-    await mergePatch(c, "HTTPRoute", r.ns, r.name, {
-      metadata: {
-        annotations: { [ANNOTATIONS.abort]: "true", [ANNOTATIONS.abortReason]: `bench abort ${k}` },
-      },
-    });
-    const answered = performance.now();
-    const at = await Promise.race([seen, sleep(60_000).then(() => NaN)]);
-    if (Number.isNaN(at)) throw new Error(`${r.ns}/${r.name}: canary weight not 0 within 60 s of the abort`);
-    if (at < answered) early++;
-    latencies.push(Math.max(0, at - answered));
-  };
-  const t0 = performance.now();
-  const inflight: Array<Promise<void>> = [];
-  for (let i = 0; i < sample.length; i += ABORT_BURST) {
-    await sleep(t0 + (i / ABORT_BURST) * ABORT_EVERY - performance.now());
-    sample.slice(i, i + ABORT_BURST).forEach((r, j) => inflight.push(abortOne(r, i + j)));
-  }
-  await Promise.all(inflight);
+  const sample = abortSample(rs, ABORTS);
+  const { latencies, lost, early } = await runAborts(c, watch, sample, ABORT_EVERY, ABORT_BURST);
+  if (lost.length)
+    throw new Error(
+      `${lost.map((r) => `${r.ns}/${r.name}`).join(", ")}: canary weight not 0 within 60 s of the abort`,
+    );
   const aborted = sample.filter((r) => stateOf(watch.get(r.ns, r.name)!)?.phase === "Aborted").length;
-  latencies.sort((a, b) => a - b);
   const rate = (1000 / ABORT_EVERY) * ABORT_BURST;
   say(
     `sample: ${ABORTS} aborts, ${ABORT_BURST === 1 ? "one" : `bursts of ${ABORT_BURST}`} every ${ABORT_EVERY} ms (${rate.toFixed(0)}/s), spread evenly over the ${N} rollouts; ` +
