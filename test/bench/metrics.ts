@@ -113,3 +113,14 @@ export function percentile(sorted: number[], p: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
 }
+
+/** Several histograms of one metric (e.g. one per replica) as one. */
+export function merge(hs: Histogram[]): Histogram {
+  const byLe = new Map<number, number>();
+  for (const h of hs) for (const b of h.buckets) byLe.set(b.le, (byLe.get(b.le) ?? 0) + b.count);
+  return {
+    buckets: [...byLe].sort((a, b) => a[0] - b[0]).map(([le, count]) => ({ le, count })),
+    sum: hs.reduce((a, h) => a + h.sum, 0),
+    count: hs.reduce((a, h) => a + h.count, 0),
+  };
+}

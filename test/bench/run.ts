@@ -28,37 +28,33 @@
  *      policies, CPU seconds per minute at rest and RSS, read from /proc (not
  *      from /metrics, whose scrape would cost CPU itself); --churn K: CPU to add
  *      K policy files one at a time to a running daemon, until all are adopted.
+ *   G  --fleet R --fleet-rollouts 1000,3000,10000: R replicas (default lease timings) with every rollout
+ *      stepping at once, at each size in turn: per replica rollouts, RSS and CPU; the fleet's step-deadline
+ *      lateness; abort p99; the CPU of kube-apiserver, etcd and this harness (fleet.ts). --rolling 50,200,1000
+ *      runs the same with one daemon: RSS and CPU with all of them rolling out at once.
  */
-import { readFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { parse as parseYaml } from "yaml";
 import type { KObject } from "../../src/kube/kinds.ts";
 import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
 import { mapLimit, sleep } from "../support/chaos.ts";
-import { createNamespace, deployment, mergePatch, startCluster, type Cluster } from "../support/cluster.ts";
+import { startCluster, type Cluster } from "../support/cluster.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
 import { FakeGatewayStatus, httpRoute, stateOf } from "../support/routes.ts";
-import {
-  fractionAtMost,
-  histogram,
-  percentile,
-  quantile,
-  scrape,
-  since,
-  value,
-  type Histogram,
-  type Sample,
-} from "./metrics.ts";
+import { fractionAtMost, histogram, percentile, scrape, since, value, type Sample } from "./metrics.ts";
+import { createRollouts, removePolicies, rolloutsFor, ship, writePolicies, type Rollout } from "./objects.ts";
+import { procStats, until } from "./proc.ts";
+import { abortSample, runAborts } from "./aborts.ts";
+import { phaseFleet } from "./fleet.ts";
+import { est, mb, ms, Report, secs } from "./report.ts";
 import { RouteWatch } from "./watch.ts";
 import { Rig } from "../support/rig.ts";
 import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
-import { ANNOTATIONS } from "../../src/contract.ts";
 
 const HELP = `usage: npm run bench -- [options]
 
@@ -78,6 +74,13 @@ const HELP = `usage: npm run bench -- [options]
   --rest-seconds S      phase F: CPU measurement window at rest per size (default 60)
   --churn K             phase F: policy files added one at a time to a running daemon (default 0: skipped)
   --churn-every MS      phase F: pause between two added files (default 20)
+  --fleet R             phase G: replicas of the fleet (default 0: skipped)
+  --fleet-rollouts LIST phase G: comma-separated rollout counts, run one after the other (default 1000)
+  --rolling LIST        phase G with one daemon: comma-separated rollout counts, all rolling out at once
+  --fleet-interval S    phase G: seconds between two steps of a rollout (default 30)
+  --fleet-window S      phase G: measurement window per size (default 60)
+  --fleet-aborts K      phase G: aborts sampled per size, one every --fleet-abort-every ms (default 200)
+  --fleet-abort-every MS  (default 250)
   --workers W           passed to rolloutd run --workers (default: the daemon's default)
   --concurrency C       API requests in flight while creating objects (default 20)
   --node-options "F"    V8/Node flags for the compiled daemon (default: the chart's nodeOptions in
@@ -106,6 +109,13 @@ const { values: opt } = parseArgs({
     "rest-seconds": { type: "string", default: "60" },
     churn: { type: "string", default: "0" },
     "churn-every": { type: "string", default: "20" },
+    fleet: { type: "string", default: "0" },
+    "fleet-rollouts": { type: "string", default: "1000" },
+    rolling: { type: "string", default: "" },
+    "fleet-interval": { type: "string", default: "30" },
+    "fleet-window": { type: "string", default: "60" },
+    "fleet-aborts": { type: "string", default: "200" },
+    "fleet-abort-every": { type: "string", default: "250" },
     workers: { type: "string" },
     // Caps the daemon's V8 old space, as a container memory limit does (Node sizes its heap from the cgroup limit).
     "heap-mb": { type: "string" },
@@ -143,16 +153,23 @@ const ROLLBACKS = N > 0 ? int("rollbacks", 0) : 0;
 const IDLE = int("idle", 0);
 const BREACH_RUNS = int("breach-runs", 0);
 const CONCURRENCY = int("concurrency", 1);
-const REST = opt.rest
-  ? opt.rest.split(",").map((x) => {
-      const n = Number(x);
-      if (!Number.isInteger(n) || n < 0) {
-        process.stderr.write(`--rest must be comma-separated whole numbers, got ${opt.rest}\n`);
-        process.exit(2);
-      }
-      return n;
-    })
-  : [];
+function list(name: "rest" | "fleet-rollouts" | "rolling"): number[] {
+  const raw = opt[name];
+  return raw
+    ? raw.split(",").map((x) => {
+        const n = Number(x);
+        if (!Number.isInteger(n) || n < 0) {
+          process.stderr.write(`--${name} must be comma-separated whole numbers, got ${raw}\n`);
+          process.exit(2);
+        }
+        return n;
+      })
+    : [];
+}
+const REST = list("rest");
+const FLEET = int("fleet", 0);
+const FLEET_SIZES = FLEET > 0 ? list("fleet-rollouts") : [];
+const ROLLING = list("rolling");
 const REST_S = int("rest-seconds", 1);
 const CHURN = int("churn", 0);
 const CHURN_EVERY = int("churn-every", 0);
@@ -162,7 +179,6 @@ if (!Number.isFinite(intervalMs) || intervalMs < 1000) {
   process.stderr.write(`--interval must be whole seconds like 2s, got ${INTERVAL}\n`);
   process.exit(2);
 }
-const PER_NAMESPACE = 100;
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** How the daemon is started: compiled JS, or the sources through tsx (undefined). */
 let entry: string[] | undefined;
@@ -199,139 +215,14 @@ function chartNodeOptions(): string {
 
 // ---------------------------------------------------------------- report
 
-const report: string[] = [];
-const say = (line = "") => {
-  console.log(line);
-  report.push(line);
-};
-const ms = (v: number) => (v >= 100 ? `${Math.round(v)} ms` : `${v.toFixed(1)} ms`);
-const mb = (bytes: number | undefined) => (bytes === undefined ? "?" : `${(bytes / 2 ** 20).toFixed(0)} MB`);
-const secs = (from: number) => `${((performance.now() - from) / 1000).toFixed(1)} s`;
-const est = (h: Histogram, q: number, unit = 1000) => {
-  const r = quantile(h, q);
-  if (!r) return "n/a";
-  return r.above ? `> ${ms(r.value * unit)}` : `≈ ${ms(r.value * unit)}`;
-};
+const report = new Report();
+const say = (line = "") => report.say(line);
 
 // ---------------------------------------------------------------- objects
-
-interface Rollout {
-  ns: string;
-  name: string;
-  stable: string;
-  canary: string;
-}
-
-function rolloutsFor(prefix: string, n: number): Rollout[] {
-  return Array.from({ length: n }, (_, i) => {
-    const ns = `${prefix}-${Math.floor(i / PER_NAMESPACE)}`;
-    const name = `app-${i}`;
-    return { ns, name, stable: `${name}-v1`, canary: `${name}-v2` };
-  });
-}
-
-const statusPatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
-
-/** Plays the deployment controller for one generation (no read needed: the write returned it). */
-async function rolledOut(
-  c: Cluster,
-  ns: string,
-  name: string,
-  generation: number | undefined,
-): Promise<void> {
-  await c.apps.patchNamespacedDeploymentStatus(
-    {
-      namespace: ns,
-      name,
-      body: {
-        status: {
-          observedGeneration: generation,
-          replicas: 1,
-          updatedReplicas: 1,
-          readyReplicas: 1,
-          availableReplicas: 1,
-        },
-      },
-    },
-    statusPatch,
-  );
-}
-
-/** Namespaces, both Deployments rolled out at v1 (unless `deployments` is false) and the HTTPRoute. Returns objects created. */
-async function createRollouts(c: Cluster, rs: Rollout[], deployments = true): Promise<number> {
-  const namespaces = [...new Set(rs.map((r) => r.ns))];
-  await mapLimit(namespaces, CONCURRENCY, (ns) => createNamespace(c, ns));
-  await mapLimit(rs, CONCURRENCY, async (r) => {
-    if (deployments) {
-      for (const d of [r.stable, r.canary]) {
-        const created = await c.apps.createNamespacedDeployment({
-          namespace: r.ns,
-          body: deployment(r.ns, d, "1", 1),
-        });
-        await rolledOut(c, r.ns, d, created.metadata?.generation);
-      }
-    }
-    await httpRoute.create(c, r.ns, r.name, r.stable, r.canary);
-  });
-  return namespaces.length + rs.length * (deployments ? 3 : 1);
-}
-
-/** Ships v2 of the canary's Deployment and marks it rolled out: the daemon starts a rollout. */
-async function ship(c: Cluster, r: Rollout): Promise<void> {
-  const d = await c.apps.patchNamespacedDeployment(
-    {
-      namespace: r.ns,
-      name: r.canary,
-      body: [
-        { op: "replace", path: "/spec/template/spec/containers/0/image", value: `example.com/${r.canary}:2` },
-      ],
-    },
-    setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
-  );
-  await rolledOut(c, r.ns, r.canary, d.metadata?.generation);
-}
-
-function writePolicies(dir: string, prefix: string, rs: Rollout[], spec: string[]): void {
-  const byNs = new Map<string, Rollout[]>();
-  for (const r of rs) byNs.set(r.ns, [...(byNs.get(r.ns) ?? []), r]);
-  for (const [ns, list] of byNs) {
-    const docs = list.map((r) =>
-      [
-        "apiVersion: rolloutd.dev/v1alpha1",
-        "kind: RolloutPolicy",
-        `metadata: { name: ${r.name}, namespace: ${ns} }`,
-        "spec:",
-        `  target: { kind: HTTPRoute, name: ${r.name} }`,
-        `  stable: ${r.stable}`,
-        `  canary: ${r.canary}`,
-        ...spec,
-      ].join("\n"),
-    );
-    writeFileSync(path.join(dir, `${prefix}-${ns}.yaml`), `${docs.join("\n---\n")}\n`);
-  }
-}
-
-function removePolicies(dir: string, prefix: string, rs: Rollout[]): void {
-  for (const ns of new Set(rs.map((r) => r.ns)))
-    rmSync(path.join(dir, `${prefix}-${ns}.yaml`), { force: true });
-}
 
 const weights = (obj: KObject) => httpRoute.weights(obj);
 
 // ---------------------------------------------------------------- waiting on the daemon
-
-async function until(
-  what: string,
-  probe: () => Promise<boolean> | boolean,
-  timeoutMs: number,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await probe()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(250);
-  }
-}
 
 async function phaseCount(d: DaemonProcess, phase: string): Promise<number> {
   return value(await scrape(d.port), "rolloutd_rollouts", { phase }) ?? 0;
@@ -377,8 +268,8 @@ async function main(): Promise<void> {
   let prom: PrometheusHandle | undefined;
   const routeWatch = new RouteWatch(c, "HTTPRoute");
   try {
-    await routeWatch.start();
     if (N > 0) {
+      await routeWatch.start();
       daemon = await phaseA(c, policiesDir, extraArgs, routeWatch);
       routeWatch.close(); // B and C read the daemon's metrics only: less work for the shared cores.
       await phaseB(c, policiesDir, daemon);
@@ -403,6 +294,25 @@ async function main(): Promise<void> {
       }
       await phaseE(c, policiesDir, extraArgs);
     }
+    if (ROLLING.length > 0 || FLEET_SIZES.length > 0) {
+      if (daemon) {
+        await daemon.stop();
+        await daemon.dispose();
+        daemon = undefined;
+      }
+      const g = {
+        intervalS: int("fleet-interval", 1),
+        windowS: int("fleet-window", 1),
+        aborts: int("fleet-aborts", 0),
+        abortEveryMs: int("fleet-abort-every", 1),
+        concurrency: CONCURRENCY,
+        entry,
+        extraArgs,
+      };
+      if (ROLLING.length > 0) await phaseFleet(c, policiesDir, { ...g, replicas: 1, sizes: ROLLING }, report);
+      if (FLEET_SIZES.length > 0)
+        await phaseFleet(c, policiesDir, { ...g, replicas: FLEET, sizes: FLEET_SIZES }, report);
+    }
     if (IDLE > 0) {
       if (daemon) {
         await daemon.stop();
@@ -425,7 +335,7 @@ async function main(): Promise<void> {
     await prom?.stop();
     await c.stop();
     rmSync(policiesDir, { recursive: true, force: true });
-    writeFileSync(opt.out, `${report.join("\n")}\n`);
+    writeFileSync(opt.out, `${report.lines.join("\n")}\n`);
   }
 }
 
@@ -447,7 +357,7 @@ async function phaseA(
     hanging.hang();
   }
   let t = performance.now();
-  const objects = await createRollouts(c, rs);
+  const objects = await createRollouts(c, rs, CONCURRENCY);
   const createdIn = (performance.now() - t) / 1000;
   say(
     `setup: ${objects} objects (namespaces, 2 Deployments + status each, HTTPRoutes) in ${createdIn.toFixed(1)} s, ${CONCURRENCY} requests in flight`,
@@ -501,31 +411,13 @@ async function phaseA(
   );
 
   // The sample: evenly spread over the rollouts, at a steady pace, each timed on its own.
-  const sample = Array.from({ length: ABORTS }, (_, i) => rs[Math.floor((i * N) / ABORTS)]!);
-  const latencies: number[] = [];
-  let early = 0;
-  const abortOne = async (r: Rollout, k: number) => {
-    const seen = watch.next(r.ns, r.name, (obj) => weights(obj)[r.canary] === 0);
-    await mergePatch(c, "HTTPRoute", r.ns, r.name, {
-      metadata: {
-        annotations: { [ANNOTATIONS.abort]: "true", [ANNOTATIONS.abortReason]: `bench abort ${k}` },
-      },
-    });
-    const answered = performance.now();
-    const at = await Promise.race([seen, sleep(60_000).then(() => NaN)]);
-    if (Number.isNaN(at)) throw new Error(`${r.ns}/${r.name}: canary weight not 0 within 60 s of the abort`);
-    if (at < answered) early++;
-    latencies.push(Math.max(0, at - answered));
-  };
-  const t0 = performance.now();
-  const inflight: Array<Promise<void>> = [];
-  for (let i = 0; i < sample.length; i += ABORT_BURST) {
-    await sleep(t0 + (i / ABORT_BURST) * ABORT_EVERY - performance.now());
-    sample.slice(i, i + ABORT_BURST).forEach((r, j) => inflight.push(abortOne(r, i + j)));
-  }
-  await Promise.all(inflight);
+  const sample = abortSample(rs, ABORTS);
+  const { latencies, lost, early } = await runAborts(c, watch, sample, ABORT_EVERY, ABORT_BURST);
+  if (lost.length)
+    throw new Error(
+      `${lost.map((r) => `${r.ns}/${r.name}`).join(", ")}: canary weight not 0 within 60 s of the abort`,
+    );
   const aborted = sample.filter((r) => stateOf(watch.get(r.ns, r.name)!)?.phase === "Aborted").length;
-  latencies.sort((a, b) => a - b);
   const rate = (1000 / ABORT_EVERY) * ABORT_BURST;
   say(
     `sample: ${ABORTS} aborts, ${ABORT_BURST === 1 ? "one" : `bursts of ${ABORT_BURST}`} every ${ABORT_EVERY} ms (${rate.toFixed(0)}/s), spread evenly over the ${N} rollouts; ` +
@@ -563,7 +455,7 @@ async function phaseB(c: Cluster, dir: string, daemon: DaemonProcess): Promise<v
   say(`## B. step deadlines with ${N} rollouts stepping every ${INTERVAL} (${steps.length} steps of 5 %)`);
   const rs = rolloutsFor("bench-b", N);
   let t = performance.now();
-  const objects = await createRollouts(c, rs);
+  const objects = await createRollouts(c, rs, CONCURRENCY);
   say(`setup: ${objects} objects in ${secs(t)}`);
   writePolicies(dir, "b", rs, [`  steps: [${steps.join(", ")}]`, `  interval: ${INTERVAL}`]);
   t = performance.now();
@@ -636,7 +528,7 @@ async function phaseC(c: Cluster, dir: string, daemon: DaemonProcess, prom: Prom
   say();
   say(`## C. analysis result → rollback written, ${ROLLBACKS} rollouts whose analysis fails`);
   const rs = rolloutsFor("bench-c", ROLLBACKS);
-  await createRollouts(c, rs);
+  await createRollouts(c, rs, CONCURRENCY);
   writePolicies(dir, "c", rs, [
     "  steps: [10, 50, 100]",
     "  interval: 2s",
@@ -684,7 +576,7 @@ async function phaseD(c: Cluster, dir: string, extraArgs: string[]): Promise<Dae
   say(`## D. ${IDLE} idle policies (routes Steady), in a freshly started daemon`);
   const rs = rolloutsFor("bench-i", IDLE);
   let t = performance.now();
-  const objects = await createRollouts(c, rs, opt["idle-deployments"]);
+  const objects = await createRollouts(c, rs, CONCURRENCY, opt["idle-deployments"]);
   const s = (performance.now() - t) / 1000;
   say(
     `setup: ${objects} objects (${opt["idle-deployments"] ? "namespaces, 2 Deployments + status, HTTPRoute each" : "namespaces and HTTPRoutes; no Deployments"}) ` +
@@ -730,18 +622,6 @@ async function phaseD(c: Cluster, dir: string, extraArgs: string[]): Promise<Dae
 
 // ---------------------------------------------------------------- phase F: at rest, and churn
 
-/** CPU seconds (user + system) and RSS of a process, from /proc: costs the process nothing. */
-function procStats(pid: number): { cpu: number; rss: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces) start at ") ".
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
-  const rssPages = Number(f[21]); // field 24
-  return { cpu: ticks / CLK_TCK, rss: rssPages * PAGE_SIZE };
-}
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
-const PAGE_SIZE = Number(spawnSync("getconf", ["PAGESIZE"], { encoding: "utf8" }).stdout.trim()) || 4096;
-
 /** One file per policy, as a platform team adding services one by one would. */
 function writePolicyFile(dir: string, r: Rollout): void {
   writeFileSync(
@@ -767,7 +647,7 @@ async function phaseF(c: Cluster, dir: string, extraArgs: string[]): Promise<voi
   const largest = Math.max(0, CHURN, ...REST);
   const rs = rolloutsFor("bench-e", largest);
   let t = performance.now();
-  const objects = await createRollouts(c, rs, false);
+  const objects = await createRollouts(c, rs, CONCURRENCY, false);
   say(`setup: ${objects} objects (namespaces and HTTPRoutes, no Deployments) in ${secs(t)}`);
   for (const k of REST) {
     const some = rs.slice(0, k);
@@ -898,6 +778,6 @@ function seeded(seed: number): () => number {
 
 main().catch((err: unknown) => {
   say(`benchmark failed: ${err instanceof Error ? err.message : String(err)}`);
-  writeFileSync(opt.out, `${report.join("\n")}\n`);
+  writeFileSync(opt.out, `${report.lines.join("\n")}\n`);
   process.exitCode = 1;
 });

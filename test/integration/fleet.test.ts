@@ -17,15 +17,11 @@
  * Replay a schedule with ROLLOUTD_CHAOS_SEED=<seed printed as "# seed">.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { CoordinationV1Api } from "@kubernetes/client-node";
 import { ANNOTATIONS } from "../../src/contract.ts";
 import { shardOf } from "../../src/fleet/shards.ts";
-import { startDaemon, type DaemonProcess, type LogLine } from "../support/daemon.ts";
-import { createNamespace, eventually, mergePatch, startCluster, type Cluster } from "../support/cluster.ts";
+import { eventually, mergePatch } from "../support/cluster.ts";
 import { lineTime, mapLimit, seededRandom, shuffle, sleep } from "../support/chaos.ts";
 import {
   decisions,
@@ -35,7 +31,8 @@ import {
   WeightsRecorder,
   type Observation,
 } from "../support/recorder.ts";
-import { FAMILIES, FakeGatewayStatus, stateOf } from "../support/routes.ts";
+import { FleetWorld, type Replica } from "../support/fleet.ts";
+import { FAMILIES, stateOf } from "../support/routes.ts";
 import { Scenario } from "../support/scenario.ts";
 
 const STEPS = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
@@ -51,21 +48,11 @@ const SHARDS = 8;
 const LEASE_MS = 3_000;
 const FLEET_ARGS = [
   `--shards=${SHARDS}`,
-  `--lease-namespace=${LEASE_NS}`,
   `--lease-duration=${LEASE_MS / 1000}`,
   "--renew-deadline=2",
   "--retry-period=0.5",
 ];
 const SEED = Number(process.env.ROLLOUTD_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
-
-interface Replica {
-  identity: string;
-  d: DaemonProcess;
-  /** The log, kept after the process is gone. */
-  final?: LogLine[];
-  busy: boolean;
-  alive: boolean;
-}
 
 interface Rollout {
   s: Scenario;
@@ -85,63 +72,27 @@ interface Rollout {
 }
 
 void describe("a fleet of three replicas under SIGKILL, SIGSTOP and a rolling update", () => {
-  let c: Cluster;
-  let gateway: FakeGatewayStatus;
-  let policiesDir: string;
-  const replicas: Replica[] = [];
+  const world = new FleetWorld(FLEET, LEASE_NS, FLEET_ARGS);
+  const replicas = world.replicas;
   const rollouts: Rollout[] = [];
-  let generation = 0;
 
-  before(async () => {
-    c = await startCluster();
-    gateway = new FakeGatewayStatus(c);
-    await gateway.start();
-    await createNamespace(c, LEASE_NS);
-    policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-fleet-"));
-  });
+  before(() => world.start());
 
   after(async () => {
     for (const r of rollouts) r.rec.close();
-    gateway?.stop();
-    for (const r of replicas) {
-      await r.d.proc.signal("SIGCONT").catch(() => false);
-      await r.d.dispose();
-    }
-    await c?.stop();
-    if (policiesDir) rmSync(policiesDir, { recursive: true, force: true });
+    await world.stop();
   });
 
-  const startReplica = async (): Promise<Replica> => {
-    const identity = `r${generation++}`;
-    const d = await startDaemon({
-      kubeconfig: c.cp.kubeconfigPath,
-      policiesDir,
-      fleet: FLEET,
-      extraArgs: [...FLEET_ARGS, `--identity=${identity}`],
-    });
-    const r: Replica = { identity, d, busy: false, alive: true };
-    replicas.push(r);
-    return r;
-  };
-  const linesOf = (r: Replica) => r.final ?? r.d.lines();
-
-  /** Shard → holder identity, as the Lease objects say now ("" when released). */
-  const holders = async (): Promise<Map<number, string>> => {
-    const api = c.kc.makeApiClient(CoordinationV1Api);
-    const list = await api.listNamespacedLease({ namespace: LEASE_NS });
-    const out = new Map<number, string>();
-    for (const l of list.items) {
-      const m = /^chaos-shard-(\d+)$/.exec(l.metadata?.name ?? "");
-      if (m) out.set(Number(m[1]), l.spec?.holderIdentity ?? "");
-    }
-    return out;
-  };
+  const startReplica = () => world.startReplica();
+  const linesOf = (r: Replica) => world.linesOf(r);
+  const holders = () => world.holders();
 
   void it(
     "no lost abort, no double or skipped step, no invalid weight, no write by a replica that lost its lease",
     { timeout: 420_000 },
     async () => {
       const began = Date.now();
+      const { c, policiesDir } = world;
       const rng = seededRandom(SEED);
       const pick = seededRandom(SEED ^ 0x5bd1e995);
 
@@ -276,9 +227,7 @@ void describe("a fleet of three replicas under SIGKILL, SIGSTOP and a rolling up
           if (!victim) continue;
           const shards = [...h].filter(([, id]) => id === victim.identity).map(([s]) => s);
           const at = Date.now();
-          await victim.d.kill();
-          victim.alive = false;
-          victim.final = victim.d.lines();
+          await world.kill(victim);
           kills.push({ at, identity: victim.identity, shards });
           // Aborts annotated while the dead replica's shards have no holder yet.
           await abortOne(true, undefined, shards);
@@ -340,19 +289,12 @@ void describe("a fleet of three replicas under SIGKILL, SIGSTOP and a rolling up
       const policyOf = (r: Rollout) => `${r.s.ns}/${r.s.route}`;
 
       // Failover: from each kill to the moment another replica took each of the dead one's shards.
-      const took = replicas.flatMap((r) =>
-        linesOf(r)
-          .filter((l) => l.msg === "fleet: took a Lease" && typeof l.lease === "string")
-          .map((l) => ({ lease: l.lease as string, at: lineTime(l), by: r.identity })),
-      );
       const failovers: number[] = [];
       for (const k of kills) {
         for (const s of k.shards) {
-          const next = took
-            .filter((t) => t.lease === `${FLEET}-shard-${s}` && t.at > k.at && t.by !== k.identity)
-            .sort((a, b) => a.at - b.at)[0];
-          if (!next) problems.push(`shard ${s} of killed ${k.identity} was never taken over`);
-          else failovers.push(next.at - k.at);
+          const ms = world.failover(s, k.at, k.identity);
+          if (ms === undefined) problems.push(`shard ${s} of killed ${k.identity} was never taken over`);
+          else failovers.push(ms);
         }
       }
 

@@ -1,63 +1,16 @@
 /**
  * The fleet's election and sharding logic, with an injected monotonic clock
- * and an in-memory Lease store that keeps the API server's one rule that
- * matters here: an update based on an old resourceVersion is refused (409).
- * That the real API server accepts what we write is tested in
- * test/integration/fleet.test.ts.
+ * and an in-memory Lease store (memory-leases.ts).
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import pino from "pino";
 import { Fleet, FleetError, type FleetOptions } from "../../../src/fleet/fleet.ts";
-import { microTime, type LeaseApi, type LeaseRecord, type ObservedLease } from "../../../src/fleet/lease.ts";
+import { microTime } from "../../../src/fleet/lease.ts";
 import { fairShare, fnv1a, shardOf } from "../../../src/fleet/shards.ts";
-import { KubeApiError } from "../../../src/kube/errors.ts";
+import { MemoryLeases } from "./memory-leases.ts";
 
 const silent = pino({ level: "silent" });
-
-class MemoryLeases {
-  private rv = 1;
-  readonly leases = new Map<string, ObservedLease>();
-  /** When set, every call fails as if the API server were down. */
-  down = false;
-  writes = 0;
-
-  api(): LeaseApi {
-    const check = () => {
-      if (this.down) throw new KubeApiError(0, "ECONNREFUSED", "down");
-    };
-    return {
-      list: () => {
-        check();
-        return Promise.resolve([...this.leases.values()].map((l) => structuredClone(l)));
-      },
-      create: (name, record) => {
-        check();
-        if (this.leases.has(name)) return Promise.reject(new KubeApiError(409, "AlreadyExists", "exists"));
-        return Promise.resolve(this.put(name, record));
-      },
-      update: (name, resourceVersion, record) => {
-        check();
-        const cur = this.leases.get(name);
-        if (!cur) return Promise.reject(new KubeApiError(404, "NotFound", "gone"));
-        if (cur.resourceVersion !== resourceVersion)
-          return Promise.reject(new KubeApiError(409, "Conflict", "changed"));
-        return Promise.resolve(this.put(name, record));
-      },
-    };
-  }
-
-  put(name: string, record: LeaseRecord): ObservedLease {
-    this.writes++;
-    const l = { name, resourceVersion: String(++this.rv), record: structuredClone(record) };
-    this.leases.set(name, l);
-    return structuredClone(l);
-  }
-
-  holder(name: string): string | undefined {
-    return this.leases.get(name)?.record.holderIdentity;
-  }
-}
 
 const OPTS: Omit<FleetOptions, "identity"> = {
   name: "rd",
