@@ -157,9 +157,9 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     })),
   );
   const health = new ApiHealth(apiServerReadyz(kc, undefined, agents), () => clock.now(), {
-    onRecovered: () => {
-      log.info("the API server answers again; re-establishing failed watches now");
-      cache.retryFailed();
+    onRecovered: (downSince) => {
+      log.info("the API server answers again; re-establishing failed and silent watches now");
+      cache.retryFailed(downSince);
       fleet.nudge();
     },
   });

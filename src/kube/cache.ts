@@ -131,9 +131,12 @@ export class ClusterCache {
     );
   }
 
-  /** The API server answers again: reconnect failed watches now, without waiting out their backoff. */
-  retryFailed(): void {
-    for (const w of this.all()) w.retryNow();
+  /**
+   * The API server answers again: reconnect failed watches now, without waiting out their backoff, and
+   * re-open those that have said nothing since `quietSince` (the outage's start), whose connection may be dead.
+   */
+  retryFailed(quietSince?: number): void {
+    for (const w of this.all()) w.retryNow(quietSince);
   }
 
   async stop(): Promise<void> {

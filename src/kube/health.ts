@@ -65,7 +65,8 @@ export interface ApiHealthOptions {
   intervalMs?: number;
   /** Beat while unhealthy, so recovery is noticed within about this long. */
   unhealthyIntervalMs?: number;
-  onRecovered?: () => void;
+  /** The server answers again after not answering since `downSince` (the `now` clock). */
+  onRecovered?: (downSince: number) => void;
 }
 
 export class ApiHealth {
@@ -103,8 +104,9 @@ export class ApiHealth {
     if (!r.ok) {
       this.downSince ??= this.now();
     } else if (this.downSince !== undefined) {
+      const since = this.downSince;
       this.downSince = undefined;
-      this.opts.onRecovered?.();
+      this.opts.onRecovered?.(since);
     }
     this.schedule(r.ok ? (this.opts.intervalMs ?? 5_000) : (this.opts.unhealthyIntervalMs ?? 500));
   }

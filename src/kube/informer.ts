@@ -7,7 +7,8 @@
  * take the process down.
  */
 import {
-  makeInformer,
+  ListWatch,
+  Watch,
   type Informer,
   type KubeConfig,
   type KubernetesObject,
@@ -23,6 +24,50 @@ function collectionPath(k: KindInfo, namespace?: string): string {
   if (namespace === undefined) return clusterPath(k);
   const root = k.group ? `/apis/${k.group}/${k.version}` : `/api/${k.version}`;
   return `${root}/namespaces/${namespace}/${k.plural}`;
+}
+
+/**
+ * A watch that has sent nothing for this long is taken as dead and re-opened
+ * (from its last resourceVersion). client-node's default is 30 s, and the API
+ * server sends nothing on a quiet kind, so every kind's watch was re-opened
+ * twice a minute forever, most of an idle daemon's allocation and CPU. With
+ * bookmarks asked for, the server sends one about every minute on every
+ * watch (which also keeps the resourceVersion to resume from recent), so a
+ * live watch is never idle this long. A silently dead connection is noticed
+ * later than before (90 s instead of 30); after an API server outage seen by
+ * the /readyz beat, every watch that has not spoken since it began is
+ * re-opened at once (ClusterCache.retryFailed) without waiting for this.
+ */
+export const WATCH_IDLE_MS = 90_000;
+
+/** client-node's informer (a list, then a watch), asking for bookmarks, with WATCH_IDLE_MS. */
+function makeBookmarkedInformer(
+  kc: KubeConfig,
+  path: string,
+  list: () => Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }>,
+  heard: () => void,
+): Informer<KubernetesObject> & ObjectCache<KubernetesObject> {
+  const watch = new Watch(kc);
+  // A private field in the typings; the one knob client-node has for the idle timeout.
+  (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = WATCH_IDLE_MS;
+  const bookmarked = {
+    watch: (
+      p: string,
+      query: Record<string, string | number | boolean | undefined>,
+      callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+      done: (err: unknown) => void,
+    ) =>
+      watch.watch(
+        p,
+        { ...query, allowWatchBookmarks: true },
+        (phase, apiObj, watchObj) => {
+          heard();
+          callback(phase, apiObj, watchObj);
+        },
+        done,
+      ),
+  } as unknown as Watch;
+  return new ListWatch<KubernetesObject>(path, bookmarked, list, false);
 }
 
 export type WatchEventType = "add" | "update" | "delete";
@@ -130,10 +175,11 @@ export class Watcher {
 
   private watch(): void {
     if (this.stopped) return;
-    const informer = makeInformer<KubernetesObject>(
+    const informer = makeBookmarkedInformer(
       this.kc,
       collectionPath(this.served, this.opts.namespace),
       () => this.listAll(),
+      () => (this.heardAt = Date.now()),
     );
     this.informer = informer;
     const safe = (type: WatchEventType) => (obj: KubernetesObject) => {
@@ -152,6 +198,7 @@ export class Watcher {
       () => {
         if (this.informer !== informer || this.stopped) return;
         if (!this.status.lastErrorAt || this.status.lastErrorAt < this.connectedAt) {
+          this.heardAt = Date.now();
           this.cache = informer;
           this.markSynced();
         }
@@ -161,6 +208,8 @@ export class Watcher {
   }
 
   private connectedAt = 0;
+  /** When the watch last delivered anything (an event or a bookmark), or listed. */
+  private heardAt = 0;
 
   private markSynced(): void {
     const wasBlind = !this.status.synced;
@@ -194,7 +243,18 @@ export class Watcher {
    * backoff that grew while it was away, so the daemon is not blind for up
    * to maxBackoffMs after an outage.
    */
-  retryNow(): void {
+  retryNow(quietSince?: number): void {
+    // Open, but silent since the outage began: its connection may be dead without either side knowing.
+    if (
+      quietSince !== undefined &&
+      !this.failing &&
+      this.status.synced &&
+      this.informer &&
+      this.heardAt < quietSince
+    ) {
+      this.onError(this.informer, new Error("nothing heard since the API server went away; re-opening"));
+      return;
+    }
     if (!this.failing) return;
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;

@@ -35,6 +35,8 @@ const { values: opt } = parseArgs({
     "no-prof": { type: "boolean", default: false },
     // Environment for the daemon, e.g. MALLOC_ARENA_MAX=2 (comma-separated KEY=VALUE).
     env: { type: "string", default: "" },
+    // More arguments for `rolloutd run` (space-separated), e.g. "--retry-period=6".
+    "daemon-args": { type: "string", default: "" },
   },
 });
 const K = Number(opt.policies);
@@ -160,7 +162,7 @@ async function main(): Promise<void> {
     const d = await startDaemon({
       kubeconfig: c.cp.kubeconfigPath,
       policiesDir: policies,
-      extraArgs: ["--log-level=info"],
+      extraArgs: ["--log-level=info", ...opt["daemon-args"].split(" ").filter(Boolean)],
       env: Object.fromEntries(
         opt.env
           .split(",")
