@@ -44,7 +44,8 @@ const SECONDS = Number(opt.seconds);
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 function build(): string {
-  // Of this run's own: worktrees may share one node_modules (see compiledEntry in run.ts).
+  // Compiled by tsc, not bundled as shipped: a profile of minified code names no function. Into a folder of this
+  // run's own: worktrees may share one node_modules.
   const out = path.join(ROOT, "node_modules", ".cache", `rolloutd-profile-${process.pid}`);
   rmSync(out, { recursive: true, force: true });
   process.on("exit", () => rmSync(out, { recursive: true, force: true }));

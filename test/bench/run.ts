@@ -87,7 +87,7 @@ const HELP = `usage: npm run bench -- [options]
                         charts/rolloutd/values.yaml, as production runs it; "" for V8's own defaults)
   --heap-mb H           the daemon's --max-old-space-size (default: V8's choice for this machine's memory)
   --semi-space-mb S     the daemon's --max-semi-space-size (default: V8's)
-  --tsx                 run the daemon from its sources through tsx (default: compiled with tsc, as shipped;
+  --tsx                 run the daemon from its sources through tsx (default: the bundle npm run bundle makes, as shipped;
                         tsx adds about 50 MB of RSS)
   --out FILE            report file (default bench-results.txt)
 `;
@@ -184,24 +184,21 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 let entry: string[] | undefined;
 
 /**
- * Compiles the daemon as `npm run build` does, into a cache folder inside node_modules (so imports resolve) of
- * this run's own: worktrees may share one node_modules, and a bench started in another must not rebuild the
- * folder this run's daemons start from.
+ * Builds the daemon as the image runs it (`npm run bundle`: one minified file) into a folder of this run's own
+ * under dist/ (so `../../package.json` gives its version and pino resolves from node_modules): worktrees may
+ * share one node_modules, and a bench started elsewhere must not rebuild what this run's daemons start from.
  */
 function compiledEntry(): string[] | undefined {
   if (opt.tsx) return undefined;
-  const out = path.join(ROOT, "node_modules", ".cache", `rolloutd-bench-${process.pid}`);
+  const out = path.join(ROOT, "dist", `bench-${process.pid}`);
   rmSync(out, { recursive: true, force: true });
   process.on("exit", () => rmSync(out, { recursive: true, force: true }));
-  const tsc = path.join(ROOT, "node_modules", "typescript", "bin", "tsc");
-  const r = spawnSync(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", out], {
+  const main = path.join(out, "rolloutd.mjs");
+  const r = spawnSync("npm", ["run", "--silent", "bundle", "--", `--outfile=${main}`], {
     cwd: ROOT,
     encoding: "utf8",
   });
-  const main = path.join(out, "src", "main.js");
-  if (!existsSync(main)) throw new Error(`tsc produced no ${main}:\n${r.stdout}${r.stderr}`);
-  if (r.status !== 0)
-    say(`warning: tsc reported errors (the build still emitted): ${r.stdout.split("\n")[0]}`);
+  if (r.status !== 0 || !existsSync(main)) throw new Error(`npm run bundle failed:\n${r.stdout}${r.stderr}`);
   return [main];
 }
 
@@ -255,7 +252,7 @@ async function main(): Promise<void> {
   const nodeOptions = (opt["node-options"] ?? chartNodeOptions()).split(" ").filter(Boolean);
   if (entry) entry = [...nodeOptions, ...entry];
   say(
-    `daemon: rolloutd run as a child process (${entry ? `compiled with tsc, as shipped, node flags: ${entry.slice(0, -1).join(" ") || "none (V8's defaults)"}` : "sources through tsx"}), --log-level=info, ` +
+    `daemon: rolloutd run as a child process (${entry ? `the bundle, as shipped, node flags: ${entry.slice(0, -1).join(" ") || "none (V8's defaults)"}` : "sources through tsx"}), --log-level=info, ` +
       `${opt.workers ? `--workers=${opt.workers}` : "default --workers"}; route family: Gateway API HTTPRoute + a fake gateway writing status`,
   );
 

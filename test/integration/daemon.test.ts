@@ -5,7 +5,8 @@
  * stack trace or a hang.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -14,6 +15,25 @@ import { kubeconfig } from "../controlplane/controlplane.ts";
 import { freePort } from "../controlplane/process.ts";
 import { startCluster, type Cluster } from "../support/cluster.ts";
 import { runCli, startDaemon } from "../support/daemon.ts";
+import { appMeshVirtualRouter } from "../support/routes.ts";
+import { Scenario } from "../support/scenario.ts";
+import { ANNOTATIONS } from "../../src/contract.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+
+/**
+ * `npm run bundle` (what the image runs, see the Dockerfile) into a folder of this run's own under dist/, where
+ * `../../package.json` is the package's and pino resolves from node_modules as it does in the image.
+ */
+function bundle(): string {
+  const out = path.join(ROOT, "dist", `test-${process.pid}`, "rolloutd.mjs");
+  const r = spawnSync("npm", ["run", "--silent", "bundle", "--", `--outfile=${out}`], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  assert.ok(r.status === 0 && existsSync(out), `npm run bundle:\n${r.stdout}${r.stderr}`);
+  return out;
+}
 
 /** Runs `rolloutd <args>` to completion; returns exit code, output and how long it took. */
 function rolloutd(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000) {
@@ -44,6 +64,7 @@ void describe("rolloutd run", () => {
   after(async () => {
     await c?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
+    rmSync(path.join(ROOT, "dist", `test-${process.pid}`), { recursive: true, force: true });
   });
 
   void it("becomes ready against a real API server, serves metrics, and exits 0 on SIGTERM within seconds", async () => {
@@ -69,6 +90,39 @@ void describe("rolloutd run", () => {
     assert.ok(Date.now() - started < 5000, `stopped in ${Date.now() - started} ms`);
     assert.ok(d.lines().some((l) => l.msg === "stopped"));
     await d.dispose();
+  });
+
+  void it("the bundle the image runs is the daemon: it adopts a route, steps it and lands an abort", async () => {
+    const entry = bundle();
+    const version = spawnSync(process.execPath, [entry, "version"], { encoding: "utf8" });
+    assert.match(
+      version.stdout,
+      /^rolloutd \d+\.\d+\.\d+$/m,
+      "the bundle finds package.json for its version",
+    );
+    const policiesDir = mkdtempSync(path.join(dir, "bundle-policies-"));
+    const d = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir, entry: [entry] });
+    const s = new Scenario(c, appMeshVirtualRouter, "bundled", policiesDir);
+    try {
+      // The process runs the bundle, not the sources.
+      assert.ok(readFileSync(`/proc/${d.pid}/cmdline`, "utf8").split("\0").includes(entry));
+      await s.given();
+      s.writePolicy({ steps: [10, 100], interval: "1h" });
+      await s.until("adopted", (st) => st.phase === "Steady");
+      await s.shipCanary("2");
+      await s.until("step 1", (st, w) => st.phase === "Progressing" && w[s.canary] === 10);
+      await s.annotateTarget({ [ANNOTATIONS.abort]: "true", [ANNOTATIONS.abortReason]: "bundled" });
+      const st = await s.until("aborted", (x, w) => x.phase === "Aborted" && w[s.canary] === 0);
+      assert.equal(st.abort?.reason, "bundled");
+      assert.ok(
+        d.lines().some((l) => l.msg === "connected to the Kubernetes API server"),
+        "the bundle logs through pino, loaded from node_modules",
+      );
+    } finally {
+      s.close();
+      assert.equal(await d.stop(), 0);
+      await d.dispose();
+    }
   });
 
   void it("without any cluster configuration: one message that says what to do", async () => {
