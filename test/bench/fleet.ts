@@ -194,7 +194,9 @@ async function oneSize(
       120_000,
       1_000,
     );
-    say(`${R} replicas started and the shards split in ${secs(t)}`);
+    say(
+      `${R === 1 ? "the daemon started and took the" : `${R} replicas started and split the`} ${SHARDS} shards in ${secs(t)}`,
+    );
 
     // The policies: every replica reads every file and manages the policies of its shards.
     t = performance.now();
