@@ -105,13 +105,17 @@ export async function phaseFleet(c: Cluster, dir: string, o: FleetBenchOptions, 
     `(default lease timings 15 s / 10 s / 2 s, ${SHARDS} shards; ${cpus().length} cores shared by kube-apiserver, etcd, ` +
       `the replicas and this harness, which plays the deployment controller and the gateway and watches every route)`,
   );
-  await createNamespace(c, LEASE_NS);
+  // Phase G may run twice in one bench (--rolling, then --fleet): the namespace may exist already.
+  await createNamespace(c, LEASE_NS).catch((err: unknown) => {
+    if ((err as { code?: number }).code !== 409) throw err;
+  });
   const pids = controlPlanePids(c.cp.dir);
   if (!pids.apiserver || !pids.etcd) say(`warning: control plane pids not found (${JSON.stringify(pids)})`);
   const watch = new RouteWatch(c, "HTTPRoute");
   await watch.start();
   try {
-    for (const [k, n] of o.sizes.entries()) await oneSize(c, dir, o, r, watch, pids, `g${k}`, n);
+    for (const [k, n] of o.sizes.entries())
+      await oneSize(c, dir, o, r, watch, pids, `g${o.replicas}x${k}`, n);
   } finally {
     watch.close();
   }
