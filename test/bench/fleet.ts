@@ -105,13 +105,17 @@ export async function phaseFleet(c: Cluster, dir: string, o: FleetBenchOptions, 
     `(default lease timings 15 s / 10 s / 2 s, ${SHARDS} shards; ${cpus().length} cores shared by kube-apiserver, etcd, ` +
       `the replicas and this harness, which plays the deployment controller and the gateway and watches every route)`,
   );
-  await createNamespace(c, LEASE_NS);
+  // Phase G may run twice in one bench (--rolling, then --fleet): the namespace may exist already.
+  await createNamespace(c, LEASE_NS).catch((err: unknown) => {
+    if ((err as { code?: number }).code !== 409) throw err;
+  });
   const pids = controlPlanePids(c.cp.dir);
   if (!pids.apiserver || !pids.etcd) say(`warning: control plane pids not found (${JSON.stringify(pids)})`);
   const watch = new RouteWatch(c, "HTTPRoute");
   await watch.start();
   try {
-    for (const [k, n] of o.sizes.entries()) await oneSize(c, dir, o, r, watch, pids, `g${k}`, n);
+    for (const [k, n] of o.sizes.entries())
+      await oneSize(c, dir, o, r, watch, pids, `g${o.replicas}x${k}`, n);
   } finally {
     watch.close();
   }
@@ -194,7 +198,9 @@ async function oneSize(
       120_000,
       1_000,
     );
-    say(`${R} replicas started and the shards split in ${secs(t)}`);
+    say(
+      `${R === 1 ? "the daemon started and took the" : `${R} replicas started and split the`} ${SHARDS} shards in ${secs(t)}`,
+    );
 
     // The policies: every replica reads every file and manages the policies of its shards.
     t = performance.now();
