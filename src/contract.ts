@@ -69,6 +69,11 @@ export interface Controls {
 const TRUE_VALUES = new Set(["true", "yes", "1", "on"]);
 const truthy = (v: string | undefined) => v !== undefined && TRUE_VALUES.has(v.trim().toLowerCase());
 
+/** Whether the object carries an abort (cheaper than readControls, for every watch event). */
+export function asksAbort(obj: { metadata?: { annotations?: Readonly<Record<string, string>> } }): boolean {
+  return truthy(obj.metadata?.annotations?.[ANNOTATIONS.abort]);
+}
+
 /** The operator's controls as set on the route's annotations. */
 export function readControls(obj: {
   metadata?: { annotations?: Readonly<Record<string, string>> };

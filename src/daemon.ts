@@ -146,7 +146,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     namespaces,
     listeners: [notifyListener, ...(board ? [board] : [])],
   });
-  cache.onChange((ref) => controller.onObjectChange(ref));
+  cache.onChange((ref, obj) => controller.onObjectChange(ref, obj));
   cache.onResync((kind) => controller.onResync(kind));
   metrics.observeWatches(() =>
     cache.status().map((w) => ({

@@ -10,9 +10,10 @@
  */
 import type { Logger } from "pino";
 import type { Clock } from "../clock.ts";
+import { asksAbort } from "../contract.ts";
 import type { EventSink } from "../kube/events.ts";
 import { KubeApiError } from "../kube/errors.ts";
-import type { KindName, ObjectRef } from "../kube/kinds.ts";
+import type { KindName, KObject, ObjectRef } from "../kube/kinds.ts";
 import { WorkQueue, type ReconcileResult } from "../kube/workqueue.ts";
 import type { RolloutPolicy } from "../policy/types.ts";
 import type { RouterRegistry } from "../routers/index.ts";
@@ -205,9 +206,13 @@ export class RolloutController {
     this.deps.metrics.policies.set(this.registry.size);
   }
 
-  /** Watch handler: maps a changed object to the policies that read it. Never decides anything. */
-  onObjectChange(ref: ObjectRef): void {
-    for (const k of this.registry.dependentsOf(ref)) this.queue.add(k);
+  /**
+   * Watch handler: maps a changed object to the policies that read it. Never decides anything; an object that
+   * carries an abort is queued in the urgent lane, ahead of step work.
+   */
+  onObjectChange(ref: ObjectRef, obj?: KObject): void {
+    const urgent = obj !== undefined && asksAbort(obj);
+    for (const k of this.registry.dependentsOf(ref)) this.queue.add(k, { urgent });
   }
 
   /** A watch has listed again after failing: every policy looks afresh, none waits for its next deadline. */

@@ -5,6 +5,11 @@
  * backoff under a global token bucket, and addAfter() turns deadlines into
  * requeues. Watch handlers only call add(); all decisions happen in the
  * handler, which is level-based and so never needs to know why it ran.
+ *
+ * One addition to client-go's: an urgent lane. A key added as urgent (a
+ * route that now carries an abort) goes ahead of everything queued and may
+ * run on a worker of its own beyond `workers`, so an abort never waits for
+ * step work that is itself waiting on a slow API server.
  */
 import type { Clock } from "../clock.ts";
 
@@ -24,11 +29,16 @@ export interface WorkQueueOptions {
   retryBurst?: number;
   onError?: (key: string, err: unknown, retryInMs: number) => void;
   onProcessed?: (key: string, durationMs: number, outcome: "success" | "error" | "requeue") => void;
+  /** Workers beyond `workers` that only urgent keys may use (default 2). */
+  urgentWorkers?: number;
 }
 
 export class WorkQueue {
   private readonly queue: string[] = [];
+  private readonly urgent: string[] = [];
   private readonly queued = new Set<string>();
+  /** Keys running now that were re-added as urgent: they run again in the urgent lane. */
+  private readonly dirtyUrgent = new Set<string>();
   private readonly processing = new Set<string>();
   private readonly dirty = new Set<string>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
@@ -48,10 +58,20 @@ export class WorkQueue {
     this.lastRefill = clock.now();
   }
 
-  add(key: string): void {
+  add(key: string, opts: { urgent?: boolean } = {}): void {
     if (this.shuttingDown) return;
     if (this.processing.has(key)) {
       this.dirty.add(key);
+      if (opts.urgent) this.dirtyUrgent.add(key);
+      return;
+    }
+    if (opts.urgent) {
+      if (this.urgent.includes(key)) return;
+      // Waiting in the ordinary lane: it moves ahead.
+      if (this.queued.has(key)) this.queue.splice(this.queue.indexOf(key), 1);
+      this.queued.add(key);
+      this.urgent.push(key);
+      this.pump();
       return;
     }
     if (this.queued.has(key)) return;
@@ -98,11 +118,15 @@ export class WorkQueue {
     this.timers.delete(key);
     this.failures.delete(key);
     this.dirty.delete(key);
-    if (this.queued.delete(key)) this.queue.splice(this.queue.indexOf(key), 1);
+    this.dirtyUrgent.delete(key);
+    if (this.queued.delete(key)) {
+      const lane = this.urgent.includes(key) ? this.urgent : this.queue;
+      lane.splice(lane.indexOf(key), 1);
+    }
   }
 
   get length(): number {
-    return this.queue.length;
+    return this.queue.length + this.urgent.length;
   }
 
   private bucketDelay(): number {
@@ -115,14 +139,18 @@ export class WorkQueue {
   }
 
   private pump(): void {
-    while (this.active < this.opts.workers && this.queue.length > 0) {
-      const key = this.queue.shift()!;
+    const urgentLimit = this.opts.workers + (this.opts.urgentWorkers ?? 2);
+    for (;;) {
+      let key: string | undefined;
+      if (this.urgent.length > 0 && this.active < urgentLimit) key = this.urgent.shift();
+      else if (this.queue.length > 0 && this.active < this.opts.workers) key = this.queue.shift();
+      if (key === undefined) break;
       this.queued.delete(key);
       this.processing.add(key);
       this.active++;
       void this.run(key);
     }
-    if (this.active === 0 && this.queue.length === 0) {
+    if (this.active === 0 && this.length === 0) {
       for (const w of this.idleWaiters.splice(0)) w();
     }
   }
@@ -153,14 +181,14 @@ export class WorkQueue {
       } catch {
         // metrics must not break the queue
       }
-      if (this.dirty.delete(key)) this.add(key);
+      if (this.dirty.delete(key)) this.add(key, { urgent: this.dirtyUrgent.delete(key) });
       this.pump();
     }
   }
 
   /** Resolves when nothing is queued or running (timers may still be pending). */
   idle(): Promise<void> {
-    if (this.active === 0 && this.queue.length === 0) return Promise.resolve();
+    if (this.active === 0 && this.length === 0) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
@@ -170,6 +198,7 @@ export class WorkQueue {
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     this.queue.length = 0;
+    this.urgent.length = 0;
     this.queued.clear();
     await this.idle();
   }

@@ -320,4 +320,69 @@ void describe("WorkQueue", () => {
     await sleep(40);
     assert.deepEqual(runs, ["slow"]);
   });
+
+  void it("an urgent key runs on a lane of its own while every worker is busy, ahead of waiting keys", async () => {
+    const g = gate();
+    const runs: string[] = [];
+    const q = queue(
+      async (key) => {
+        runs.push(key);
+        if (key.startsWith("slow")) await g.wait;
+      },
+      { workers: 2, urgentWorkers: 1 },
+    );
+    q.add("slow-1");
+    q.add("slow-2");
+    q.add("waiting");
+    q.add("abort", { urgent: true });
+    await until(() => runs.includes("abort"), "the urgent key runs");
+    assert.deepEqual(runs, ["slow-1", "slow-2", "abort"], "the urgent key did not wait for a worker");
+    // The urgent lane is only for urgent keys: the waiting one still waits for an ordinary worker.
+    await sleep(20);
+    assert.ok(!runs.includes("waiting"));
+    g.open();
+    await q.idle();
+    assert.deepEqual(runs, ["slow-1", "slow-2", "abort", "waiting"]);
+  });
+
+  void it("a waiting key added again as urgent moves ahead, once; a running one re-runs urgently", async () => {
+    const g = gate();
+    const runs: string[] = [];
+    const q = queue(
+      async (key) => {
+        runs.push(key);
+        if (key === "block" && runs.length === 1) await g.wait;
+      },
+      { workers: 1, urgentWorkers: 0 },
+    );
+    q.add("block");
+    q.add("a");
+    q.add("b");
+    q.add("b", { urgent: true });
+    q.add("b", { urgent: true });
+    q.add("block", { urgent: true });
+    assert.equal(q.length, 2, "b moved lanes, not doubled; block is running, so it is marked to run again");
+    g.open();
+    await q.idle();
+    assert.deepEqual(runs, ["block", "b", "block", "a"]);
+  });
+
+  void it("dropping an urgent key removes it from its lane", async () => {
+    const g = gate();
+    const runs: string[] = [];
+    const q = queue(
+      async (key) => {
+        runs.push(key);
+        if (key === "block") await g.wait;
+      },
+      { workers: 1, urgentWorkers: 0 },
+    );
+    q.add("block");
+    q.add("gone", { urgent: true });
+    q.drop("gone");
+    assert.equal(q.length, 0);
+    g.open();
+    await q.idle();
+    assert.deepEqual(runs, ["block"]);
+  });
 });
