@@ -8,17 +8,11 @@ import pino from "pino";
 import { Fleet, FleetError, type FleetOptions } from "../../../src/fleet/fleet.ts";
 import { microTime } from "../../../src/fleet/lease.ts";
 import { fairShare, fnv1a, shardOf } from "../../../src/fleet/shards.ts";
-import { MemoryLeases } from "./memory-leases.ts";
+import { FLEET_OPTS, MemoryLeases } from "./memory-leases.ts";
 
 const silent = pino({ level: "silent" });
 
-const OPTS: Omit<FleetOptions, "identity"> = {
-  name: "rd",
-  shards: 8,
-  leaseDurationMs: 15_000,
-  renewDeadlineMs: 10_000,
-  retryPeriodMs: 2_000,
-};
+const OPTS = FLEET_OPTS;
 
 function replica(
   store: MemoryLeases,

@@ -8,6 +8,7 @@
  * connection and not another's: a write is applied when it is sent (the
  * server got it), its answer may be held back on the timers or never come.
  */
+import type { FleetOptions } from "../../../src/fleet/fleet.ts";
 import type { LeaseApi, LeaseRecord, ObservedLease } from "../../../src/fleet/lease.ts";
 import { KubeApiError } from "../../../src/kube/errors.ts";
 
@@ -21,6 +22,15 @@ export interface Link {
   /** Answers to writes (create, update) arrive this much later still. */
   writeDelayMs: number;
 }
+
+/** The fleet the unit tests run: 8 shards and client-go's default timings (15 s / 10 s / 2 s). */
+export const FLEET_OPTS: Omit<FleetOptions, "identity"> = {
+  name: "rd",
+  shards: 8,
+  leaseDurationMs: 15_000,
+  renewDeadlineMs: 10_000,
+  retryPeriodMs: 2_000,
+};
 
 export const healthyLink = (): Link => ({ down: false, hang: false, delayMs: 0, writeDelayMs: 0 });
 

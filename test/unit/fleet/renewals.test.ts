@@ -10,16 +10,10 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import pino from "pino";
 import { Fleet, type FleetOptions } from "../../../src/fleet/fleet.ts";
-import { MemoryLeases } from "./memory-leases.ts";
+import { FLEET_OPTS, MemoryLeases } from "./memory-leases.ts";
 
 const silent = pino({ level: "silent" });
-const OPTS = {
-  name: "rd",
-  shards: 8,
-  leaseDurationMs: 15_000,
-  renewDeadlineMs: 10_000,
-  retryPeriodMs: 2_000,
-};
+const OPTS = FLEET_OPTS;
 
 function replica(
   store: MemoryLeases,
