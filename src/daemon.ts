@@ -130,8 +130,9 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     clock,
     monotonic: () => performance.now(),
     log: log.child({ component: "fleet" }),
-    // The controller exists before the fleet's first round calls this.
+    // The controller and the health beat exist before the fleet's first round calls these.
     onChange: () => controller.ownershipChanged(),
+    onRenewed: () => health.witness(),
   });
   const controller = new RolloutController({
     fence,
@@ -185,7 +186,7 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
         if (leases && leases.forMs >= graceMs)
           return {
             ok: false,
-            detail: `cannot read the fleet's Leases in ${fleetNamespace} for ${Math.round(leases.forMs / 1000)} s: ${leases.error}`,
+            detail: `cannot read or renew the fleet's Leases in ${fleetNamespace} for ${Math.round(leases.forMs / 1000)} s: ${leases.error}`,
           };
         const blind = cache.blind(now, graceMs);
         if (blind.length)

@@ -15,6 +15,13 @@
  * are never compared with our clock. Every write carries the resourceVersion
  * it was based on, so of two replicas racing for one Lease exactly one wins.
  *
+ * We see the Leases through a watch rather than client-go's read before
+ * every write: a renewal is seen as it happens (so a dead holder's shards
+ * move one lease duration after its last renewal, not up to a retry period
+ * later), and at rest a round is one write. A takeover from a silent holder
+ * still reads first (see round()), so a watch that died without a word can
+ * delay what we see but never make a live holder look dead.
+ *
  * Only the member Lease is renewed every retry period, with client-go's
  * timings; a shard Lease is written when it is taken or given back, and is
  * alive as long as its holder's member Lease is. (Renewing every shard too
@@ -41,7 +48,7 @@
 import type { Logger } from "pino";
 import type { Clock } from "../clock.ts";
 import { KubeApiError } from "../kube/errors.ts";
-import type { LeaseApi, LeaseRecord, ObservedLease } from "./lease.ts";
+import type { LeaseApi, LeaseEvent, LeaseRecord, LeaseWatch, ObservedLease } from "./lease.ts";
 import { microTime } from "./lease.ts";
 import { fairShare } from "./shards.ts";
 
@@ -73,6 +80,8 @@ export interface FleetDeps {
   log: Logger;
   /** The set of shards this replica holds changed. Called before any Lease is given back. */
   onChange: (owned: ReadonlySet<number>) => void;
+  /** Our member Lease was just renewed: the API server and its storage answered a write. */
+  onRenewed?: () => void;
 }
 
 interface Seen {
@@ -107,7 +116,19 @@ export class Fleet {
   /** Fires when the earliest held Lease reaches its renew deadline, so the controller lets go on time. */
   private expiry: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** A nudge came while a round was running: run another as soon as it ends. */
+  private again = false;
+  private started = false;
   private stopped = false;
+  /** The watch on the fleet's Leases, while open: rounds then need no list. */
+  private watch: LeaseWatch | undefined;
+  private watchOpening = false;
+  /** What we saw may be out of date (a write was refused with 409): list in the next round. */
+  private needList = false;
+  /** Fires when a Lease someone else holds would expire as we saw it, so it is taken over on time. */
+  private takeover: NodeJS.Timeout | undefined;
+  /** Why the last write of a Lease failed, other than a conflict. */
+  private lastWriteError: string | undefined;
   /** Since when (monotonic ms) the Leases cannot be read, and why; undefined while they can. */
   private failing: { since: number; error: string } | undefined;
   private readonly shardNames: string[];
@@ -156,6 +177,7 @@ export class Fleet {
 
   /** Runs the first round (so a fleet of one holds its shards before it starts work), then every retryPeriod. */
   async start(): Promise<void> {
+    this.started = true;
     this.running = this.tick();
     await this.running;
     this.running = undefined;
@@ -164,12 +186,14 @@ export class Fleet {
 
   private schedule(): void {
     if (this.stopped) return;
+    const ms = this.again ? 0 : this.o.retryPeriodMs;
+    this.again = false;
     this.timer = setTimeout(() => {
       this.running = this.tick().finally(() => {
         this.running = undefined;
         this.schedule();
       });
-    }, this.o.retryPeriodMs);
+    }, ms);
     this.timer.unref?.();
   }
 
@@ -179,7 +203,11 @@ export class Fleet {
    * back at once). A round already running is left to finish.
    */
   nudge(): void {
-    if (this.stopped || this.running) return;
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
     clearTimeout(this.timer);
     this.running = this.tick().finally(() => {
       this.running = undefined;
@@ -192,6 +220,9 @@ export class Fleet {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.expiry);
+    clearTimeout(this.takeover);
+    this.watch?.stop();
+    this.watch = undefined;
     await this.running;
     const names = [...this.held.keys()];
     this.held.clear();
@@ -209,9 +240,25 @@ export class Fleet {
     }
   }
 
+  /**
+   * With the watch open, what we saw is current and a round only renews and
+   * decides: one write per retry period at rest. It still lists first when
+   * the watch is closed, when a write was refused as out of date, and before
+   * taking over a Lease from a holder that went silent: a watch that died
+   * without a word would show every holder silent, and a takeover must rest
+   * on a fresh read that shows its renewals stopped (client-go reads before
+   * every write).
+   */
   private async round(): Promise<void> {
+    if (this.watch && !this.needList && !this.wouldTakeOver(this.d.monotonic())) {
+      const now = this.d.monotonic();
+      this.dropExpired(now);
+      this.emit();
+      return this.decide(now, true);
+    }
     let leases: ObservedLease[];
     try {
+      this.needList = false;
       leases = await this.bounded(this.d.api.list());
       if (this.failing) this.d.log.info("fleet: Leases can be read again");
       this.failing = undefined;
@@ -234,8 +281,26 @@ export class Fleet {
     this.observe(leases, now);
     this.dropExpired(now);
     this.emit();
+    if (!this.watch) this.openWatch();
+    return this.decide(now, false);
+  }
 
-    await this.keepMemberSlot(now);
+  /** Renews the member Lease, then gives back what is over our share and takes what is free or orphaned. */
+  private async decide(now: number, watched: boolean): Promise<void> {
+    const renewed = await this.keepMemberSlot(now);
+    // Without a list this round, the renewal is what tells whether the Leases can be reached.
+    if (watched) {
+      if (renewed && this.failing) {
+        this.d.log.info("fleet: Leases can be written again");
+        this.failing = undefined;
+      } else if (!renewed && !this.failing && this.lastWriteError) {
+        this.d.log.warn(
+          { err: this.lastWriteError },
+          "fleet: cannot renew our member Lease; shards are held only until their renew deadline",
+        );
+        this.failing = { since: this.d.monotonic(), error: this.lastWriteError };
+      }
+    }
 
     const target = fairShare(this.o.shards, this.countLive(this.d.monotonic()));
     const mine = this.shardNames.filter((n) => this.held.has(n));
@@ -272,20 +337,89 @@ export class Fleet {
     this.emit();
   }
 
-  /** Holds one member slot: ours if a record still names us, else a free or expired one. */
-  private async keepMemberSlot(now: number): Promise<void> {
+  /** Holds one member slot: ours if a record still names us, else a free or expired one. Says whether it did. */
+  private async keepMemberSlot(now: number): Promise<boolean> {
+    this.lastWriteError = undefined;
     const mine = this.memberNames.find(
       (n) => this.held.has(n) || this.seen.get(n)?.record.holderIdentity === this.o.identity,
     );
     if (mine) {
       // A renewal sent after the deadline starts a new hold: the shards held before it are not carried over.
       if (this.memberDeadline() <= this.d.monotonic()) this.loseShards("our member Lease lapsed");
-      await this.acquireOrRenew(mine).catch(() => {});
-      return;
+      const ok = await this.acquireOrRenew(mine).catch(() => false);
+      if (ok) this.d.onRenewed?.();
+      return ok;
     }
     for (const n of this.takeable(this.memberNames, now)) {
-      if (await this.acquireOrRenew(n).catch(() => false)) return;
+      if (await this.acquireOrRenew(n).catch(() => false)) {
+        this.d.onRenewed?.();
+        return true;
+      }
     }
+    return false;
+  }
+
+  /**
+   * Would this round take a Lease over from a holder that went silent? Only
+   * shards, and a member slot when we have none and none is free: a dead
+   * replica's member Lease stays expired until someone needs its slot, and
+   * must not make every round list.
+   */
+  private wouldTakeOver(now: number): boolean {
+    if (this.takeable(this.shardNames, now).some((n) => this.orphaned(n))) return true;
+    const haveSlot = this.memberNames.some(
+      (n) => this.held.has(n) || this.seen.get(n)?.record.holderIdentity === this.o.identity,
+    );
+    if (haveSlot) return false;
+    const slots = this.takeable(this.memberNames, now);
+    return slots.length > 0 && slots.every((n) => this.orphaned(n));
+  }
+
+  /** Opens the watch; when it ends, the next round lists and opens it again. */
+  private openWatch(): void {
+    const watch = this.d.api.watch?.bind(this.d.api);
+    if (!watch || this.watchOpening || this.stopped) return;
+    this.watchOpening = true;
+    let handle: LeaseWatch | undefined;
+    let ended = false;
+    watch(
+      (type, lease) => {
+        if (!ended) this.onWatchEvent(type, lease);
+      },
+      (err) => {
+        ended = true;
+        if (this.watch === handle) this.watch = undefined;
+        this.d.log.debug({ err: err === undefined ? undefined : message(err) }, "fleet: Lease watch ended");
+      },
+    ).then(
+      (h) => {
+        this.watchOpening = false;
+        handle = h;
+        if (this.stopped || ended) return h.stop();
+        this.watch = h;
+      },
+      (err: unknown) => {
+        this.watchOpening = false;
+        this.d.log.debug({ err: message(err) }, "fleet: cannot watch Leases; listing every round");
+      },
+    );
+  }
+
+  private onWatchEvent(type: LeaseEvent, l: ObservedLease): void {
+    if (this.stopped) return;
+    const now = this.d.monotonic();
+    if (type === "DELETED") {
+      this.seen.delete(l.name);
+      if (this.held.has(l.name)) this.lose(l.name, "deleted");
+    } else if (this.held.has(l.name) && l.record.holderIdentity === this.o.identity) {
+      // The echo of our own write: its answer told us already, and an echo arriving after a later write's
+      // answer would set an older resourceVersion.
+      return;
+    } else {
+      this.see(l, now);
+      if (this.held.has(l.name)) this.lose(l.name, "taken over");
+    }
+    this.emit();
   }
 
   /** Leases nobody holds: absent, released, or unchanged for their duration as we saw them. */
@@ -439,8 +573,10 @@ export class Fleet {
       if (err instanceof KubeApiError && err.isConflict) {
         // Someone wrote it after we looked: the next round reads it again.
         this.seen.delete(name);
+        this.needList = true;
         if (this.held.has(name)) this.lose(name, "changed by another writer (409)");
       } else {
+        this.lastWriteError = message(err);
         this.d.log.debug({ lease: name, err: message(err) }, "fleet: could not write a Lease");
       }
       return false;
@@ -475,6 +611,7 @@ export class Fleet {
       if (this.valid(n, now)) owned.add(i);
     });
     this.armExpiry(now);
+    this.armTakeover(now);
     if (sameSet(owned, this.owned)) return;
     this.owned = owned;
     this.d.log.info(
@@ -500,6 +637,32 @@ export class Fleet {
     if (!Number.isFinite(first) || first <= now) return;
     this.expiry = setTimeout(() => this.emit(), Math.max(0, first - now) + 1);
     this.expiry.unref?.();
+  }
+
+  /**
+   * Runs a round when the first shard held by someone else would expire as
+   * we saw it, instead of at the next retry period: with the watch, we see a
+   * holder's last renewal as it happens, so its shards move one lease
+   * duration after it (plus a list and a write), not up to a retry period
+   * later. Each renewal seen pushes the timer back.
+   */
+  private armTakeover(now: number): void {
+    clearTimeout(this.takeover);
+    this.takeover = undefined;
+    if (!this.started || this.stopped) return;
+    let first = Infinity;
+    for (const n of this.shardNames) {
+      if (!this.orphaned(n)) continue;
+      const s = this.seen.get(n)!;
+      let at = s.observedAt + s.record.leaseDurationSeconds * 1000;
+      const member = this.memberOf(s.record.holderIdentity);
+      if (member) at = Math.max(at, member.observedAt + member.record.leaseDurationSeconds * 1000);
+      first = Math.min(first, at);
+    }
+    // Already expired: the regular round takes it (or cannot yet); a timer here would spin.
+    if (!Number.isFinite(first) || first <= now) return;
+    this.takeover = setTimeout(() => this.nudge(), first - now + 1);
+    this.takeover.unref?.();
   }
 
   /**

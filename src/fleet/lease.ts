@@ -1,7 +1,7 @@
 /**
  * The Lease API seam (coordination.k8s.io/v1) the fleet is built on: list,
- * create and update, every update guarded by the resourceVersion it was
- * based on, so two replicas can never both believe they took one Lease.
+ * watch, create and update, every update guarded by the resourceVersion it
+ * was based on, so two replicas can never both believe they took one Lease.
  *
  * Times are written as MicroTime with exactly six fractional digits. The API
  * server parses MicroTime with a microsecond layout and refuses anything else;
@@ -17,6 +17,7 @@ import type { KubeConfig, V1Lease } from "@kubernetes/client-node";
 import { FIELD_MANAGER } from "../contract.ts";
 import { AgentPool } from "../kube/agents.ts";
 import { KubeApiError, toKubeError } from "../kube/errors.ts";
+import { idleWatch } from "../kube/informer.ts";
 
 /** What a Lease says, as client-go's LeaderElectionRecord. */
 export interface LeaseRecord {
@@ -35,9 +36,26 @@ export interface ObservedLease {
   record: LeaseRecord;
 }
 
+export type LeaseEvent = "ADDED" | "MODIFIED" | "DELETED";
+
+/** A running watch on the fleet's Leases. */
+export interface LeaseWatch {
+  stop(): void;
+}
+
 export interface LeaseApi {
   /** Every Lease of the fleet (by label) in the namespace. */
   list(): Promise<ObservedLease[]>;
+  /**
+   * Streams the fleet's Leases: every current one first (as ADDED), then
+   * each change as it happens. `done` is called once when the stream ends,
+   * whatever the reason (the server closes watches after a while). Without
+   * it the fleet lists every round, as client-go does.
+   */
+  watch?(
+    onEvent: (type: LeaseEvent, lease: ObservedLease) => void,
+    done: (err?: unknown) => void,
+  ): Promise<LeaseWatch>;
   /** Creates the Lease; throws a 409 KubeApiError when it exists. */
   create(name: string, record: LeaseRecord): Promise<ObservedLease>;
   /** Replaces the Lease's spec, guarded by `resourceVersion`; throws a 409 KubeApiError on a conflict. */
@@ -87,6 +105,45 @@ export class KubeLeaseApi implements LeaseApi {
       `list Leases in ${this.namespace}`,
     )) as { items?: V1Lease[] };
     return (res.items ?? []).map(observed);
+  }
+
+  async watch(
+    onEvent: (type: LeaseEvent, lease: ObservedLease) => void,
+    done: (err?: unknown) => void,
+  ): Promise<LeaseWatch> {
+    const what = `watch Leases in ${this.namespace}`;
+    let ended = false;
+    // Filled in once the stream is open; `end` may run before that.
+    const open: { controller?: AbortController } = {};
+    const end = (err?: unknown) => {
+      if (ended) return;
+      ended = true;
+      open.controller?.abort();
+      done(err === undefined || err === null ? undefined : toKubeError(err, what));
+    };
+    const controller = await idleWatch(this.kc).watch(
+      this.base,
+      // No resourceVersion: the server sends every current Lease first, so nothing between a list and this is missed.
+      { labelSelector: `${FLEET_LABEL}=${this.fleet}`, allowWatchBookmarks: true },
+      (phase: string, obj: unknown) => {
+        if (phase === "ADDED" || phase === "MODIFIED" || phase === "DELETED")
+          onEvent(phase, observed(obj as V1Lease));
+        // An ERROR event (410 Gone and the like) ends this stream; the fleet lists and watches again.
+        else if (phase === "ERROR") {
+          const st = obj as { code?: number; reason?: string; message?: string };
+          end(new KubeApiError(st.code ?? 0, st.reason ?? "", `${what}: ${st.message ?? "error event"}`));
+        }
+      },
+      (err: unknown) => end(err),
+    );
+    open.controller = controller;
+    if (ended) controller.abort();
+    return {
+      stop: () => {
+        ended = true;
+        controller.abort();
+      },
+    };
   }
 
   async create(name: string, record: LeaseRecord): Promise<ObservedLease> {

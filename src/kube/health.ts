@@ -4,7 +4,10 @@
  * back off for up to half a minute after it is back. So the daemon asks the
  * server's own /readyz (which checks etcd) on a slow beat while all is well
  * and a fast one while it is not, and says when it answered again so failed
- * watches reconnect at once.
+ * watches reconnect at once. A write the server just answered (the fleet
+ * renews its member Lease every retry period) says as much as /readyz does,
+ * so while those keep coming the beat asks nothing: at rest it costs no
+ * request at all.
  */
 import http from "node:http";
 import https from "node:https";
@@ -75,6 +78,8 @@ export class ApiHealth {
   /** When the server last stopped answering; undefined while healthy. */
   private downSince: number | undefined;
   private lastDetail = "ok";
+  /** When a write was last seen answered (the `now` clock). */
+  private witnessedAt: number | undefined;
 
   constructor(
     private readonly probe: HealthProbe,
@@ -97,7 +102,18 @@ export class ApiHealth {
     this.timer.unref();
   }
 
+  /** The server just answered a write (storage included): the next healthy beat need not ask. */
+  witness(): void {
+    this.witnessedAt = this.now();
+  }
+
   private async beat(): Promise<void> {
+    const interval = this.opts.intervalMs ?? 5_000;
+    const sinceWitness = this.witnessedAt === undefined ? Infinity : this.now() - this.witnessedAt;
+    if (this.downSince === undefined && sinceWitness >= 0 && sinceWitness < interval) {
+      this.schedule(interval - sinceWitness);
+      return;
+    }
     const r = await this.probe();
     if (this.stopped) return;
     this.lastDetail = r.detail;
@@ -108,7 +124,7 @@ export class ApiHealth {
       this.downSince = undefined;
       this.opts.onRecovered?.(since);
     }
-    this.schedule(r.ok ? (this.opts.intervalMs ?? 5_000) : (this.opts.unhealthyIntervalMs ?? 500));
+    this.schedule(r.ok ? interval : (this.opts.unhealthyIntervalMs ?? 500));
   }
 
   stop(): void {

@@ -40,6 +40,14 @@ function collectionPath(k: KindInfo, namespace?: string): string {
  */
 export const WATCH_IDLE_MS = 90_000;
 
+/** client-node's Watch, re-opened after WATCH_IDLE_MS of silence instead of its default 30 s. */
+export function idleWatch(kc: KubeConfig): Watch {
+  const watch = new Watch(kc);
+  // A private field in the typings; the one knob client-node has for the idle timeout.
+  (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = WATCH_IDLE_MS;
+  return watch;
+}
+
 /** client-node's informer (a list, then a watch), asking for bookmarks, with WATCH_IDLE_MS. */
 function makeBookmarkedInformer(
   kc: KubeConfig,
@@ -47,9 +55,7 @@ function makeBookmarkedInformer(
   list: () => Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }>,
   heard: () => void,
 ): Informer<KubernetesObject> & ObjectCache<KubernetesObject> {
-  const watch = new Watch(kc);
-  // A private field in the typings; the one knob client-node has for the idle timeout.
-  (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = WATCH_IDLE_MS;
+  const watch = idleWatch(kc);
   const bookmarked = {
     watch: (
       p: string,

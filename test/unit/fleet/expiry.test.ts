@@ -55,6 +55,7 @@ function replica(store: MemoryLeases, identity: string, opts: Partial<FleetOptio
     list: () => (sent.push({ at: now, method: "list" }), inner.list()),
     create: (n, r) => (sent.push({ at: now, method: "create" }), inner.create(n, r)),
     update: (n, rv, r) => (sent.push({ at: now, method: "update" }), inner.update(n, rv, r)),
+    watch: (on, done) => (sent.push({ at: now, method: "watch" }), inner.watch!(on, done)),
   };
   const changes: Replica["changes"] = [];
   const fleet = new Fleet(
@@ -159,6 +160,30 @@ void describe("fleet: the expiry timer", () => {
     );
     assert.ok(dropped.at < bTook, "a stopped before b started");
     assert.equal(overlap, 0, "never both holding a shard");
+  });
+
+  void it("a dead holder's shards move one lease duration after its last renewal was seen, not at the next round", async () => {
+    const store = new MemoryLeases();
+    const a = await start(replica(store, "a"));
+    // b's rounds run out of step with a's renewals, and with a's lease running out (15 s is an odd number of 1 s).
+    await advance(RETRY / 4);
+    const b = await start(replica(store, "b"));
+    await advance(6 * RETRY);
+    const aShards = a.held();
+    assert.equal(aShards.length, 2);
+    // a dies: nothing it sends arrives any more, and its watch ends.
+    a.link.down = true;
+    const lastRenewal = Math.max(...a.sent.filter((s) => s.method === "update").map((s) => s.at));
+    let bTook: number | undefined;
+    await advance(LEASE + 2 * RETRY, () => {
+      if (bTook === undefined && aShards.every((s) => b.fleet.holds(s))) bTook = now;
+    });
+    assert.ok(bTook !== undefined, "b took a's shards");
+    assert.ok(bTook >= lastRenewal + LEASE, `taken at ${bTook} ms, before a's lease ran out`);
+    assert.ok(
+      bTook <= lastRenewal + LEASE + 3 * STEP,
+      `taken at ${bTook} ms: ${bTook - lastRenewal - LEASE} ms after a's lease ran out (${lastRenewal} + ${LEASE})`,
+    );
   });
 
   void it("counts a renewal from when it was sent: an answer that comes late does not extend the hold", async () => {

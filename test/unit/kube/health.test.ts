@@ -53,4 +53,36 @@ void describe("ApiHealth", () => {
     assert.deepEqual(recovered, [since]);
     health.stop();
   });
+
+  void it("asks nothing while writes keep being answered, and asks at once when they stop", async () => {
+    let up = true;
+    let probes = 0;
+    const health = new ApiHealth(
+      () => (
+        probes++,
+        Promise.resolve(up ? { ok: true, detail: "ok" } : { ok: false, detail: "/readyz 503" })
+      ),
+      () => now,
+      { intervalMs: 5_000, unhealthyIntervalMs: 500 },
+    );
+    const down = () => health.down;
+    health.start();
+    // The fleet renews its member Lease every 2 s.
+    const renew = async (ms: number) => {
+      for (let t = 0; t < ms; t += 2_000) {
+        health.witness();
+        await advance(2_000);
+      }
+    };
+    await advance(100);
+    const first = probes;
+    await renew(60_000);
+    assert.equal(probes, first, "no /readyz while renewals come every 2 s");
+    // The server goes away: renewals stop, and the beat asks within its interval.
+    up = false;
+    await advance(6_000);
+    assert.ok(probes > first, "asked once renewals stopped");
+    assert.equal(down()?.detail, "/readyz 503");
+    health.stop();
+  });
 });
