@@ -122,6 +122,8 @@ export class Fleet {
   private stopped = false;
   /** The watch on the fleet's Leases, while open: rounds then need no list. */
   private watch: LeaseWatch | undefined;
+  /** The Lease the open watch leaves out: our member Lease, whose renewals we make and need not hear back. */
+  private watchExcludes: string | undefined;
   private watchOpening = false;
   /** What we saw may be out of date (a write was refused with 409): list in the next round. */
   private needList = false;
@@ -250,6 +252,11 @@ export class Fleet {
    * every write).
    */
   private async round(): Promise<void> {
+    if (this.watch && this.watchExcludes !== this.ownMember()) {
+      // Our member slot changed: watch again, leaving out the new one.
+      this.watch.stop();
+      this.watch = undefined;
+    }
     if (this.watch && !this.needList && !this.wouldTakeOver(this.d.monotonic())) {
       const now = this.d.monotonic();
       this.dropExpired(now);
@@ -375,11 +382,17 @@ export class Fleet {
     return slots.length > 0 && slots.every((n) => this.orphaned(n));
   }
 
+  /** The member Lease we hold, if any. */
+  private ownMember(): string | undefined {
+    return this.memberNames.find((n) => this.held.has(n));
+  }
+
   /** Opens the watch; when it ends, the next round lists and opens it again. */
   private openWatch(): void {
     const watch = this.d.api.watch?.bind(this.d.api);
     if (!watch || this.watchOpening || this.stopped) return;
     this.watchOpening = true;
+    const exclude = this.ownMember();
     let handle: LeaseWatch | undefined;
     let ended = false;
     watch(
@@ -391,12 +404,14 @@ export class Fleet {
         if (this.watch === handle) this.watch = undefined;
         this.d.log.debug({ err: err === undefined ? undefined : message(err) }, "fleet: Lease watch ended");
       },
+      exclude,
     ).then(
       (h) => {
         this.watchOpening = false;
         handle = h;
         if (this.stopped || ended) return h.stop();
         this.watch = h;
+        this.watchExcludes = exclude;
       },
       (err: unknown) => {
         this.watchOpening = false;
@@ -570,8 +585,8 @@ export class Fleet {
       if (!had && !ours) this.d.log.info({ lease: name }, "fleet: took a Lease");
       return true;
     } catch (err) {
-      if (err instanceof KubeApiError && err.isConflict) {
-        // Someone wrote it after we looked: the next round reads it again.
+      if (err instanceof KubeApiError && (err.isConflict || err.isNotFound)) {
+        // Someone wrote or deleted it after we looked (the watch leaves our member Lease out): read it again.
         this.seen.delete(name);
         this.needList = true;
         if (this.held.has(name)) this.lose(name, "changed by another writer (409)");

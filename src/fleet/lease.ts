@@ -50,11 +50,13 @@ export interface LeaseApi {
    * Streams the fleet's Leases: every current one first (as ADDED), then
    * each change as it happens. `done` is called once when the stream ends,
    * whatever the reason (the server closes watches after a while). Without
-   * it the fleet lists every round, as client-go does.
+   * it the fleet lists every round, as client-go does. `exclude` names a
+   * Lease not to be told about (our own member Lease: its renewals are ours).
    */
   watch?(
     onEvent: (type: LeaseEvent, lease: ObservedLease) => void,
     done: (err?: unknown) => void,
+    exclude?: string,
   ): Promise<LeaseWatch>;
   /** Creates the Lease; throws a 409 KubeApiError when it exists. */
   create(name: string, record: LeaseRecord): Promise<ObservedLease>;
@@ -110,6 +112,7 @@ export class KubeLeaseApi implements LeaseApi {
   async watch(
     onEvent: (type: LeaseEvent, lease: ObservedLease) => void,
     done: (err?: unknown) => void,
+    exclude?: string,
   ): Promise<LeaseWatch> {
     const what = `watch Leases in ${this.namespace}`;
     let ended = false;
@@ -124,7 +127,11 @@ export class KubeLeaseApi implements LeaseApi {
     const controller = await idleWatch(this.kc).watch(
       this.base,
       // No resourceVersion: the server sends every current Lease first, so nothing between a list and this is missed.
-      { labelSelector: `${FLEET_LABEL}=${this.fleet}`, allowWatchBookmarks: true },
+      {
+        labelSelector: `${FLEET_LABEL}=${this.fleet}`,
+        allowWatchBookmarks: true,
+        ...(exclude !== undefined ? { fieldSelector: `metadata.name!=${exclude}` } : {}),
+      },
       (phase: string, obj: unknown) => {
         if (phase === "ADDED" || phase === "MODIFIED" || phase === "DELETED")
           onEvent(phase, observed(obj as V1Lease));

@@ -25,7 +25,12 @@ export interface Link {
   watchSilent: boolean;
 }
 
-type Subscriber = { link: Link; onEvent: (type: LeaseEvent, l: ObservedLease) => void; end: () => void };
+type Subscriber = {
+  link: Link;
+  exclude: string | undefined;
+  onEvent: (type: LeaseEvent, l: ObservedLease) => void;
+  end: () => void;
+};
 
 /** The fleet the unit tests run: 8 shards and client-go's default timings (15 s / 10 s / 2 s). */
 export const FLEET_OPTS: Omit<FleetOptions, "identity"> = {
@@ -96,12 +101,13 @@ export class MemoryLeases {
         }, true),
     };
     if (opts.watch === false) return api;
-    api.watch = (onEvent, done) => {
+    api.watch = (onEvent, done, exclude) => {
       this.calls.watch++;
       if (this.down || link.down) return Promise.reject(new KubeApiError(0, "ECONNREFUSED", "down"));
       let open = true;
       const sub: Subscriber = {
         link,
+        exclude,
         onEvent: (type, l) => {
           if (open) onEvent(type, l);
         },
@@ -148,6 +154,7 @@ export class MemoryLeases {
 
   /** After the write, in order; nothing over a link that is down, hung or silent. */
   private deliver(sub: Subscriber, type: LeaseEvent, l: ObservedLease): void {
+    if (l.name === sub.exclude) return;
     const copy = structuredClone(l);
     queueMicrotask(() => {
       const { link } = sub;
