@@ -45,6 +45,19 @@ export const WATCH_IDLE_MS = 90_000;
 const OBJECT_EVENTS = new Set(["ADDED", "MODIFIED", "DELETED"]);
 
 /**
+ * What a watch event hands on: its object as the cache keeps it, or, for a
+ * BOOKMARK or an ERROR, what came (client-node reads an ERROR Status's code
+ * to relist after a 410; slimmed as a Deployment, it would have none).
+ */
+export function watchedObject(
+  phase: string,
+  obj: unknown,
+  keep: (obj: KubernetesObject) => KubernetesObject,
+): unknown {
+  return OBJECT_EVENTS.has(phase) ? keep(obj as KubernetesObject) : obj;
+}
+
+/**
  * client-node's informer (a list, then a watch), asking for bookmarks, with
  * WATCH_IDLE_MS, and every object passed through `keep` before the cache or a
  * handler sees it: the listed items and each watched object alike (client-go's
@@ -72,7 +85,7 @@ function makeBookmarkedInformer(
         { ...query, allowWatchBookmarks: true },
         (phase, apiObj, watchObj) => {
           heard();
-          callback(phase, OBJECT_EVENTS.has(phase) ? keep(apiObj as KubernetesObject) : apiObj, watchObj);
+          callback(phase, watchedObject(phase, apiObj, keep), watchObj);
         },
         done,
       ),

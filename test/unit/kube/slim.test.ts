@@ -10,6 +10,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { KObject } from "../../../src/kube/kinds.ts";
 import { withoutManagedFields } from "../../../src/kube/slim.ts";
+import { watchedObject } from "../../../src/kube/informer.ts";
+import { slimDeployment } from "../../../src/controller/observe.ts";
 import { AppMeshRouter } from "../../../src/routers/appmesh.ts";
 import { gatewayRouteStageObject, type Stage } from "../../../src/routers/stagerule.ts";
 import { RouteError, type TrafficRouter } from "../../../src/routers/types.ts";
@@ -263,5 +265,46 @@ void describe("the cache drops managedFields and nothing else", () => {
       }),
       { numRuns: RUNS },
     );
+  });
+});
+
+void describe("which watch events are slimmed", () => {
+  const keep = (o: KObject) => slimDeployment(withoutManagedFields(o));
+  const dep: KObject = {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: {
+      namespace: "shop",
+      name: "web-v2",
+      resourceVersion: "12",
+      managedFields: [{ manager: "kubectl" }],
+    },
+    spec: { replicas: 2, template: { spec: { containers: [{ name: "app", image: "a:1" }] } } },
+  };
+
+  void it("objects added, changed and deleted are; a BOOKMARK and an ERROR's Status are passed as they came", () => {
+    for (const phase of ["ADDED", "MODIFIED", "DELETED"]) {
+      const kept = watchedObject(phase, dep, keep) as KObject;
+      assert.equal((kept.spec as { template?: unknown }).template, undefined, phase);
+      assert.equal(kept.metadata?.managedFields, undefined, phase);
+      assert.equal(kept.metadata?.resourceVersion, "12", `${phase}: the watch resumes from it`);
+    }
+    // client-node relists on an ERROR whose Status says 410: a slimmed Status would have lost its code.
+    const expired = {
+      kind: "Status",
+      apiVersion: "v1",
+      metadata: {},
+      status: "Failure",
+      message: "too old resource version: 12 (40)",
+      reason: "Expired",
+      code: 410,
+    };
+    assert.equal(watchedObject("ERROR", expired, keep), expired);
+    const bookmark = {
+      kind: "Deployment",
+      apiVersion: "apps/v1",
+      metadata: { resourceVersion: "41", annotations: { "k8s.io/initial-events-end": "true" } },
+    };
+    assert.equal(watchedObject("BOOKMARK", bookmark, keep), bookmark);
   });
 });
