@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import { createAnalysisGateFactory } from "./analysis/analyzer.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { RolloutController } from "./controller/controller.ts";
+import { slimDeployment } from "./controller/observe.ts";
 import { AgentPool } from "./kube/agents.ts";
 import { ClusterCache } from "./kube/cache.ts";
 import { checkReachable, loadKubeConfig, makeClients } from "./kube/client.ts";
@@ -94,6 +95,8 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
   const cache = new ClusterCache(clients, log, {
     namespaces,
     discovery: discoveryGet(kc, undefined, agents),
+    // A Deployment is read for its revision and readiness only: the cache keeps those, not its pod template.
+    slim: { Deployment: slimDeployment },
   });
   const env = opts.env ?? process.env;
   const fleetOptions: FleetOptions = {

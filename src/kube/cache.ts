@@ -10,12 +10,16 @@
  * its last known objects for reading, but is reported stale until it has
  * listed again, so nothing is written on the strength of it and readiness
  * turns false while the daemon is blind.
+ *
+ * It holds every object of every kind it watches, on every replica, so it
+ * keeps of each only what rolloutd reads (kube/slim.ts).
  */
 import type { Logger } from "pino";
 import type { KubeClients } from "./client.ts";
 import { Watcher, type WatcherStatus } from "./informer.ts";
 import { KINDS, type KindInfo, type KindName, type KObject, type ObjectRef } from "./kinds.ts";
 import { servedKind, type DiscoveryGet } from "./discovery.ts";
+import type { CacheSlim } from "./slim.ts";
 
 export type ChangeHandler = (ref: ObjectRef, obj: KObject) => void;
 
@@ -32,6 +36,11 @@ export interface ClusterCacheOptions {
   namespaces?: readonly string[];
   /** Discovery documents, to address kinds of several versions (App Mesh) by the one the cluster serves. */
   discovery?: DiscoveryGet;
+  /**
+   * Per kind, what of an object the cache keeps beyond dropping managedFields (which every kind gets):
+   * the composition root gives each reader's projection (controller/observe.ts, slimDeployment).
+   */
+  slim?: Partial<Record<KindName, CacheSlim>>;
 }
 
 /** Key of the watch that holds a namespace's objects; "" is the cluster-wide watch. */
@@ -59,6 +68,7 @@ export class ClusterCache {
             log.child(ns === undefined ? { component: "watch" } : { component: "watch", namespace: ns }),
             {
               ...(ns === undefined ? {} : { namespace: ns }),
+              ...(opts.slim?.[kind] ? { slim: opts.slim[kind] } : {}),
               onResync: () => {
                 for (const h of this.resyncHandlers) h(kind);
               },

@@ -18,6 +18,7 @@ import type { Logger } from "pino";
 import type { KubeClients } from "./client.ts";
 import { toKubeError } from "./errors.ts";
 import { clusterPath, type KindInfo } from "./kinds.ts";
+import { withoutManagedFields, type CacheSlim } from "./slim.ts";
 
 /** The collection a watch lists: all namespaces, or one. */
 function collectionPath(k: KindInfo, namespace?: string): string {
@@ -48,12 +49,34 @@ export function idleWatch(kc: KubeConfig): Watch {
   return watch;
 }
 
-/** client-node's informer (a list, then a watch), asking for bookmarks, with WATCH_IDLE_MS. */
+/** Watch events that carry an object of the kind (not a BOOKMARK's bare resourceVersion, not an ERROR's Status). */
+const OBJECT_EVENTS = new Set(["ADDED", "MODIFIED", "DELETED"]);
+
+/**
+ * What a watch event hands on: its object as the cache keeps it, or, for a
+ * BOOKMARK or an ERROR, what came (client-node reads an ERROR Status's code
+ * to relist after a 410; slimmed as a Deployment, it would have none).
+ */
+export function watchedObject(
+  phase: string,
+  obj: unknown,
+  keep: (obj: KubernetesObject) => KubernetesObject,
+): unknown {
+  return OBJECT_EVENTS.has(phase) ? keep(obj as KubernetesObject) : obj;
+}
+
+/**
+ * client-node's informer (a list, then a watch), asking for bookmarks, with
+ * WATCH_IDLE_MS, and every object passed through `keep` before the cache or a
+ * handler sees it: the listed items and each watched object alike (client-go's
+ * informer transform; client-node has none).
+ */
 function makeBookmarkedInformer(
   kc: KubeConfig,
   path: string,
   list: () => Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }>,
   heard: () => void,
+  keep: (obj: KubernetesObject) => KubernetesObject,
 ): Informer<KubernetesObject> & ObjectCache<KubernetesObject> {
   const watch = idleWatch(kc);
   const bookmarked = {
@@ -68,12 +91,16 @@ function makeBookmarkedInformer(
         { ...query, allowWatchBookmarks: true },
         (phase, apiObj, watchObj) => {
           heard();
-          callback(phase, apiObj, watchObj);
+          callback(phase, watchedObject(phase, apiObj, keep), watchObj);
         },
         done,
       ),
   } as unknown as Watch;
-  return new ListWatch<KubernetesObject>(path, bookmarked, list, false);
+  const kept = async () => {
+    const listed = await list();
+    return { ...listed, items: listed.items.map(keep) };
+  };
+  return new ListWatch<KubernetesObject>(path, bookmarked, kept, false);
 }
 
 export type WatchEventType = "add" | "update" | "delete";
@@ -125,6 +152,8 @@ export class Watcher {
       onResync?: () => void;
       /** The version the cluster serves, asked before every (re)list: a CRD may be installed or changed meanwhile. */
       resolve?: (k: KindInfo) => Promise<KindInfo>;
+      /** Keeps less of each object of this kind, after managedFields are dropped (kube/slim.ts). */
+      slim?: CacheSlim;
     } = {},
   ) {
     this.served = kind;
@@ -186,6 +215,7 @@ export class Watcher {
       collectionPath(this.served, this.opts.namespace),
       () => this.listAll(),
       () => (this.heardAt = Date.now()),
+      (obj) => this.keep(obj),
     );
     this.informer = informer;
     const safe = (type: WatchEventType) => (obj: KubernetesObject) => {
@@ -211,6 +241,21 @@ export class Watcher {
       },
       (err: unknown) => this.onError(informer, err),
     );
+  }
+
+  /**
+   * What the cache holds of an object (kube/slim.ts). A slimming that throws
+   * keeps the object whole: a cache that holds too much is better than an
+   * event lost, or a watch torn down by a throw in client-node's stream.
+   */
+  private keep(obj: KubernetesObject): KubernetesObject {
+    try {
+      const lean = withoutManagedFields(obj);
+      return this.opts.slim ? this.opts.slim(lean) : lean;
+    } catch (err) {
+      this.log.error({ err, kind: this.kind.kind }, "slimming an object for the cache threw; kept it whole");
+      return obj;
+    }
   }
 
   private connectedAt = 0;

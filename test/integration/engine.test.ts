@@ -8,9 +8,13 @@ import assert from "node:assert/strict";
 import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { DaemonProcess } from "../support/daemon.ts";
+import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { ANNOTATIONS, FIELD_MANAGER } from "../../src/contract.ts";
+import { templateRevision } from "../../src/controller/observe.ts";
+import type { KObject } from "../../src/kube/kinds.ts";
+import type { DaemonProcess, LogLine } from "../support/daemon.ts";
 import { startWorld, type World } from "../support/world.ts";
-import { eventually, type Cluster } from "../support/cluster.ts";
+import { eventually, markRolledOut, mergePatch, type Cluster } from "../support/cluster.ts";
 import { FAMILIES, httpRoute, type FakeGatewayStatus, type RouteFamily } from "../support/routes.ts";
 
 const short: Record<string, string> = {
@@ -235,6 +239,88 @@ void describe("rollout engine against a real API server", { concurrency: true },
       canaryShares(s.history, s.stable, s.canary).includes(25),
       "the reloaded policy's first step was applied",
     );
+  });
+
+  void it("slim watch cache: the revision is the raw template's, scaling is not a revision, a many-manager route keeps its annotations", async () => {
+    const s = await scenario(httpRoute, "slim");
+    // Field managers besides the creator: each owns an annotation and a label, so managedFields is large.
+    const teams = ["kubectl-client-side-apply", "helm", "argocd-controller", "team-payments", "policy-bot"];
+    for (const [i, manager] of teams.entries()) {
+      await c.custom.patchNamespacedCustomObject(
+        {
+          group: "gateway.networking.k8s.io",
+          version: "v1",
+          namespace: s.ns,
+          plural: "httproutes",
+          name: s.route,
+          body: {
+            metadata: {
+              annotations: { [`team-${i}.example.com/owner`]: manager },
+              labels: { [`team-${i}`]: "yes" },
+            },
+          },
+          fieldManager: manager,
+        },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+    }
+    const userAnnotations = (await s.weightsObject()).metadata?.annotations ?? {};
+    assert.ok(((await s.weightsObject()).metadata?.managedFields ?? []).length > teams.length);
+    // The Deployment exactly as a watch delivers it (JSON, not the typed client's model).
+    const raw = async () =>
+      (await c.custom.getNamespacedCustomObject({
+        group: "apps",
+        version: "v1",
+        namespace: s.ns,
+        plural: "deployments",
+        name: s.canary,
+      })) as KObject;
+    s.writePolicy({ steps: [50, 100], interval: "1s" });
+    const adopted = await s.until("adopted", (st) => st.phase === "Steady");
+    assert.equal(
+      adopted.baseline[s.canary],
+      templateRevision(await raw()),
+      "the kept revision is the raw one",
+    );
+
+    // Scale only, rolled out: not a revision.
+    await mergePatch(c, "Deployment", s.ns, s.canary, { spec: { replicas: 4 } });
+    await markRolledOut(c, s.ns, s.canary);
+    // A new template, not yet rolled out: the daemon waits for it, naming the revision and the generation.
+    // Events of one Deployment arrive in order, so by this line the scale above was in the cache too.
+    await s.shipCanary("2", s.canary, false);
+    const shipped = await raw();
+    const next = templateRevision(shipped)!;
+    assert.notEqual(next, adopted.baseline[s.canary]);
+    const waiting = (generation: number | undefined) => (l: LogLine) =>
+      l.policy === `${s.ns}/${s.route}` &&
+      l.msg.includes(`new revision ${next} of ${s.canary} is rolling out`) &&
+      l.msg.includes(`generation ${generation} not yet observed`);
+    await daemon.waitForLine(
+      "the new revision seen, waiting to roll out",
+      waiting(shipped.metadata?.generation),
+    );
+    let st = await s.state();
+    assert.equal(st?.phase, "Steady", "the scale started no rollout");
+    assert.equal(st?.baseline[s.canary], adopted.baseline[s.canary]);
+    // Scaling while it waits: the same revision, at the new generation.
+    const scaled = await mergePatch(c, "Deployment", s.ns, s.canary, { spec: { replicas: 5 } });
+    await daemon.waitForLine("the same revision after a scale", waiting(scaled.metadata?.generation));
+
+    await markRolledOut(c, s.ns, s.canary);
+    const promoted = await s.until("promoted", (x) => x.phase === "Promoted");
+    assert.equal(promoted.revision, next, "one rollout, of the template's revision");
+    assert.deepEqual(canaryShares(s.history, s.stable, s.canary), [0, 50, 100]);
+    const route = await s.weightsObject();
+    for (const [k, v] of Object.entries(userAnnotations))
+      assert.equal(route.metadata?.annotations?.[k], v, `annotation ${k} intact`);
+    assert.ok(route.metadata?.annotations?.[ANNOTATIONS.state], "the state written beside them");
+    assert.ok(
+      (route.metadata?.managedFields ?? []).some((m) => m.manager === FIELD_MANAGER),
+      "rolloutd's patches landed on the many-manager route",
+    );
+    st = await s.state();
+    assert.equal(st?.phase, "Promoted");
   });
 
   void it("Gateway API: a step counts only once every parent accepted it; a route never accepted is reported", async () => {

@@ -408,15 +408,20 @@ export class MemoryStore implements ObjectStore {
   }
 }
 
-class OneObjectReader implements ObjectReader {
-  constructor(private readonly obj: KObject) {}
+/** Reads from the objects given, as the watch caches would hold them. */
+export class ObjectsReader implements ObjectReader {
+  private readonly objs: KObject[];
+  constructor(...objs: KObject[]) {
+    this.objs = objs;
+  }
   get(kind: string, namespace: string, name: string): KObject | undefined {
-    const m = this.obj.metadata;
-    return kind === this.obj.kind && namespace === m?.namespace && name === m?.name ? this.obj : undefined;
+    return this.objs.find(
+      (o) => kind === o.kind && namespace === o.metadata?.namespace && name === o.metadata?.name,
+    );
   }
 }
 
-class CapturingWriter implements ObjectWriter {
+export class CapturingWriter implements ObjectWriter {
   readonly calls: JsonPatchOp[][] = [];
   constructor(private readonly store: ObjectStore) {}
   jsonPatch(ref: ObjectRef, ops: JsonPatchOp[]): Promise<KObject> {
@@ -431,7 +436,7 @@ class CapturingWriter implements ObjectWriter {
   }
 }
 
-function routerFor(family: Family, reader: ObjectReader, writer: ObjectWriter): TrafficRouter {
+export function routerFor(family: Family, reader: ObjectReader, writer: ObjectWriter): TrafficRouter {
   return family === "VirtualRouter"
     ? new AppMeshRouter(reader, writer)
     : new GatewayApiRouter(reader, writer);
@@ -577,7 +582,7 @@ export async function runCase(c: GeneratedCase, store: ObjectStore): Promise<num
   for (const op of c.ops) {
     const before = await store.get();
     const writer = new CapturingWriter(store);
-    const router = routerFor(c.family, new OneObjectReader(before), writer);
+    const router = routerFor(c.family, new ObjectsReader(before), writer);
     let view;
     try {
       view = router.read(policy, roles);
@@ -607,7 +612,7 @@ export async function runCase(c: GeneratedCase, store: ObjectStore): Promise<num
     writes++;
     if (percent !== undefined) {
       // Idempotent: the same step planned on the result writes no weight.
-      const again = routerFor(c.family, new OneObjectReader(after), writer);
+      const again = routerFor(c.family, new ObjectsReader(after), writer);
       const view2 = again.read(policy, roles);
       const replanned = again.plan(view2, roles, percent);
       assert.deepEqual(

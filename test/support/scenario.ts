@@ -141,8 +141,9 @@ export class Scenario {
     );
   }
 
-  async shipCanary(version: string, who = this.canary): Promise<void> {
-    await shipRevision(this.c, this.ns, who, version);
+  /** A new template for `who` (the canary by default), marked rolled out unless told otherwise. */
+  async shipCanary(version: string, who = this.canary, rolledOut = true): Promise<void> {
+    await shipRevision(this.c, this.ns, who, version, rolledOut);
   }
 
   async annotateTarget(a: Record<string, string | null>): Promise<void> {
