@@ -300,12 +300,17 @@ export class Fleet {
       if (renewed && this.failing) {
         this.d.log.info("fleet: Leases can be written again");
         this.failing = undefined;
-      } else if (!renewed && !this.failing && this.lastWriteError) {
-        this.d.log.warn(
-          { err: this.lastWriteError },
-          "fleet: cannot renew our member Lease; shards are held only until their renew deadline",
-        );
-        this.failing = { since: this.d.monotonic(), error: this.lastWriteError };
+      } else if (!renewed && this.lastWriteError) {
+        if (!this.failing) {
+          this.d.log.warn(
+            { err: this.lastWriteError },
+            "fleet: cannot renew our member Lease; shards are held only until their renew deadline",
+          );
+          this.failing = { since: this.d.monotonic(), error: this.lastWriteError };
+        }
+        // The watch may have died with the connection, silently: list and watch afresh once the server answers.
+        this.watch?.stop();
+        this.watch = undefined;
       }
     }
 

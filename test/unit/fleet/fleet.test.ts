@@ -393,6 +393,35 @@ void describe("fleet: the Lease watch", () => {
     assert.deepEqual(a.held(), [0, 1, 2, 3, 4, 5, 6, 7]);
   });
 
+  void it("after the API server was away, the watch is opened afresh (it may have died silently with the connection)", async () => {
+    const store = new MemoryLeases();
+    const clock = { t: 0 };
+    const a = replica(store, "a", clock);
+    for (let i = 0; i < 2; i++, clock.t += 2_000) {
+      await a.fleet.tick();
+      await settle();
+    }
+    const watches = store.calls.watch;
+    // The link hangs for a round (the renewal times out at the per-call bound), its watch dying with it
+    // unnoticed; then the link is back.
+    a.link.hang = true;
+    store.silenceWatches();
+    await a.fleet.tick();
+    a.link.hang = false;
+    clock.t += 2_000;
+    await a.fleet.tick();
+    await settle();
+    assert.equal(store.calls.watch, watches + 1, "a new watch");
+    // b joins; a hears of it on the new watch (the old one is still silent) and gives half back.
+    const b = replica(store, "b", clock);
+    for (let i = 0; i < 4; i++, clock.t += 2_000) {
+      await b.fleet.tick();
+      await a.fleet.tick();
+      await settle();
+    }
+    assert.deepEqual([a.held().length, b.held().length], [4, 4]);
+  });
+
   void it("a Lease of ours deleted or taken is given up on the event, before the next round", async () => {
     const store = new MemoryLeases();
     const clock = { t: 0 };

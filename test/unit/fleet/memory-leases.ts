@@ -27,6 +27,8 @@ export interface Link {
 
 type Subscriber = {
   link: Link;
+  /** This stream's connection died without a word: it sends nothing more (a new watch works). */
+  silent?: boolean;
   exclude: string | undefined;
   onEvent: (type: LeaseEvent, l: ObservedLease) => void;
   end: () => void;
@@ -147,6 +149,11 @@ export class MemoryLeases {
     for (const sub of this.subscribers) this.deliver(sub, "DELETED", l);
   }
 
+  /** Every open watch goes silent, as when its connection dies unnoticed; watches opened later work. */
+  silenceWatches(): void {
+    for (const sub of this.subscribers) sub.silent = true;
+  }
+
   /** The server ends every open watch (it does so every so often, and on restart). */
   endWatches(): void {
     for (const sub of [...this.subscribers]) sub.end();
@@ -160,7 +167,7 @@ export class MemoryLeases {
       const { link } = sub;
       // A server that is down ends the stream; one that hangs or went silent just sends nothing more.
       if (this.down || link.down) return sub.end();
-      if (link.hang || link.watchSilent) return;
+      if (link.hang || link.watchSilent || sub.silent) return;
       sub.onEvent(type, copy);
     });
   }
