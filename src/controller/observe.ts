@@ -7,14 +7,25 @@
 import { createHash } from "node:crypto";
 import type { KObject } from "../kube/kinds.ts";
 
-/** JSON with sorted keys, so equal templates hash equally whatever the key order. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+/**
+ * JSON with sorted keys, so equal templates hash equally whatever the key
+ * order. Exactly JSON.stringify's value otherwise (toJSON, undefined members
+ * left out, holes and undefined in arrays as null): a revision is a function
+ * of the JSON, whatever built the object. Undefined where JSON writes nothing.
+ */
+function canonical(value: unknown): string | undefined {
+  const v: unknown =
+    value && typeof (value as { toJSON?: unknown }).toJSON === "function"
+      ? (value as { toJSON(): unknown }).toJSON()
+      : value;
+  if (Array.isArray(v)) return `[${Array.from(v, (x) => canonical(x) ?? "null").join(",")}]`;
   if (v && typeof v === "object") {
-    return `{${Object.keys(v)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
-      .join(",")}}`;
+    const members: string[] = [];
+    for (const k of Object.keys(v).sort()) {
+      const member = canonical((v as Record<string, unknown>)[k]);
+      if (member !== undefined) members.push(`${JSON.stringify(k)}:${member}`);
+    }
+    return `{${members.join(",")}}`;
   }
   return JSON.stringify(v);
 }
@@ -39,7 +50,10 @@ export function templateRevision(deployment: KObject): string | undefined {
   if (Object.hasOwn(deployment, TEMPLATE_REVISION)) return (deployment as Kept)[TEMPLATE_REVISION];
   const template = (deployment.spec as { template?: unknown } | undefined)?.template;
   if (!template) return undefined;
-  return createHash("sha256").update(canonical(template)).digest("hex").slice(0, 10);
+  return createHash("sha256")
+    .update(canonical(template) ?? "null")
+    .digest("hex")
+    .slice(0, 10);
 }
 
 /** The fields of a Deployment's spec and status that rolledOut reads: the cache keeps these and no others. */

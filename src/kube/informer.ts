@@ -169,15 +169,18 @@ export class Watcher {
     await this.firstAttempt.promise;
   }
 
+  /**
+   * Every kind is listed as JSON, as served, through the custom-objects API
+   * (which takes any group, apps/v1 Deployments included): the same shape a
+   * watch event has. client-node's typed list returns its model instead,
+   * with date-time strings turned into Date objects and fields its model
+   * lacks dropped, so an unchanged Deployment hashed to another revision
+   * after a relist than after a watch event (a rollout nobody shipped).
+   */
   private listAll(): Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }> {
     const k = this.served;
     const namespace = this.opts.namespace;
     this.status.lists++;
-    if (k.kind === "Deployment") {
-      return namespace === undefined
-        ? this.clients.apps.listDeploymentForAllNamespaces()
-        : this.clients.apps.listNamespacedDeployment({ namespace });
-    }
     const what = { group: k.group, version: k.version, plural: k.plural };
     return (
       namespace === undefined

@@ -192,11 +192,13 @@ export async function createNamespace(c: Cluster, name: string): Promise<void> {
   await c.core.createNamespace({ body: { metadata: { name } } });
 }
 
+/**
+ * Creates an object as JSON, as kubectl would: a Deployment too, not through the typed client, whose
+ * serializer keeps only the fields of its model and wants Date objects where the API has strings.
+ */
 export async function createObject(c: Cluster, kind: KindName, obj: KObject): Promise<KObject> {
   const k = KINDS[kind];
   const ns = obj.metadata!.namespace!;
-  if (kind === "Deployment")
-    return c.apps.createNamespacedDeployment({ namespace: ns, body: obj as V1Deployment });
   return (await c.custom.createNamespacedCustomObject({
     group: k.group,
     version: k.version,
@@ -206,9 +208,9 @@ export async function createObject(c: Cluster, kind: KindName, obj: KObject): Pr
   })) as KObject;
 }
 
+/** An object as the API server serves it (JSON, as a watch delivers it). */
 export async function getObject(c: Cluster, kind: KindName, ns: string, name: string): Promise<KObject> {
   const k = KINDS[kind];
-  if (kind === "Deployment") return c.apps.readNamespacedDeployment({ namespace: ns, name });
   return (await c.custom.getNamespacedCustomObject({
     group: k.group,
     version: k.version,

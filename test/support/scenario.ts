@@ -27,6 +27,13 @@ export interface PolicyOptions {
   extra?: string;
 }
 
+export interface GivenOptions {
+  /** Default true. */
+  createRoute?: boolean;
+  /** How each backend's Deployment is made (its image must be the first container's); cluster.ts's by default. */
+  deployment?: (ns: string, name: string, version: string) => KObject;
+}
+
 export class Scenario {
   readonly route = "web";
   readonly stable = "web-v1";
@@ -44,10 +51,11 @@ export class Scenario {
   ) {}
 
   /** Given: a namespace, both Deployments rolled out at v1, the route at 100 % stable. */
-  async given(opts: { createRoute?: boolean } = {}): Promise<this> {
+  async given(opts: GivenOptions = {}): Promise<this> {
     await createNamespace(this.c, this.ns);
+    const make = opts.deployment ?? deployment;
     for (const d of [this.stable, this.canary]) {
-      await createObject(this.c, "Deployment", deployment(this.ns, d, "1"));
+      await createObject(this.c, "Deployment", make(this.ns, d, "1"));
       await markRolledOut(this.c, this.ns, d);
     }
     if (opts.createRoute !== false) await this.createRoute();

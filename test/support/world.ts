@@ -10,7 +10,7 @@ import path from "node:path";
 import { startCluster, type Cluster } from "./cluster.ts";
 import { startDaemon, type DaemonProcess } from "./daemon.ts";
 import { FakeGatewayStatus, type RouteFamily } from "./routes.ts";
-import { Scenario } from "./scenario.ts";
+import { Scenario, type GivenOptions } from "./scenario.ts";
 
 export interface World {
   c: Cluster;
@@ -18,7 +18,7 @@ export interface World {
   daemon: DaemonProcess;
   policiesDir: string;
   /** Given: a namespace with both Deployments rolled out and (unless told otherwise) the route. */
-  scenario(fam: RouteFamily, ns: string, opts?: { createRoute?: boolean }): Promise<Scenario>;
+  scenario(fam: RouteFamily, ns: string, opts?: GivenOptions): Promise<Scenario>;
   /** Stops everything; returns the daemon's exit code. */
   stop(): Promise<number | null>;
 }
