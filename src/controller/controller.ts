@@ -119,7 +119,7 @@ export class RolloutController {
       if (!gone) continue;
       // Another policy on the same route may own it now.
       for (const other of this.registry.sharingRoute(gone)) this.queue.add(other);
-      void this.deps.metrics.forgetPolicy(key).catch(() => {});
+      this.forgetMetrics(key);
       this.reporter.forget(key);
       this.deps.log.info({ policy: key }, "policy removed; its route is left as it is");
     }
@@ -181,8 +181,23 @@ export class RolloutController {
     if (!this.registry.remove(key)) return;
     this.jobs.cancel(key);
     this.queue.drop(key);
-    void this.deps.metrics.forgetPolicy(key).catch(() => {});
+    this.forgetMetrics(key);
     this.deps.metrics.policies.set(this.registry.size);
+  }
+
+  /** Policies whose metric series go at the end of this turn, all in one pass (see Metrics.forgetPolicies). */
+  private forgetting: Set<string> | undefined;
+
+  private forgetMetrics(key: string): void {
+    if (this.forgetting) {
+      this.forgetting.add(key);
+      return;
+    }
+    const batch = (this.forgetting = new Set([key]));
+    queueMicrotask(() => {
+      this.forgetting = undefined;
+      void this.deps.metrics.forgetPolicies(batch).catch(() => {});
+    });
   }
 
   /**

