@@ -19,7 +19,7 @@ import { ApiHealth, apiServerReadyz } from "./kube/health.ts";
 import { KubeWriter } from "./kube/writer.ts";
 import { Fleet, FLEET_DEFAULTS, type FleetOptions } from "./fleet/fleet.ts";
 import { WriteFence } from "./fleet/fence.ts";
-import { KubeLeaseApi } from "./fleet/lease.ts";
+import { countedLeaseApi, KubeLeaseApi } from "./fleet/lease.ts";
 import { shardOf } from "./fleet/shards.ts";
 import { discoveryGet } from "./kube/discovery.ts";
 import { loadNotifyConfig } from "./notify/config.ts";
@@ -129,7 +129,9 @@ export async function startDaemon(opts: DaemonOptions, log: Logger): Promise<Dae
     opts.minWindowSeconds !== undefined ? { minWindowSeconds: opts.minWindowSeconds } : {},
   );
   const fleet = new Fleet(fleetOptions, {
-    api: new KubeLeaseApi(kc, fleetNamespace, fleetOptions.name, undefined, agents),
+    api: countedLeaseApi(new KubeLeaseApi(kc, fleetNamespace, fleetOptions.name, undefined, agents), (verb) =>
+      metrics.leaseRequests.inc({ verb }),
+    ),
     clock,
     monotonic: () => performance.now(),
     log: log.child({ component: "fleet" }),

@@ -66,6 +66,24 @@ export interface LeaseApi {
   close?(): void;
 }
 
+/** `api`, telling `count` of every request it makes (the daemon counts them in /metrics). */
+export function countedLeaseApi(
+  api: LeaseApi,
+  count: (verb: "list" | "create" | "update" | "watch") => void,
+): LeaseApi {
+  const counted: LeaseApi = {
+    list: () => (count("list"), api.list()),
+    create: (name, record) => (count("create"), api.create(name, record)),
+    update: (name, rv, record) => (count("update"), api.update(name, rv, record)),
+    ...(api.close ? { close: () => api.close!() } : {}),
+  };
+  if (api.watch) {
+    const watch = api.watch.bind(api);
+    counted.watch = (onEvent, done, exclude) => (count("watch"), watch(onEvent, done, exclude));
+  }
+  return counted;
+}
+
 /** RFC 3339 with exactly six fractional digits, UTC: what the API server accepts for a MicroTime. */
 export function microTime(epochMs: number): string {
   const iso = new Date(Math.floor(epochMs)).toISOString(); // 2026-11-30T09:24:28.123Z

@@ -52,6 +52,7 @@ export class Metrics {
   readonly deadlineLateness: Histogram;
   readonly analysisDiscarded: Counter<"reason">;
   readonly stateWriteRejected: Counter<"policy">;
+  readonly leaseRequests: Counter<"verb">;
   private summaries: () => RolloutSummary[] = () => [];
   private depth: () => number = () => 0;
   private inFlight: () => number = () => 0;
@@ -179,6 +180,12 @@ export class Metrics {
       labelNames: ["policy"],
       registers: r,
     });
+    this.leaseRequests = new Counter({
+      name: "rolloutd_lease_requests_total",
+      help: "Requests on the fleet's Leases by verb (list, create, update, watch); at rest, one update per retry period.",
+      labelNames: ["verb"],
+      registers: r,
+    });
     const inFlight = () => this.inFlight();
     new Gauge({
       name: "rolloutd_analysis_in_flight",
@@ -236,7 +243,6 @@ export class Metrics {
     });
   }
 
-  /** Drops every series of a removed policy, so /metrics does not keep reporting it. */
   /**
    * Removes every series of these policies. Reading a metric's series costs
    * as much as it has series, so a fleet losing half of 10,000 policies must

@@ -16,6 +16,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ANNOTATIONS } from "../../src/contract.ts";
 import { shardOf } from "../../src/fleet/shards.ts";
+import { scrape, value } from "../bench/metrics.ts";
 import { mapLimit } from "../support/chaos.ts";
 import { eventually, mergePatch } from "../support/cluster.ts";
 import { FleetWorld } from "../support/fleet.ts";
@@ -76,6 +77,30 @@ void describe("failover with the default lease timings", () => {
           await r.s.shipCanary("2");
           await r.rec.waitFor((o) => o.state?.phase === "Progressing" && o.weights[r.s.canary] === 10);
         }),
+      );
+
+      // At rest the fleet reads no Lease: it hears them on its watch, and a round is one renewal.
+      const leaseCalls = async (r: typeof a) => {
+        const m = await scrape(r.d.port);
+        const n = (verb: string) => value(m, "rolloutd_lease_requests_total", { verb }) ?? 0;
+        return { list: n("list"), update: n("update"), watch: n("watch") };
+      };
+      const before = await Promise.all([a, b].map(leaseCalls));
+      assert.ok(
+        before.every((n) => n.watch > 0),
+        `both replicas watch their Leases: ${JSON.stringify(before)}`,
+      );
+      await eventually(
+        "each replica renewed its member Lease three more times",
+        async () =>
+          (await Promise.all([a, b].map(leaseCalls))).every((n, i) => n.update >= before[i]!.update + 3),
+        60_000,
+      );
+      const atRest = await Promise.all([a, b].map(leaseCalls));
+      assert.deepEqual(
+        atRest.map((n) => n.list),
+        before.map((n) => n.list),
+        `no list at rest: ${JSON.stringify({ before, atRest })}`,
       );
 
       // When: the holder of the most rollouts is killed, and aborts are annotated at once.
