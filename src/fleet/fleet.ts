@@ -125,6 +125,7 @@ export class Fleet {
   /** The Lease the open watch leaves out: our member Lease, whose renewals we make and need not hear back. */
   private watchExcludes: string | undefined;
   private watchOpening = false;
+  private watchRefused = false;
   /** What we saw may be out of date (a write was refused with 409): list in the next round. */
   private needList = false;
   /** Fires when a Lease someone else holds would expire as we saw it, so it is taken over on time. */
@@ -420,7 +421,12 @@ export class Fleet {
       },
       (err: unknown) => {
         this.watchOpening = false;
-        this.d.log.debug({ err: message(err) }, "fleet: cannot watch Leases; listing every round");
+        // Said once: the fleet still works, at a list per round (the chart's Role grants watch on leases).
+        this.d.log[this.watchRefused ? "debug" : "warn"](
+          { err: message(err) },
+          "fleet: cannot watch Leases; listing them every retry period instead",
+        );
+        this.watchRefused = true;
       },
     );
   }
