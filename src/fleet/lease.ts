@@ -11,13 +11,12 @@
  * Nobody judges expiry by these times anyway (see fleet.ts): they are for
  * people reading `kubectl get lease -o yaml`.
  */
-import http from "node:http";
-import https from "node:https";
 import type { KubeConfig, V1Lease } from "@kubernetes/client-node";
 import { FIELD_MANAGER } from "../contract.ts";
 import { AgentPool } from "../kube/agents.ts";
 import { KubeApiError, toKubeError } from "../kube/errors.ts";
 import { idleWatch } from "../kube/informer.ts";
+import { kubeRequest, NoAnswerError, type KubeResponse } from "../kube/request.ts";
 
 /** What a Lease says, as client-go's LeaderElectionRecord. */
 export interface LeaseRecord {
@@ -222,55 +221,34 @@ export class KubeLeaseApi implements LeaseApi {
     body: object | undefined,
     what: string,
   ): Promise<unknown> {
-    const server = this.kc.getCurrentCluster()?.server;
-    if (!server) throw new KubeApiError(0, "NoServer", `${what}: no API server in the kubeconfig`);
-    const url = new URL(server.replace(/\/$/, "") + path);
-    const text = body === undefined ? undefined : JSON.stringify(body);
-    const opts: https.RequestOptions = {
-      method,
-      headers: {
-        Accept: "application/json",
-        ...(text !== undefined
-          ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) }
-          : {}),
-      },
-    };
+    let res: KubeResponse;
     try {
-      await this.kc.applyToHTTPSOptions(opts);
-    } catch (err) {
-      throw toKubeError(err, what);
-    }
-    opts.agent = this.agents.agentFor(url.protocol, opts);
-    return new Promise((resolve, reject) => {
-      const transport = url.protocol === "http:" ? http : https;
-      const req = transport.request(url, opts, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("error", (err) => reject(toKubeError(err, what)));
-        res.on("end", () => {
-          const raw = Buffer.concat(chunks).toString("utf8");
-          let parsed: unknown;
-          try {
-            parsed = raw ? JSON.parse(raw) : {};
-          } catch {
-            parsed = { message: raw.slice(0, 300) };
-          }
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) return resolve(parsed);
-          const st = parsed as { reason?: string; message?: string };
-          reject(
-            new KubeApiError(
-              status,
-              st.reason ?? "",
-              `${what}: ${status} ${st.reason ?? ""} ${st.message ?? ""}`.trim(),
-            ),
-          );
-        });
+      res = await kubeRequest(this.kc, this.agents, {
+        method,
+        path,
+        ...(body !== undefined ? { body } : {}),
+        accept: "application/json",
+        timeoutMs: this.timeoutMs,
       });
-      req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
-      req.on("error", (err) => reject(toKubeError(err, what)));
-      req.end(text);
-    });
+    } catch (err) {
+      // Named by `what`, from what the kubeconfig or Node threw: status 0, its code as the reason.
+      if (err instanceof NoAnswerError && err.stage === "server")
+        throw new KubeApiError(0, "NoServer", `${what}: ${err.detail}`);
+      throw toKubeError(err instanceof NoAnswerError ? err.cause : err, what);
+    }
+    let parsed: unknown;
+    try {
+      parsed = res.text ? JSON.parse(res.text) : {};
+    } catch {
+      parsed = { message: res.text.slice(0, 300) };
+    }
+    if (res.status >= 200 && res.status < 300) return parsed;
+    const st = parsed as { reason?: string; message?: string };
+    throw new KubeApiError(
+      res.status,
+      st.reason ?? "",
+      `${what}: ${res.status} ${st.reason ?? ""} ${st.message ?? ""}`.trim(),
+    );
   }
 
   /** Closes the pooled connections. */

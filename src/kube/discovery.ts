@@ -8,11 +8,10 @@
  * A kind is addressed by the first version that serves its resource: the
  * group's preferred version if rolloutd speaks it, else rolloutd's own order.
  */
-import http from "node:http";
-import https from "node:https";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { AgentPool } from "./agents.ts";
 import type { KindInfo } from "./kinds.ts";
+import { kubeRequest } from "./request.ts";
 
 /** GET a discovery document; undefined on 404. */
 export type DiscoveryGet = (path: string) => Promise<unknown>;
@@ -61,32 +60,9 @@ export async function servedKind(get: DiscoveryGet, kind: KindInfo): Promise<Kin
 /** Discovery documents through the kubeconfig's credentials (over `agents`' keep-alive connections when given). */
 export function discoveryGet(kc: KubeConfig, timeoutMs = 10_000, agents?: AgentPool): DiscoveryGet {
   return async (path) => {
-    const server = kc.getCurrentCluster()?.server;
-    if (!server) throw new Error("no API server in the kubeconfig");
-    const url = new URL(path, server);
-    const opts: https.RequestOptions = { method: "GET", timeout: timeoutMs };
-    await kc.applyToHTTPSOptions(opts);
-    if (agents) opts.agent = agents.agentFor(url.protocol, opts);
-    return new Promise((resolve, reject) => {
-      const transport = url.protocol === "http:" ? http : https;
-      const req = transport.request(url, opts, (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => (body += c));
-        res.on("end", () => {
-          if (res.statusCode === 404) return resolve(undefined);
-          if (res.statusCode !== 200) return reject(new Error(`GET ${path}: ${res.statusCode ?? "?"}`));
-          try {
-            resolve(JSON.parse(body));
-          } catch (err) {
-            reject(err instanceof Error ? err : new Error(String(err)));
-          }
-        });
-        res.on("error", reject);
-      });
-      req.on("timeout", () => req.destroy(new Error(`GET ${path}: no answer within ${timeoutMs} ms`)));
-      req.on("error", reject);
-      req.end();
-    });
+    const res = await kubeRequest(kc, agents, { method: "GET", path, timeoutMs });
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw new Error(`GET ${path}: ${res.status}`);
+    return JSON.parse(res.text) as unknown;
   };
 }

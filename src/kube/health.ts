@@ -9,10 +9,9 @@
  * so while those keep coming the beat asks nothing: at rest it costs no
  * request at all.
  */
-import http from "node:http";
-import https from "node:https";
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { AgentPool } from "./agents.ts";
+import { kubeRequest, NoAnswerError, type KubeResponse } from "./request.ts";
 
 export interface HealthProbe {
   /** Resolves with ok/detail; never rejects. */
@@ -25,41 +24,19 @@ export interface HealthProbe {
  */
 export function apiServerReadyz(kc: KubeConfig, timeoutMs = 3_000, agents?: AgentPool): HealthProbe {
   return async () => {
-    const server = kc.getCurrentCluster()?.server;
-    if (!server) return { ok: false, detail: "no API server in the kubeconfig" };
-    const url = new URL("/readyz", server);
-    const opts: https.RequestOptions = { method: "GET", timeout: timeoutMs };
+    let res: KubeResponse;
     try {
-      await kc.applyToHTTPSOptions(opts);
+      // Room for every check's line; a long body from something else answering is not kept.
+      res = await kubeRequest(kc, agents, { method: "GET", path: "/readyz", timeoutMs, maxBody: 2000 });
     } catch (err) {
-      return { ok: false, detail: `credentials: ${err instanceof Error ? err.message : String(err)}` };
+      return { ok: false, detail: err instanceof NoAnswerError ? err.detail : String(err) };
     }
-    if (agents) opts.agent = agents.agentFor(url.protocol, opts);
-    return new Promise((resolve) => {
-      const transport = url.protocol === "http:" ? http : https;
-      const req = transport.request(url, opts, (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => {
-          if (body.length < 2000) body += c;
-        });
-        res.on("end", () => {
-          const ok = res.statusCode === 200;
-          const failed = body
-            .split("\n")
-            .filter((l) => l.startsWith("[-]"))
-            .join(", ");
-          resolve({
-            ok,
-            detail: ok ? "ok" : `/readyz ${res.statusCode ?? "?"}${failed ? `: ${failed}` : ""}`,
-          });
-        });
-        res.on("error", (err) => resolve({ ok: false, detail: err.message }));
-      });
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      req.on("error", (err) => resolve({ ok: false, detail: err.message }));
-      req.end();
-    });
+    const ok = res.status === 200;
+    const failed = res.text
+      .split("\n")
+      .filter((l) => l.startsWith("[-]"))
+      .join(", ");
+    return { ok, detail: ok ? "ok" : `/readyz ${res.status}${failed ? `: ${failed}` : ""}` };
   };
 }
 
