@@ -100,12 +100,27 @@ void describe("rolloutd run", () => {
       /^rolloutd \d+\.\d+\.\d+$/m,
       "the bundle finds package.json for its version",
     );
+    // V8 keeps the bundle's source for lazy compilation: one character above U+00FF doubles it (two bytes each).
+    const source = readFileSync(entry, "utf8");
+    const wide = /[\u0100-\u{10ffff}]/u.exec(source);
+    assert.equal(
+      wide,
+      null,
+      `a character above U+00FF in the bundle: ${JSON.stringify(source.slice((wide?.index ?? 0) - 60, (wide?.index ?? 0) + 20))}`,
+    );
     const policiesDir = mkdtempSync(path.join(dir, "bundle-policies-"));
     const d = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir, entry: [entry] });
     const s = new Scenario(c, appMeshVirtualRouter, "bundled", policiesDir);
     try {
       // The process runs the bundle, not the sources.
       assert.ok(readFileSync(`/proc/${d.pid}/cmdline`, "utf8").split("\0").includes(entry));
+      const ui = await fetch(`http://127.0.0.1:${d.port}/ui`);
+      assert.equal(ui.status, 200);
+      assert.match(
+        await ui.text(),
+        /<title>rolloutd \u2014 rollouts<\/title>[\s\S]*new EventSource/,
+        "the bundle serves the live page",
+      );
       await s.given();
       s.writePolicy({ steps: [10, 100], interval: "1h" });
       await s.until("adopted", (st) => st.phase === "Steady");
