@@ -108,6 +108,12 @@ void describe("rolloutd run", () => {
       null,
       `a character above U+00FF in the bundle: ${JSON.stringify(source.slice((wide?.index ?? 0) - 60, (wide?.index ?? 0) + 20))}`,
     );
+    // An ES import of node:http reads its lazy WebSocket export, which loads Node's own undici (src/bundle/http.cts).
+    assert.doesNotMatch(
+      source,
+      /(?:\bfrom|\bimport)\s*["'](?:node:)?http["']/,
+      "the bundle imports node:http as ESM",
+    );
     const policiesDir = mkdtempSync(path.join(dir, "bundle-policies-"));
     const d = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir, entry: [entry] });
     const s = new Scenario(c, appMeshVirtualRouter, "bundled", policiesDir);
