@@ -39,6 +39,8 @@ const { values: opt } = parseArgs({
     "no-prof": { type: "boolean", default: false },
     // The bundle `npm run bundle` makes, as the image runs it, instead of tsc's output.
     bundle: { type: "boolean", default: false },
+    // A file already built (e.g. one bundle for every run of an A/B comparison) instead of building one.
+    entry: { type: "string", default: "" },
     // Environment for the daemon, e.g. MALLOC_ARENA_MAX=2 (comma-separated KEY=VALUE).
     env: { type: "string", default: "" },
     // More arguments for `rolloutd run` (space-separated), e.g. "--retry-period=6".
@@ -137,7 +139,7 @@ function threadTimes(pid: number): Map<string, number> {
 }
 
 async function main(): Promise<void> {
-  const main = opt.bundle ? buildBundle(ROOT, "profile") : build();
+  const main = opt.entry || (opt.bundle ? buildBundle(ROOT, "profile") : build());
   const profDir = mkdtempSync(path.join(tmpdir(), "rolloutd-prof-"));
   const policies = mkdtempSync(path.join(tmpdir(), "rolloutd-prof-policies-"));
   const c = await startCluster();
