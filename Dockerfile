@@ -24,6 +24,8 @@ FROM gcr.io/distroless/nodejs24-debian12:nonroot
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist/rolloutd.mjs ./dist/rolloutd.mjs
+# The bundled packages' license notices, kept beside the bundle rather than in it (package.json "bundle").
+COPY --from=build /src/dist/rolloutd.mjs.LEGAL.txt ./dist/rolloutd.mjs.LEGAL.txt
 COPY package.json ./
 # V8 would otherwise size its young generation for the node's memory, not the container's: with its default,
 # new space alone committed 128 MB of an idle daemon's RSS (npm run bench, phase F). 2 MB semi-spaces cost a few

@@ -7,6 +7,9 @@
  * snapshot of the idle daemon (SIGUSR2 → v8.writeHeapSnapshot is not wired;
  * Node's --heapsnapshot-signal is) to open in Chrome DevTools.
  *
+ * With --bundle it runs the bundle the image runs instead (minified: its
+ * profile names no function, but its memory is what ships).
+ *
  * Not a benchmark (profiling itself costs CPU): it says *where*, `npm run
  * bench` says *how much*.
  */
@@ -20,6 +23,7 @@ import { mapLimit, sleep } from "../support/chaos.ts";
 import { createNamespace, startCluster } from "../support/cluster.ts";
 import { startDaemon } from "../support/daemon.ts";
 import { httpRoute } from "../support/routes.ts";
+import { buildBundle } from "./build.ts";
 import { scrape } from "./metrics.ts";
 
 const { values: opt } = parseArgs({
@@ -33,6 +37,10 @@ const { values: opt } = parseArgs({
     "prof-interval-us": { type: "string", default: "1000" },
     // Measure only (CPU by thread, RSS): the profiler's sampling costs the main thread CPU itself.
     "no-prof": { type: "boolean", default: false },
+    // The bundle `npm run bundle` makes, as the image runs it, instead of tsc's output.
+    bundle: { type: "boolean", default: false },
+    // A file already built (e.g. one bundle for every run of an A/B comparison) instead of building one.
+    entry: { type: "string", default: "" },
     // Environment for the daemon, e.g. MALLOC_ARENA_MAX=2 (comma-separated KEY=VALUE).
     env: { type: "string", default: "" },
     // More arguments for `rolloutd run` (space-separated), e.g. "--retry-period=6".
@@ -131,7 +139,7 @@ function threadTimes(pid: number): Map<string, number> {
 }
 
 async function main(): Promise<void> {
-  const main = build();
+  const main = opt.entry || (opt.bundle ? buildBundle(ROOT, "profile") : build());
   const profDir = mkdtempSync(path.join(tmpdir(), "rolloutd-prof-"));
   const policies = mkdtempSync(path.join(tmpdir(), "rolloutd-prof-policies-"));
   const c = await startCluster();

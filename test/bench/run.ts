@@ -34,12 +34,10 @@
  *      runs the same with one daemon: RSS and CPU with all of them rolling out at once.
  */
 import { cpus, loadavg, tmpdir } from "node:os";
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { parse as parseYaml } from "yaml";
 import type { KObject } from "../../src/kube/kinds.ts";
 import { startPrometheus, type PrometheusHandle } from "../controlplane/prometheus.ts";
 import { mapLimit, sleep } from "../support/chaos.ts";
@@ -53,6 +51,7 @@ import { abortSample, runAborts } from "./aborts.ts";
 import { phaseFleet } from "./fleet.ts";
 import { est, mb, ms, Report, secs } from "./report.ts";
 import { RouteWatch } from "./watch.ts";
+import { buildBundle, chartNodeOptions } from "./build.ts";
 import { Rig } from "../support/rig.ts";
 import { startFaultyPrometheus, type FaultyPrometheus } from "../support/faults.ts";
 
@@ -183,31 +182,10 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** How the daemon is started: compiled JS, or the sources through tsx (undefined). */
 let entry: string[] | undefined;
 
-/**
- * Builds the daemon as the image runs it (`npm run bundle`: one minified file) into a folder of this run's own
- * under dist/ (so `../../package.json` gives its version and pino resolves from node_modules): worktrees may
- * share one node_modules, and a bench started elsewhere must not rebuild what this run's daemons start from.
- */
+/** Builds the daemon as the image runs it (`npm run bundle`: one minified file), unless --tsx. */
 function compiledEntry(): string[] | undefined {
   if (opt.tsx) return undefined;
-  const out = path.join(ROOT, "dist", `bench-${process.pid}`);
-  rmSync(out, { recursive: true, force: true });
-  process.on("exit", () => rmSync(out, { recursive: true, force: true }));
-  const main = path.join(out, "rolloutd.mjs");
-  const r = spawnSync("npm", ["run", "--silent", "bundle", "--", `--outfile=${main}`], {
-    cwd: ROOT,
-    encoding: "utf8",
-  });
-  if (r.status !== 0 || !existsSync(main)) throw new Error(`npm run bundle failed:\n${r.stdout}${r.stderr}`);
-  return [main];
-}
-
-/** The V8 flags the chart gives the daemon (values.yaml `nodeOptions`): what production runs with. */
-function chartNodeOptions(): string {
-  const values = parseYaml(readFileSync(path.join(ROOT, "charts", "rolloutd", "values.yaml"), "utf8")) as {
-    nodeOptions?: unknown;
-  };
-  return typeof values.nodeOptions === "string" ? values.nodeOptions : "";
+  return [buildBundle(ROOT, "bench")];
 }
 
 // ---------------------------------------------------------------- report
@@ -249,7 +227,7 @@ async function main(): Promise<void> {
   if (opt["heap-mb"] && entry) entry = [`--max-old-space-size=${opt["heap-mb"]}`, ...entry];
   if (opt["semi-space-mb"] && entry) entry = [`--max-semi-space-size=${opt["semi-space-mb"]}`, ...entry];
   // The chart's flags first: an explicit --heap-mb / --semi-space-mb comes later on the line and wins.
-  const nodeOptions = (opt["node-options"] ?? chartNodeOptions()).split(" ").filter(Boolean);
+  const nodeOptions = (opt["node-options"] ?? chartNodeOptions(ROOT)).split(" ").filter(Boolean);
   if (entry) entry = [...nodeOptions, ...entry];
   say(
     `daemon: rolloutd run as a child process (${entry ? `the bundle, as shipped, node flags: ${entry.slice(0, -1).join(" ") || "none (V8's defaults)"}` : "sources through tsx"}), --log-level=info, ` +
