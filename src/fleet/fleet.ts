@@ -128,6 +128,8 @@ export class Fleet {
   private watchRefused = false;
   /** What we saw may be out of date (a write was refused with 409): list in the next round. */
   private needList = false;
+  /** Monotonic ms of the last successful list. */
+  private listedAt = -Infinity;
   /** Fires when a Lease someone else holds would expire as we saw it, so it is taken over on time. */
   private takeover: NodeJS.Timeout | undefined;
   /** Why the last write of a Lease failed, other than a conflict. */
@@ -250,7 +252,10 @@ export class Fleet {
    * taking over a Lease from a holder that went silent: a watch that died
    * without a word would show every holder silent, and a takeover must rest
    * on a fresh read that shows its renewals stopped (client-go reads before
-   * every write).
+   * every write). And once per lease duration anyway, as a safety net under
+   * the watch (like the policy folder's rescan): a stream that stays open
+   * but stops delivering would otherwise hide a joining replica, and the
+   * fleet would not rebalance, for as long as the stream looks alive.
    */
   private async round(): Promise<void> {
     if (this.watch && this.watchExcludes !== this.ownMember()) {
@@ -258,7 +263,8 @@ export class Fleet {
       this.watch.stop();
       this.watch = undefined;
     }
-    if (this.watch && !this.needList && !this.wouldTakeOver(this.d.monotonic())) {
+    const fresh = this.d.monotonic() - this.listedAt < this.o.leaseDurationMs;
+    if (this.watch && fresh && !this.needList && !this.wouldTakeOver(this.d.monotonic())) {
       const now = this.d.monotonic();
       this.dropExpired(now);
       this.emit();
@@ -267,7 +273,9 @@ export class Fleet {
     let leases: ObservedLease[];
     try {
       this.needList = false;
+      const sent = this.d.monotonic();
       leases = await this.bounded(this.d.api.list());
+      this.listedAt = sent;
       if (this.failing) this.d.log.info("fleet: Leases can be read again");
       this.failing = undefined;
     } catch (err) {

@@ -79,7 +79,8 @@ void describe("failover with the default lease timings", () => {
         }),
       );
 
-      // At rest the fleet reads no Lease: it hears them on its watch, and a round is one renewal.
+      // At rest the fleet hears the Leases on its watch: a round is one renewal, and a list comes only once per
+      // lease duration (a safety net). Listing every round, as with a broken watch, would be one per renewal.
       const leaseCalls = async (r: typeof a) => {
         const m = await scrape(r.d.port);
         const n = (verb: string) => value(m, "rolloutd_lease_requests_total", { verb }) ?? 0;
@@ -91,17 +92,20 @@ void describe("failover with the default lease timings", () => {
         `both replicas watch their Leases: ${JSON.stringify(before)}`,
       );
       await eventually(
-        "each replica renewed its member Lease three more times",
+        "each replica renewed its member Lease six more times",
         async () =>
-          (await Promise.all([a, b].map(leaseCalls))).every((n, i) => n.update >= before[i]!.update + 3),
+          (await Promise.all([a, b].map(leaseCalls))).every((n, i) => n.update >= before[i]!.update + 6),
         60_000,
       );
       const atRest = await Promise.all([a, b].map(leaseCalls));
-      assert.deepEqual(
-        atRest.map((n) => n.list),
-        before.map((n) => n.list),
-        `no list at rest: ${JSON.stringify({ before, atRest })}`,
-      );
+      atRest.forEach((n, i) => {
+        const lists = n.list - before[i]!.list;
+        const renewals = n.update - before[i]!.update;
+        assert.ok(
+          lists * 3 <= renewals,
+          `lists ${lists} for ${renewals} renewals: ${JSON.stringify({ before, atRest })}`,
+        );
+      });
 
       // When: the holder of the most rollouts is killed, and aborts are annotated at once.
       const count = async (r: typeof a) => {
