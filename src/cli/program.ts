@@ -72,7 +72,7 @@ export function buildProgram(): Command {
       8080,
     )
     .option("--metrics-host <host>", "address to bind", "0.0.0.0")
-    .option("--workers <n>", "policies reconciled concurrently (1..256)", wholeNumber(1, 256), 8)
+    .option("--workers <n>", "policies reconciled concurrently (1..256)", wholeNumber(1, 256), 32)
     .option(
       "--namespaces <list>",
       "comma-separated namespaces to watch and write in, for namespaced RBAC; policies elsewhere are refused (default: all)",
