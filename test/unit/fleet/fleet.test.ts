@@ -43,6 +43,14 @@ function replica(
 /** Lets the watch's events (delivered as microtasks after each write) arrive. */
 const settle = () => new Promise<void>((r) => setImmediate(r));
 
+/** `n` rounds a retry period apart: each replica in the order given, then the watch's events. */
+async function rounds(clock: { t: number }, replicas: Array<{ fleet: Fleet }>, n: number): Promise<void> {
+  for (let i = 0; i < n; i++, clock.t += 2_000) {
+    for (const r of replicas) await r.fleet.tick();
+    await settle();
+  }
+}
+
 /** No shard is held by two replicas at one instant, and (when all are healthy) every shard is held. */
 function assertExclusive(replicas: Array<{ held(): number[] }>, shards = 8) {
   const seen = new Map<number, number>();
@@ -316,16 +324,9 @@ void describe("fleet: the Lease watch", () => {
     const a = replica(store, "a", clock);
     // The first round lists and opens the watch; the second, holding a member Lease now, opens it again
     // leaving that Lease out (we make its renewals; hearing them back would cost an event each).
-    for (let i = 0; i < 2; i++, clock.t += 2_000) {
-      await a.fleet.tick();
-      await settle();
-    }
+    await rounds(clock, [a], 2);
     const before = { ...store.calls };
-    for (let i = 2; i <= 31; i++) {
-      clock.t = i * 2_000;
-      await a.fleet.tick();
-      await settle();
-    }
+    await rounds(clock, [a], 30);
     assert.deepEqual(a.held(), [0, 1, 2, 3, 4, 5, 6, 7]);
     // Rounds at 4..62 s; the last list was at 2 s (the watch opened again leaving our member Lease out), so the
     // safety-net lists come at 17 s and more after each: at 18 s, 34 s and 50 s.
@@ -338,15 +339,9 @@ void describe("fleet: the Lease watch", () => {
     const store = new MemoryLeases();
     const clock = { t: 0 };
     const a = replica(store, "a", clock);
-    for (let i = 0; i < 3; i++, clock.t += 2_000) {
-      await a.fleet.tick();
-      await settle();
-    }
+    await rounds(clock, [a], 3);
     store.delete("rd-member-0");
-    for (let i = 0; i < 3; i++, clock.t += 2_000) {
-      await a.fleet.tick();
-      await settle();
-    }
+    await rounds(clock, [a], 3);
     assert.equal(store.holder("rd-member-0"), "a", "created again");
     assert.deepEqual(a.held(), [0, 1, 2, 3, 4, 5, 6, 7]);
   });
@@ -356,11 +351,7 @@ void describe("fleet: the Lease watch", () => {
     const clock = { t: 0 };
     const a = replica(store, "a", clock);
     const b = replica(store, "b", clock);
-    for (let i = 0; i < 6; i++, clock.t += 2_000) {
-      await a.fleet.tick();
-      await b.fleet.tick();
-      await settle();
-    }
+    await rounds(clock, [a, b], 6);
     const aShards = a.held();
     assert.equal(aShards.length, 4);
     assert.equal(assertExclusive([a, b]), true);
@@ -381,10 +372,7 @@ void describe("fleet: the Lease watch", () => {
     const store = new MemoryLeases();
     const clock = { t: 0 };
     const a = replica(store, "a", clock);
-    for (let i = 0; i < 3; i++, clock.t += 2_000) {
-      await a.fleet.tick();
-      await settle();
-    }
+    await rounds(clock, [a], 3);
     store.silenceWatches();
     const b = replica(store, "b", clock);
     const joined = clock.t;
@@ -395,11 +383,7 @@ void describe("fleet: the Lease watch", () => {
       clock.t += 2_000;
     }
     assert.ok(clock.t - joined <= 15_000 + 3 * 2_000, `b got shards ${clock.t - joined} ms after joining`);
-    for (let i = 0; i < 3; i++, clock.t += 2_000) {
-      await b.fleet.tick();
-      await a.fleet.tick();
-      await settle();
-    }
+    await rounds(clock, [b, a], 3);
     assert.deepEqual([a.held().length, b.held().length], [4, 4]);
   });
 
@@ -407,15 +391,10 @@ void describe("fleet: the Lease watch", () => {
     const store = new MemoryLeases();
     const clock = { t: 0 };
     const a = replica(store, "a", clock);
-    await a.fleet.tick();
-    await settle();
+    await rounds(clock, [a], 1);
     store.endWatches();
     const lists = store.calls.list;
-    for (let i = 1; i <= 5; i++) {
-      clock.t = i * 2_000;
-      await a.fleet.tick();
-      await settle();
-    }
+    await rounds(clock, [a], 5);
     assert.equal(store.calls.list - lists, 1, "one list, then the new watch");
     assert.equal(store.calls.watch, 2);
     assert.deepEqual(a.held(), [0, 1, 2, 3, 4, 5, 6, 7]);
@@ -425,10 +404,7 @@ void describe("fleet: the Lease watch", () => {
     const store = new MemoryLeases();
     const clock = { t: 0 };
     const a = replica(store, "a", clock);
-    for (let i = 0; i < 2; i++, clock.t += 2_000) {
-      await a.fleet.tick();
-      await settle();
-    }
+    await rounds(clock, [a], 2);
     const watches = store.calls.watch;
     // The link hangs for a round (the renewal times out at the per-call bound), its watch dying with it
     // unnoticed; then the link is back.
@@ -442,11 +418,7 @@ void describe("fleet: the Lease watch", () => {
     assert.equal(store.calls.watch, watches + 1, "a new watch");
     // b joins; a hears of it on the new watch (the old one is still silent) and gives half back.
     const b = replica(store, "b", clock);
-    for (let i = 0; i < 4; i++, clock.t += 2_000) {
-      await b.fleet.tick();
-      await a.fleet.tick();
-      await settle();
-    }
+    await rounds(clock, [b, a], 4);
     assert.deepEqual([a.held().length, b.held().length], [4, 4]);
   });
 
