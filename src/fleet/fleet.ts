@@ -361,9 +361,7 @@ export class Fleet {
   /** Holds one member slot: ours if a record still names us, else a free or expired one. Says whether it did. */
   private async keepMemberSlot(now: number): Promise<boolean> {
     this.lastWriteError = undefined;
-    const mine = this.memberNames.find(
-      (n) => this.held.has(n) || this.seen.get(n)?.record.holderIdentity === this.o.identity,
-    );
+    const mine = this.memberSlot();
     if (mine) {
       // A renewal sent after the deadline starts a new hold: the shards held before it are not carried over.
       if (this.memberDeadline() <= this.d.monotonic()) this.loseShards("our member Lease lapsed");
@@ -388,12 +386,16 @@ export class Fleet {
    */
   private wouldTakeOver(now: number): boolean {
     if (this.takeable(this.shardNames, now).some((n) => this.orphaned(n))) return true;
-    const haveSlot = this.memberNames.some(
-      (n) => this.held.has(n) || this.seen.get(n)?.record.holderIdentity === this.o.identity,
-    );
-    if (haveSlot) return false;
+    if (this.memberSlot()) return false;
     const slots = this.takeable(this.memberNames, now);
     return slots.length > 0 && slots.every((n) => this.orphaned(n));
+  }
+
+  /** Our member slot: the member Lease we hold, or one whose record still names us. */
+  private memberSlot(): string | undefined {
+    return this.memberNames.find(
+      (n) => this.held.has(n) || this.seen.get(n)?.record.holderIdentity === this.o.identity,
+    );
   }
 
   /** The member Lease we hold, if any. */
