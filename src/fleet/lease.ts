@@ -14,7 +14,7 @@
 import type { KubeConfig, V1Lease } from "@kubernetes/client-node";
 import { FIELD_MANAGER } from "../contract.ts";
 import { AgentPool } from "../kube/agents.ts";
-import { KubeApiError, toKubeError } from "../kube/errors.ts";
+import { KubeApiError, statusError, toKubeError } from "../kube/errors.ts";
 import { idleWatch } from "../kube/informer.ts";
 import { kubeRequest, NoAnswerError, type KubeResponse } from "../kube/request.ts";
 
@@ -236,19 +236,13 @@ export class KubeLeaseApi implements LeaseApi {
         throw new KubeApiError(0, "NoServer", `${what}: ${err.detail}`);
       throw toKubeError(err instanceof NoAnswerError ? err.cause : err, what);
     }
-    let parsed: unknown;
+    // A failure reads as it does through the client (toKubeError): one statusError for both.
+    if (res.status < 200 || res.status >= 300) throw statusError(res.status, res.text, what);
     try {
-      parsed = res.text ? JSON.parse(res.text) : {};
+      return res.text ? JSON.parse(res.text) : {};
     } catch {
-      parsed = { message: res.text.slice(0, 300) };
+      return { message: res.text.slice(0, 300) };
     }
-    if (res.status >= 200 && res.status < 300) return parsed;
-    const st = parsed as { reason?: string; message?: string };
-    throw new KubeApiError(
-      res.status,
-      st.reason ?? "",
-      `${what}: ${res.status} ${st.reason ?? ""} ${st.message ?? ""}`.trim(),
-    );
   }
 
   /** Closes the pooled connections. */

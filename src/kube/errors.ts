@@ -29,27 +29,56 @@ interface StatusBody {
   reason?: string;
 }
 
+/** The reason and message of a Status body, as text or parsed; anything else reads as an empty Status. */
+function statusBody(body: unknown): StatusBody {
+  let parsed = body;
+  if (typeof body === "string") {
+    if (body === "") return {};
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      return { message: body.slice(0, 300) };
+    }
+  }
+  // JSON `null`, a number or a string: no Status in it.
+  if (!parsed || typeof parsed !== "object") return {};
+  const { reason, message } = parsed as { reason?: unknown; message?: unknown };
+  return {
+    ...(typeof reason === "string" ? { reason } : {}),
+    ...(typeof message === "string" ? { message } : {}),
+  };
+}
+
+/**
+ * The error for a request `what` that the server answered with a non-2xx
+ * `status` and `body` (a Status, as text or parsed). One place, so a failure
+ * reads the same through the client's ApiException (toKubeError) and our plain
+ * requests (KubeLeaseApi). A status of 600 or more is no HTTP status: something
+ * between us and the API server (a proxy) is broken, so it says that rather
+ * than pass for a server error; the Status reason is kept in the message only.
+ */
+export function statusError(status: number, body: unknown, what: string): KubeApiError {
+  const st = statusBody(body);
+  const detail = `${st.reason ?? ""} ${st.message ?? ""}`.trim();
+  if (status >= 600)
+    return new KubeApiError(
+      status,
+      "NotHTTP",
+      `${what}: answered with status ${status}, which is not an HTTP status${detail ? ` (${detail})` : ""}`,
+    );
+  return new KubeApiError(
+    status,
+    st.reason ?? "",
+    `${what}: ${status} ${st.reason ?? ""} ${st.message ?? ""}`.trim(),
+  );
+}
+
 /** Maps anything thrown by a client call to a KubeApiError (or returns it unchanged if not an API error). */
 export function toKubeError(err: unknown, what: string): Error {
   if (err instanceof KubeApiError) return err;
   const e = err as { code?: unknown; body?: unknown; message?: string; cause?: { code?: string } };
-  if (typeof e?.code === "number" && e.code >= 100 && e.code < 600) {
-    let body: StatusBody = {};
-    if (typeof e.body === "string") {
-      try {
-        body = JSON.parse(e.body) as StatusBody;
-      } catch {
-        body = { message: e.body.slice(0, 300) };
-      }
-    } else if (e.body && typeof e.body === "object") {
-      body = e.body;
-    }
-    return new KubeApiError(
-      e.code,
-      body.reason ?? "",
-      `${what}: ${e.code} ${body.reason ?? ""} ${body.message ?? ""}`.trim(),
-    );
-  }
+  // A numeric code is the status the server answered with (client-node's ApiException).
+  if (typeof e?.code === "number" && e.code >= 100) return statusError(e.code, e.body, what);
   const code = e?.cause?.code ?? (e as { code?: string })?.code;
   const msg = err instanceof Error ? err.message : String(err);
   return new KubeApiError(

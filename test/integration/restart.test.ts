@@ -16,13 +16,10 @@
  * Replay a schedule with ROLLOUTD_CHAOS_SEED=<seed printed as "# seed">.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ANNOTATIONS } from "../../src/contract.ts";
 import { startDaemon, type DaemonProcess } from "../support/daemon.ts";
-import { eventually, mergePatch, startCluster, type Cluster } from "../support/cluster.ts";
+import { eventually, mergePatch } from "../support/cluster.ts";
 import { firstLineAt, mapLimit, seededRandom, shuffle, sleep } from "../support/chaos.ts";
 import {
   decisions,
@@ -32,8 +29,9 @@ import {
   WeightsRecorder,
   type Observation,
 } from "../support/recorder.ts";
-import { FAMILIES, FakeGatewayStatus, stateOf, type RouteFamily } from "../support/routes.ts";
-import { Scenario } from "../support/scenario.ts";
+import { FAMILIES, stateOf, type RouteFamily } from "../support/routes.ts";
+import type { Scenario } from "../support/scenario.ts";
+import { startWorld, type World } from "../support/world.ts";
 
 const STEPS = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
 const PER_FAMILY = 6;
@@ -67,25 +65,20 @@ interface Action {
 }
 
 void describe("restart safety under SIGKILL", () => {
-  let c: Cluster;
-  let gateway: FakeGatewayStatus;
-  let policiesDir: string;
+  let w: World;
+  /** The daemon now running: the world's first, then each one started after a kill. */
   let daemon: DaemonProcess | undefined;
   const rollouts: Rollout[] = [];
 
   before(async () => {
-    c = await startCluster();
-    gateway = new FakeGatewayStatus(c);
-    await gateway.start();
-    policiesDir = mkdtempSync(path.join(tmpdir(), "rolloutd-restart-"));
+    w = await startWorld();
   });
 
   after(async () => {
     for (const r of rollouts) r.rec.close();
-    gateway?.stop();
+    // The world stops the daemon it started; the ones started after a kill are ours (dispose is idempotent).
     await daemon?.dispose();
-    await c?.stop();
-    if (policiesDir) rmSync(policiesDir, { recursive: true, force: true });
+    await w?.stop();
   });
 
   void it(
@@ -98,12 +91,16 @@ void describe("restart safety under SIGKILL", () => {
       const pick = seededRandom(SEED ^ 0x5bd1e995);
       const kills = 8 + Math.floor(rng() * 3);
 
+      const { c, policiesDir } = w;
+      daemon = w.daemon;
       // Given: 24 namespaces, each with both Deployments at v1, a route at 100 % stable, and a policy.
+      // The route is made here, not by the Scenario (whose own watch of it would be a second one): the recorder
+      // below is the record, with gap counting.
+      // Each policy is written once its recorder is watching, so the record starts before the daemon's first write.
       const fams = FAMILIES.flatMap((fam) => Array.from({ length: PER_FAMILY }, (_, i) => ({ fam, i })));
       rollouts.push(
         ...(await mapLimit(fams, 8, async ({ fam, i }) => {
-          const s = new Scenario(c, fam, `rs-${short.get(fam)}-${i}`, policiesDir);
-          await s.given({ createRoute: false });
+          const s = await w.scenario(fam, `rs-${short.get(fam)}-${i}`, { createRoute: false });
           await fam.create(c, s.ns, s.route, s.stable, s.canary);
           const rec = new WeightsRecorder(c, fam, s.ns, fam.weightsObjectName(s.route));
           await rec.start();
@@ -111,7 +108,6 @@ void describe("restart safety under SIGKILL", () => {
           return { s, rec, startCycle: 0, startWhileDead: false, started: false };
         })),
       );
-      daemon = await startDaemon({ kubeconfig: c.cp.kubeconfigPath, policiesDir });
       await eventually(
         "every route adopted",
         () => rollouts.every((r) => r.rec.latest()?.state?.phase === "Steady"),

@@ -9,81 +9,34 @@
  */
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it, mock } from "node:test";
-import pino from "pino";
 import { ShardLostError, WriteFence } from "../../../src/fleet/fence.ts";
-import { Fleet, type FleetOptions } from "../../../src/fleet/fleet.ts";
-import type { LeaseApi } from "../../../src/fleet/lease.ts";
 import type { KObject } from "../../../src/kube/kinds.ts";
 import type { RolloutPolicy } from "../../../src/policy/types.ts";
-import { healthyLink, MemoryLeases, type Link } from "./memory-leases.ts";
+import { FLEET_OPTS, healthyLink, MemoryLeases } from "./memory-leases.ts";
+import { replica, type TestReplica } from "./replicas.ts";
 
-const silent = pino({ level: "silent" });
-const LEASE = 15_000;
-const RENEW_DEADLINE = 10_000;
-const RETRY = 2_000;
+const { leaseDurationMs: LEASE, renewDeadlineMs: RENEW_DEADLINE, retryPeriodMs: RETRY } = FLEET_OPTS;
 const SHARDS = 4;
 /** The clock moves in steps this long; every timer fires within one step of its due time. */
 const STEP = 10;
 
-let now = 0;
+/** The monotonic clock (ms); advance() moves it with the mocked timers. */
+const clock = { t: 0 };
 
 /** Moves the clock and the mocked timers together, letting promise callbacks run after every step. */
 async function advance(ms: number, each?: () => void): Promise<void> {
   for (let done = 0; done < ms; done += STEP) {
-    now += STEP;
+    clock.t += STEP;
     mock.timers.tick(STEP);
     for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
     each?.();
   }
 }
 
-interface Replica {
-  fleet: Fleet;
-  link: Link;
-  /** The clock at every onChange, with what was held then. */
-  changes: Array<{ at: number; owned: number[] }>;
-  /** Monotonic times at which a call was sent, by method. */
-  sent: Array<{ at: number; method: string }>;
-  held(): number[];
-}
-
-function replica(store: MemoryLeases, identity: string, opts: Partial<FleetOptions> = {}): Replica {
-  const link = healthyLink();
-  const inner = store.api(link);
-  const sent: Replica["sent"] = [];
-  const api: LeaseApi = {
-    list: () => (sent.push({ at: now, method: "list" }), inner.list()),
-    create: (n, r) => (sent.push({ at: now, method: "create" }), inner.create(n, r)),
-    update: (n, rv, r) => (sent.push({ at: now, method: "update" }), inner.update(n, rv, r)),
-    watch: (on, done, exclude) => (sent.push({ at: now, method: "watch" }), inner.watch!(on, done, exclude)),
-  };
-  const changes: Replica["changes"] = [];
-  const fleet = new Fleet(
-    {
-      name: "rd",
-      shards: SHARDS,
-      leaseDurationMs: LEASE,
-      renewDeadlineMs: RENEW_DEADLINE,
-      retryPeriodMs: RETRY,
-      identity,
-      ...opts,
-    },
-    {
-      api,
-      clock: { now: () => 1_800_000_000_000 + now },
-      monotonic: () => now,
-      log: silent,
-      onChange: (owned) => changes.push({ at: now, owned: [...owned].sort((a, b) => a - b) }),
-    },
-  );
-  const held = () => Array.from({ length: SHARDS }, (_, i) => i).filter((i) => fleet.holds(i));
-  return { fleet, link, changes, sent, held };
-}
-
 void describe("fleet: the expiry timer", () => {
-  const started: Replica[] = [];
+  const started: TestReplica[] = [];
   beforeEach(() => {
-    now = 0;
+    clock.t = 0;
     mock.timers.enable({ apis: ["setTimeout"] });
   });
   afterEach(async () => {
@@ -99,7 +52,9 @@ void describe("fleet: the expiry timer", () => {
     await stopping;
     mock.timers.reset();
   });
-  const start = async (r: Replica) => {
+  /** A replica of a fleet of SHARDS shards, started (its first round done). */
+  const start = async (store: MemoryLeases, identity: string) => {
+    const r = replica(store, identity, clock, { shards: SHARDS });
     started.push(r);
     await r.fleet.start();
     return r;
@@ -107,9 +62,9 @@ void describe("fleet: the expiry timer", () => {
 
   void it("drops the shards at the renew deadline while the round is stuck, before another replica may take them", async () => {
     const store = new MemoryLeases();
-    const a = await start(replica(store, "a"));
+    const a = await start(store, "a");
     assert.deepEqual(a.held(), [0, 1, 2, 3], "a fleet of one holds every shard after its first round");
-    const b = await start(replica(store, "b"));
+    const b = await start(store, "b");
     // The two settle on two shards each.
     await advance(6 * RETRY);
     const aShards = a.held();
@@ -132,7 +87,7 @@ void describe("fleet: the expiry timer", () => {
 
     // a's connection goes silent: its round waits on calls that are never answered.
     a.link.hang = true;
-    const silentFrom = now;
+    const silentFrom = clock.t;
     const lastSent = Math.max(...a.sent.filter((s) => s.method === "update").map((s) => s.at));
     assert.ok(lastSent <= silentFrom);
     const deadline = lastSent + RENEW_DEADLINE;
@@ -140,7 +95,7 @@ void describe("fleet: the expiry timer", () => {
     let bTook: number | undefined;
     let overlap = 0;
     await advance(LEASE + 4 * RETRY, () => {
-      if (bTook === undefined && aShards.every((s) => b.fleet.holds(s))) bTook = now;
+      if (bTook === undefined && aShards.every((s) => b.fleet.holds(s))) bTook = clock.t;
       for (const s of aShards) if (a.fleet.holds(s) && b.fleet.holds(s)) overlap++;
     });
 
@@ -164,10 +119,10 @@ void describe("fleet: the expiry timer", () => {
 
   void it("a dead holder's shards move one lease duration after its last renewal was seen, not at the next round", async () => {
     const store = new MemoryLeases();
-    const a = await start(replica(store, "a"));
+    const a = await start(store, "a");
     // b's rounds run out of step with a's renewals, and with a's lease running out (15 s is an odd number of 1 s).
     await advance(RETRY / 4);
-    const b = await start(replica(store, "b"));
+    const b = await start(store, "b");
     await advance(6 * RETRY);
     const aShards = a.held();
     assert.equal(aShards.length, 2);
@@ -176,7 +131,7 @@ void describe("fleet: the expiry timer", () => {
     const lastRenewal = Math.max(...a.sent.filter((s) => s.method === "update").map((s) => s.at));
     let bTook: number | undefined;
     await advance(LEASE + 2 * RETRY, () => {
-      if (bTook === undefined && aShards.every((s) => b.fleet.holds(s))) bTook = now;
+      if (bTook === undefined && aShards.every((s) => b.fleet.holds(s))) bTook = clock.t;
     });
     assert.ok(bTook !== undefined, "b took a's shards");
     assert.ok(bTook >= lastRenewal + LEASE, `taken at ${bTook} ms, before a's lease ran out`);
@@ -188,14 +143,14 @@ void describe("fleet: the expiry timer", () => {
 
   void it("counts a renewal from when it was sent: an answer that comes late does not extend the hold", async () => {
     const store = new MemoryLeases();
-    const a = await start(replica(store, "a"));
+    const a = await start(store, "a");
     // Every answer now takes 1.5 s (under the per-call bound of 2 s): the renewals still get through.
     a.link.delayMs = 1_500;
     await advance(3 * RETRY);
     assert.deepEqual(a.held(), [0, 1, 2, 3]);
     // Up to the instant a renewal is sent (the next comes a retry period after its answer, 3.5 s later).
     const lastUpdate = () => a.sent.filter((s) => s.method === "update").at(-1)!.at;
-    while (lastUpdate() !== now) await advance(STEP);
+    while (lastUpdate() !== clock.t) await advance(STEP);
     const lastSent = lastUpdate();
     // The last renewal was answered 1.5 s after it was sent; then the connection goes silent.
     await advance(1_500);
@@ -204,7 +159,7 @@ void describe("fleet: the expiry timer", () => {
     const answeredTimely = a.sent.filter((s) => s.method === "update" && s.at <= lastSent);
     assert.equal(answeredTimely.at(-1)!.at, lastSent);
     await advance(RENEW_DEADLINE + RETRY, () => {
-      if (now >= lastSent + RENEW_DEADLINE) assert.deepEqual(a.held(), [], `held at ${now} ms`);
+      if (clock.t >= lastSent + RENEW_DEADLINE) assert.deepEqual(a.held(), [], `held at ${clock.t} ms`);
     });
     const dropped = a.changes.slice(changesBefore).find((c) => c.owned.length === 0);
     assert.ok(dropped);
@@ -216,13 +171,13 @@ void describe("fleet: the expiry timer", () => {
 
   void it("an answer slower than the per-call bound is not a renewal, even though the server applied it", async () => {
     const store = new MemoryLeases();
-    const a = await start(replica(store, "a"));
+    const a = await start(store, "a");
     const tookAt = a.sent.filter((s) => s.method === "create").at(-1)!.at;
     // The server applies every write but answers after 3 s: the fleet gives up on each call at 2 s.
     a.link.writeDelayMs = 3_000;
     const writesBefore = store.writes;
     await advance(RENEW_DEADLINE + 2 * RETRY, () => {
-      if (now >= tookAt + RENEW_DEADLINE) assert.deepEqual(a.held(), [], `held at ${now} ms`);
+      if (clock.t >= tookAt + RENEW_DEADLINE) assert.deepEqual(a.held(), [], `held at ${clock.t} ms`);
     });
     assert.ok(store.writes > writesBefore, "renewals reached the store");
     const dropped = a.changes.find((c) => c.owned.length === 0);
@@ -231,8 +186,8 @@ void describe("fleet: the expiry timer", () => {
 
   void it("a holder whose renewals get through is never told it lost anything (the timer is re-armed)", async () => {
     const store = new MemoryLeases();
-    const a = await start(replica(store, "a"));
-    await advance(6 * LEASE, () => assert.deepEqual(a.held(), [0, 1, 2, 3], `at ${now} ms`));
+    const a = await start(store, "a");
+    await advance(6 * LEASE, () => assert.deepEqual(a.held(), [0, 1, 2, 3], `at ${clock.t} ms`));
     assert.deepEqual(
       a.changes.map((c) => c.owned),
       [[0, 1, 2, 3]],

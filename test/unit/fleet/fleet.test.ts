@@ -6,39 +6,18 @@
  */
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
-import pino from "pino";
-import { Fleet, FleetError, type FleetOptions } from "../../../src/fleet/fleet.ts";
+import { FleetError, type Fleet, type FleetOptions } from "../../../src/fleet/fleet.ts";
 import { microTime } from "../../../src/fleet/lease.ts";
 import { fairShare, fnv1a, shardOf } from "../../../src/fleet/shards.ts";
-import { FLEET_OPTS, healthyLink, MemoryLeases } from "./memory-leases.ts";
+import { MemoryLeases } from "./memory-leases.ts";
+import { replica as fleetReplica, type TestClock } from "./replicas.ts";
 
-const silent = pino({ level: "silent" });
-
-const OPTS = FLEET_OPTS;
 /** Set by each suite before its cases run. */
 let watching = true;
 
-function replica(
-  store: MemoryLeases,
-  identity: string,
-  clock: { t: number },
-  opts: Partial<FleetOptions> = {},
-) {
-  const changes: number[][] = [];
-  const link = healthyLink();
-  const fleet = new Fleet(
-    { ...OPTS, ...opts, identity },
-    {
-      api: store.api(link, { watch: watching }),
-      clock: { now: () => 1_800_000_000_000 + clock.t },
-      monotonic: () => clock.t,
-      log: silent,
-      onChange: (owned) => changes.push([...owned].sort((a, b) => a - b)),
-    },
-  );
-  const held = () => Array.from({ length: fleet.shards }, (_, i) => i).filter((i) => fleet.holds(i));
-  return { fleet, changes, held, link };
-}
+/** A replica watching the Leases or listing every round, as the suite running says. */
+const replica = (store: MemoryLeases, identity: string, clock: TestClock, opts: Partial<FleetOptions> = {}) =>
+  fleetReplica(store, identity, clock, { ...opts, watch: watching });
 
 /** Lets the watch's events (delivered as microtasks after each write) arrive. */
 const settle = () => new Promise<void>((r) => setImmediate(r));
@@ -79,7 +58,10 @@ for (const watch of [true, false])
       const a = replica(store, "a", clock);
       await a.fleet.tick();
       assert.deepEqual(a.held(), [0, 1, 2, 3, 4, 5, 6, 7]);
-      assert.deepEqual(a.changes, [[0, 1, 2, 3, 4, 5, 6, 7]]);
+      assert.deepEqual(
+        a.changes.map((c) => c.owned),
+        [[0, 1, 2, 3, 4, 5, 6, 7]],
+      );
       assert.equal(store.holder("rd-member-0"), "a");
       for (let i = 0; i < 8; i++) assert.equal(store.holder(`rd-shard-${i}`), "a");
       assert.equal(a.fleet.liveReplicas(), 1);
@@ -173,7 +155,7 @@ for (const watch of [true, false])
       clock.t = 10_000;
       assert.deepEqual(a.held(), [], "judged at the call, without waiting for a round");
       await a.fleet.tick();
-      assert.deepEqual(a.changes.at(-1), []);
+      assert.deepEqual(a.changes.at(-1)?.owned, []);
       store.down = false;
       clock.t = 14_999;
       await b.fleet.tick();
@@ -198,7 +180,7 @@ for (const watch of [true, false])
       assert.deepEqual(b.held(), [0, 1]);
       assert.deepEqual(a.held(), [], "on waking, before any round");
       await a.fleet.tick();
-      assert.deepEqual(a.changes.at(-1), []);
+      assert.deepEqual(a.changes.at(-1)?.owned, []);
       assertExclusive([a, b], 2);
       // a comes back as a live member: the shards are split again, one each.
       for (let round = 0; round < 3; round++) {
@@ -262,7 +244,7 @@ for (const watch of [true, false])
       await a.fleet.tick();
       await a.fleet.stop();
       assert.deepEqual(a.held(), []);
-      assert.deepEqual(a.changes.at(-1), []);
+      assert.deepEqual(a.changes.at(-1)?.owned, []);
       for (const l of store.leases.values()) assert.equal(l.record.holderIdentity, "");
       const b = replica(store, "b", clock);
       await b.fleet.tick();
@@ -439,7 +421,7 @@ void describe("fleet: the Lease watch", () => {
     });
     await settle();
     assert.equal(a.fleet.holds(5), false, "taken by another writer");
-    assert.deepEqual(a.changes.at(-1), [0, 1, 2, 4, 6, 7]);
+    assert.deepEqual(a.changes.at(-1)?.owned, [0, 1, 2, 4, 6, 7]);
   });
 
   void it("echoes of our own renewals arriving late never make a renewal fail (no 409 from an older resourceVersion)", async () => {
@@ -455,6 +437,10 @@ void describe("fleet: the Lease watch", () => {
     await settle();
     await a.fleet.tick();
     assert.deepEqual(a.held(), [0, 1, 2, 3, 4, 5, 6, 7]);
-    assert.deepEqual(a.changes, [[0, 1, 2, 3, 4, 5, 6, 7]], "never lost anything");
+    assert.deepEqual(
+      a.changes.map((c) => c.owned),
+      [[0, 1, 2, 3, 4, 5, 6, 7]],
+      "never lost anything",
+    );
   });
 });

@@ -8,41 +8,13 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import pino from "pino";
-import { Fleet, type FleetOptions } from "../../../src/fleet/fleet.ts";
-import { FLEET_OPTS, MemoryLeases } from "./memory-leases.ts";
+import type { FleetOptions } from "../../../src/fleet/fleet.ts";
+import { MemoryLeases } from "./memory-leases.ts";
+import { replica as fleetReplica, type TestClock } from "./replicas.ts";
 
-const silent = pino({ level: "silent" });
-const OPTS = FLEET_OPTS;
-
-function replica(
-  store: MemoryLeases,
-  identity: string,
-  clock: { t: number },
-  opts: Partial<FleetOptions> = {},
-) {
-  const writes: string[] = [];
-  const api = store.api();
-  /** When set, this replica's writes are refused (its reads still work). */
-  const link = { failWrites: false };
-  const refused = () => Promise.reject(new Error("refused"));
-  const fleet = new Fleet(
-    { ...OPTS, ...opts, identity },
-    {
-      api: {
-        list: () => api.list(),
-        create: (n, r) => (writes.push(n), link.failWrites ? refused() : api.create(n, r)),
-        update: (n, rv, r) => (writes.push(n), link.failWrites ? refused() : api.update(n, rv, r)),
-      },
-      clock: { now: () => 1_800_000_000_000 + clock.t },
-      monotonic: () => clock.t,
-      log: silent,
-      onChange: () => {},
-    },
-  );
-  const held = () => Array.from({ length: fleet.shards }, (_, i) => i).filter((i) => fleet.holds(i));
-  return { fleet, writes, held, link };
-}
+/** No watch: the fleet lists the Leases every round, as this suite always ran it (fleet.test.ts runs both ways). */
+const replica = (store: MemoryLeases, identity: string, clock: TestClock, opts: Partial<FleetOptions> = {}) =>
+  fleetReplica(store, identity, clock, { ...opts, watch: false });
 
 void describe("fleet: renewals", () => {
   void it("at rest a replica writes its member Lease once per round, whatever number of shards it holds", async () => {
@@ -51,14 +23,14 @@ void describe("fleet: renewals", () => {
     const a = replica(store, "a", clock);
     await a.fleet.tick();
     assert.deepEqual(a.held(), [0, 1, 2, 3, 4, 5, 6, 7]);
-    a.writes.length = 0;
+    a.sent.length = 0;
     for (let i = 1; i <= 30; i++) {
       clock.t = i * 2_000;
       await a.fleet.tick();
       assert.deepEqual(a.held(), [0, 1, 2, 3, 4, 5, 6, 7], `at ${clock.t} ms`);
     }
-    assert.deepEqual(new Set(a.writes), new Set(["rd-member-0"]));
-    assert.equal(a.writes.length, 30);
+    assert.deepEqual(new Set(a.writes()), new Set(["rd-member-0"]));
+    assert.equal(a.writes().length, 30);
   });
 
   void it("the shards end with the member Lease: a holder whose member renewals fail drops them all at its renew deadline", async () => {
@@ -82,10 +54,10 @@ void describe("fleet: renewals", () => {
     // Frozen past the renew deadline but short of the lease: nobody took anything.
     clock.t = 12_000;
     assert.deepEqual(a.held(), []);
-    a.writes.length = 0;
+    a.sent.length = 0;
     await a.fleet.tick();
     assert.deepEqual(a.held(), [0, 1]);
-    assert.deepEqual(a.writes.sort(), ["rd-member-0", "rd-shard-0", "rd-shard-1"]);
+    assert.deepEqual(a.writes().sort(), ["rd-member-0", "rd-shard-0", "rd-shard-1"]);
   });
 
   void it("a replica whose member Lease another replica took holds no shard at once", async () => {
@@ -98,7 +70,7 @@ void describe("fleet: renewals", () => {
     // write this round: it must not go on holding its shards until its renew deadline.
     const m = store.leases.get("rd-member-0")!;
     store.put("rd-member-0", { ...m.record, holderIdentity: "x" });
-    a.link.failWrites = true;
+    a.refuseWrites = true;
     clock.t = 2_000;
     await a.fleet.tick();
     assert.deepEqual(a.held(), []);
