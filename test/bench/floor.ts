@@ -6,10 +6,11 @@
  *
  *   idle      Node alone, a timer every 2 s
  *   owner     Node with the owner-named dependencies loaded and set up, nothing of rolloutd's
+ *   owner-min the same with client-node's KubeConfig and Watch taken from its internal modules
  *   renew     Node renewing one Lease every 2 s over node:https, no library at all
  *   rolloutd  the daemon as shipped, no policy, a fleet of one
  *
- * Side by side rather than one after another: four 180 s windows at once, and each process counts only its
+ * Side by side rather than one after another: five 180 s windows at once, and each process counts only its
  * own CPU. Not a test: the figures are for the README and the closing note.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -31,7 +32,7 @@ const { values: opt } = parseArgs({
   },
 });
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const PROGRAMS = ["idle", "owner", "renew"] as const;
+const PROGRAMS = ["idle", "owner", "owner-min", "renew"] as const;
 
 /** Bundled as rolloutd is (package.json "bundle"), into dist/ so pino resolves from node_modules. */
 function bundle(out: string, name: string): string {

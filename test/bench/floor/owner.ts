@@ -15,7 +15,8 @@ const kc = new KubeConfig();
 kc.loadFromString(process.env["FLOOR_KUBECONFIG"] ?? "");
 const watch = new Watch(kc);
 const registry = new Registry();
-collectDefaultMetrics({ register: registry });
+// Sampled once a second, as rolloutd does: prom-client's default of 10 ms would wake the loop 100 times a second.
+collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1000 });
 const steps = new Counter({ name: "floor_steps_total", help: "none", registers: [registry] });
 const actor = createActor(
   createMachine({ initial: "idle", states: { idle: { on: { GO: "busy" } }, busy: {} } }),
