@@ -40,8 +40,10 @@ export class WorkQueue {
   /** Keys running now that were re-added as urgent: they run again in the urgent lane. */
   private readonly dirtyUrgent = new Set<string>();
   private readonly processing = new Set<string>();
+  /** Keys running now that were taken from the urgent lane: a failure retries them there. */
+  private readonly runningUrgent = new Set<string>();
   private readonly dirty = new Set<string>();
-  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly timers = new Map<string, { at: number; urgent: boolean; timer: NodeJS.Timeout }>();
   private readonly failures = new Map<string, number>();
   private tokens: number;
   private lastRefill: number;
@@ -80,30 +82,42 @@ export class WorkQueue {
     this.pump();
   }
 
-  /** Adds the key after `ms`; an earlier pending deadline for the same key wins. */
-  addAfter(key: string, ms: number): void {
+  /**
+   * Adds the key after `ms`. One timer per key: the earlier time wins, and it is urgent if either is (a
+   * pending step deadline must not hold an abort's retry back, nor put it in the ordinary lane).
+   */
+  addAfter(key: string, ms: number, opts: { urgent?: boolean } = {}): void {
     if (this.shuttingDown) return;
-    if (ms <= 0) return this.add(key);
-    const at = this.clock.now() + ms;
+    if (ms <= 0) return this.add(key, opts);
+    const now = this.clock.now();
     const existing = this.timers.get(key);
-    if (existing && existing.at <= at) return;
+    const at = Math.min(now + ms, existing?.at ?? Infinity);
+    const urgent = opts.urgent === true || existing?.urgent === true;
+    if (existing && existing.at === at && existing.urgent === urgent) return;
     if (existing) clearTimeout(existing.timer);
-    const timer = setTimeout(() => {
-      this.timers.delete(key);
-      this.add(key);
-    }, ms);
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(key);
+        this.add(key, { urgent });
+      },
+      Math.max(0, at - now),
+    );
     timer.unref();
-    this.timers.set(key, { at, timer });
+    this.timers.set(key, { at, urgent, timer });
   }
 
-  /** Requeue after an error: per-key exponential backoff, bounded by a global bucket. */
-  addRateLimited(key: string): number {
+  /**
+   * Requeue after an error: per-key exponential backoff, bounded by a global bucket. An urgent key (an abort
+   * whose write met a 409) retries in the urgent lane: behind the backlog of step work it would wait for every
+   * reconcile queued while it ran.
+   */
+  addRateLimited(key: string, opts: { urgent?: boolean } = {}): number {
     const n = (this.failures.get(key) ?? 0) + 1;
     this.failures.set(key, n);
     const base = this.opts.baseBackoffMs ?? 50;
     const perKey = Math.min(base * 2 ** (n - 1), this.opts.maxBackoffMs ?? 300_000);
     const delay = Math.max(perKey, this.bucketDelay());
-    this.addAfter(key, delay);
+    this.addAfter(key, delay, opts);
     return delay;
   }
 
@@ -142,9 +156,13 @@ export class WorkQueue {
     const urgentLimit = this.opts.workers + (this.opts.urgentWorkers ?? 2);
     for (;;) {
       let key: string | undefined;
-      if (this.urgent.length > 0 && this.active < urgentLimit) key = this.urgent.shift();
-      else if (this.queue.length > 0 && this.active < this.opts.workers) key = this.queue.shift();
+      let urgent = false;
+      if (this.urgent.length > 0 && this.active < urgentLimit) {
+        key = this.urgent.shift();
+        urgent = true;
+      } else if (this.queue.length > 0 && this.active < this.opts.workers) key = this.queue.shift();
       if (key === undefined) break;
+      if (urgent) this.runningUrgent.add(key);
       this.queued.delete(key);
       this.processing.add(key);
       this.active++;
@@ -167,7 +185,7 @@ export class WorkQueue {
       }
     } catch (err) {
       outcome = "error";
-      const retryIn = this.addRateLimited(key);
+      const retryIn = this.addRateLimited(key, { urgent: this.runningUrgent.has(key) });
       try {
         this.opts.onError?.(key, err, retryIn);
       } catch {
@@ -175,6 +193,7 @@ export class WorkQueue {
       }
     } finally {
       this.processing.delete(key);
+      this.runningUrgent.delete(key);
       this.active--;
       try {
         this.opts.onProcessed?.(key, this.clock.now() - started, outcome);

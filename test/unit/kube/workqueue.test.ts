@@ -367,6 +367,79 @@ void describe("WorkQueue", () => {
     assert.deepEqual(runs, ["block", "b", "block", "a"]);
   });
 
+  void it("an urgent key that fails retries in the urgent lane, not behind the ordinary backlog", async () => {
+    // An abort whose write meets a 409 (the route changed while deciding) must not fall behind step work.
+    const g = gate();
+    const runs: string[] = [];
+    let failed = false;
+    const q = queue(
+      async (key) => {
+        runs.push(key);
+        if (key === "slow") await g.wait;
+        if (key === "abort" && !failed) {
+          failed = true;
+          throw new Error("409");
+        }
+      },
+      { workers: 1, urgentWorkers: 1, baseBackoffMs: 5 },
+    );
+    q.add("slow");
+    q.add("waiting");
+    q.add("abort", { urgent: true });
+    await until(() => runs.filter((k) => k === "abort").length === 2, "the abort's retry runs");
+    assert.deepEqual(runs, ["slow", "abort", "abort"], "the retry waited for an ordinary worker");
+    g.open();
+    await q.idle();
+    assert.deepEqual(runs, ["slow", "abort", "abort", "waiting"]);
+  });
+
+  void it("an urgent retry pending beside an earlier step deadline keeps both the earlier time and the lane", async () => {
+    const g = gate();
+    const runs: string[] = [];
+    const q = queue(
+      async (key) => {
+        runs.push(key);
+        if (key === "slow") await g.wait;
+      },
+      { workers: 1, urgentWorkers: 1 },
+    );
+    q.add("slow");
+    q.addAfter("abort", 5); // the step deadline
+    q.addAfter("abort", 60_000, { urgent: true }); // the abort's retry, later
+    await until(() => runs.includes("abort"), "the key runs at the earlier time, urgently", 2000);
+    assert.deepEqual(runs, ["slow", "abort"], "it waited for an ordinary worker");
+    g.open();
+    await q.idle();
+    await q.shutdown();
+  });
+
+  void it("a deadline requeue of a key that ran urgently is ordinary again", async () => {
+    const g = gate();
+    const runs: string[] = [];
+    let first = true;
+    const q = queue(
+      async (key) => {
+        runs.push(key);
+        if (key === "slow") await g.wait;
+        if (key === "abort" && first) {
+          first = false;
+          return { requeueAfterMs: 5 };
+        }
+        return undefined;
+      },
+      { workers: 1, urgentWorkers: 1 },
+    );
+    q.add("slow");
+    q.add("abort", { urgent: true });
+    await until(() => runs.includes("abort"), "the urgent key runs");
+    await sleep(40);
+    assert.deepEqual(runs, ["slow", "abort"], "a deadline is step work: it waits for an ordinary worker");
+    g.open();
+    await q.idle();
+    await until(() => runs.length === 3, "the requeue runs");
+    assert.deepEqual(runs, ["slow", "abort", "abort"]);
+  });
+
   void it("dropping an urgent key removes it from its lane", async () => {
     const g = gate();
     const runs: string[] = [];
