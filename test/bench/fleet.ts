@@ -282,11 +282,15 @@ async function oneSize(
         histogram(after[i]!, "rolloutd_reconcile_duration_seconds"),
       );
       const depth = value(after[i]!, "rolloutd_workqueue_depth") ?? NaN;
+      // Failed reconciles, 409s among them (a route changed while deciding): each is retried after a backoff.
+      const failed = (m: Sample[]) => value(m, "rolloutd_reconcile_total", { result: "error" }) ?? 0;
+      const errors = failed(after[i]!) - failed(before[i]!);
       say(
         `  ${x.identity}: ${policies} rollouts (shards ${shards.join(",")}), RSS ${mb(atRest[i])} at rest → max ${mb(maxRss[i])} stepping, ` +
           `CPU ${((cpuS / windowS) * 60).toFixed(1)} CPU-s per minute (${((cpuS / windowS) * 100).toFixed(0)} % of a core); ` +
           `${late[i]!.count} steps started, lateness p99 ${est(late[i]!, 0.99)}; ${rec.count} reconciles, ` +
-          `mean ${ms((rec.sum / Math.max(1, rec.count)) * 1000)} (each awaits its API write), queue depth ${depth} at the end`,
+          `mean ${ms((rec.sum / Math.max(1, rec.count)) * 1000)} (each awaits its API write), ${errors} failed and retried, ` +
+          `queue depth ${depth} at the end`,
       );
     });
     const expected = Math.round((n - sample.length / 2) * (windowS / o.intervalS));
