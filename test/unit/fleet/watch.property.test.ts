@@ -309,7 +309,10 @@ class Sim {
       }
       case "outage": {
         const live = this.live().filter((r) => !r.link.down);
-        for (const r of live) ((r.link.down = true), (r.faultAt = now));
+        for (const r of live) {
+          r.link.down = true;
+          r.faultAt = now;
+        }
         await this.advance(a.ms);
         for (const r of live) r.link.down = false;
         return;
