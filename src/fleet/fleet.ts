@@ -452,9 +452,14 @@ export class Fleet {
     if (type === "DELETED") {
       this.seen.delete(l.name);
       if (this.held.has(l.name)) this.lose(l.name, "deleted");
-    } else if (this.held.has(l.name) && l.record.holderIdentity === this.o.identity) {
+    } else if (
+      this.held.has(l.name) &&
+      (l.record.holderIdentity === this.o.identity ||
+        l.record.leaseTransitions <= (this.seen.get(l.name)?.record.leaseTransitions ?? -1))
+    ) {
       // The echo of our own write: its answer told us already, and an echo arriving after a later write's
-      // answer would set an older resourceVersion.
+      // answer would set an older resourceVersion. Or an event from before our write, on a stream that lags
+      // behind the answers: whoever takes a Lease from us writes a higher leaseTransitions than we did.
       return;
     } else {
       this.see(l, now);
