@@ -406,11 +406,11 @@ async function run(schedule: Step[]): Promise<void> {
     const quietFrom = now;
     for (let t = 0; t < REST_MS; t += RETRY) {
       await sim.advance(RETRY);
+      const conflicts = sim.live().flatMap((r) => r.conflicts.filter((c) => c >= quietFrom).map(() => r.id));
+      assert.deepEqual(conflicts, [], `409s at rest, by ${now} ms`);
       const s = sim.unsettled();
       assert.equal(s, undefined, `settled, then at ${now} ms: ${s}`);
     }
-    const conflicts = sim.live().flatMap((r) => r.conflicts.filter((t) => t >= quietFrom).map(() => r.id));
-    assert.deepEqual(conflicts, [], "409s at rest");
     assert.deepEqual(sim.violations, []);
   } finally {
     await sim.teardown();
