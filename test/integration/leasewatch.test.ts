@@ -19,15 +19,12 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { CoordinationV1Api } from "@kubernetes/client-node";
 import { ANNOTATIONS } from "../../src/contract.ts";
-import { shardOf } from "../../src/fleet/shards.ts";
 import { scrape, value } from "../bench/metrics.ts";
-import { lineTime, mapLimit, sleep } from "../support/chaos.ts";
+import { lineTime, sleep } from "../support/chaos.ts";
 import { eventually, mergePatch } from "../support/cluster.ts";
 import { readyz } from "../support/daemon.ts";
-import { FleetWorld, type Replica } from "../support/fleet.ts";
-import { decisions, WeightsRecorder } from "../support/recorder.ts";
-import { httpRoute } from "../support/routes.ts";
-import { Scenario } from "../support/scenario.ts";
+import { FleetWorld, type HeldRollout, type Replica } from "../support/fleet.ts";
+import { decisions } from "../support/recorder.ts";
 
 const SHARDS = 8;
 const LEASE_MS = 30_000;
@@ -52,29 +49,12 @@ void describe("the fleet's Lease watch across API server outages", () => {
     "--renew-deadline=20",
     `--retry-period=${RETRY_MS / 1000}`,
   ]);
-  const rollouts: Array<{ s: Scenario; rec: WeightsRecorder; shard: number }> = [];
+  const rollouts: HeldRollout[] = [];
   let replicas: Replica[] = [];
 
   before(async () => {
     await world.start();
-    const { c, policiesDir } = world;
-    // Rollouts held at their first step (a 10-minute interval): nothing is written unless someone decides to.
-    rollouts.push(
-      ...(await mapLimit(
-        Array.from({ length: ROLLOUTS }, (_, i) => i),
-        6,
-        async (i) => {
-          const s = new Scenario(c, httpRoute, `lw-${i}`, policiesDir);
-          await s.given({ createRoute: false });
-          await httpRoute.create(c, s.ns, s.route, s.stable, s.canary);
-          const rec = new WeightsRecorder(c, httpRoute, s.ns, s.route);
-          await rec.start();
-          s.writePolicy({ steps: [10, 50, 100], interval: "10m" });
-          const shard = shardOf({ namespace: s.ns, target: { kind: "HTTPRoute", name: s.route } }, SHARDS);
-          return { s, rec, shard };
-        },
-      )),
-    );
+    rollouts.push(...(await world.heldRollouts("lw", ROLLOUTS, SHARDS)));
     replicas = [await world.startReplica(), await world.startReplica(), await world.startReplica()];
     await eventually("the shards split 3/3/2", () => fairSplit(), 120_000, 500);
     await Promise.all(
