@@ -51,7 +51,7 @@ const SHARDS = FLEET_OPTS.shards;
 /** The fleet's per-call bound (Fleet.bounded): an answer later than this does not count. */
 const BOUND = 2_000;
 /** The clock moves in steps this long; every timer fires within one step of its due time. */
-const STEP = 50;
+const STEP = 100;
 const MAX_LIVE = 4;
 const MAX_REPLICAS = 7;
 /** After the schedule: the fleet must have settled by then (property 3) … */
