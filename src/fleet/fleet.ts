@@ -347,13 +347,18 @@ export class Fleet {
     const orphans = takeable.filter((n) => this.orphaned(n));
     const free = takeable.filter((n) => !this.orphaned(n));
     const want = Math.max(0, target - keep.length - orphans.length);
+    const taking = this.rotate(free).slice(0, want);
+    // Records that still name us though a lapse dropped them, and that we do not take again: the others see
+    // them held by a live replica and would never take them. Given back like the excess.
+    const stale = free.filter(
+      (n) => !taking.includes(n) && this.seen.get(n)?.record.holderIdentity === this.o.identity,
+    );
     // Shards kept are not written: they live by the member Lease renewed above.
     await Promise.allSettled([
       ...excess.map((n) => this.release(n)),
+      ...stale.map((n) => this.release(n)),
       ...orphans.map((n) => this.acquireOrRenew(n)),
-      ...this.rotate(free)
-        .slice(0, want)
-        .map((n) => this.acquireOrRenew(n)),
+      ...taking.map((n) => this.acquireOrRenew(n)),
     ]);
     this.emit();
   }
@@ -447,9 +452,14 @@ export class Fleet {
     if (type === "DELETED") {
       this.seen.delete(l.name);
       if (this.held.has(l.name)) this.lose(l.name, "deleted");
-    } else if (this.held.has(l.name) && l.record.holderIdentity === this.o.identity) {
+    } else if (
+      this.held.has(l.name) &&
+      (l.record.holderIdentity === this.o.identity ||
+        l.record.leaseTransitions <= (this.seen.get(l.name)?.record.leaseTransitions ?? -1))
+    ) {
       // The echo of our own write: its answer told us already, and an echo arriving after a later write's
-      // answer would set an older resourceVersion.
+      // answer would set an older resourceVersion. Or an event from before our write, on a stream that lags
+      // behind the answers: whoever takes a Lease from us writes a higher leaseTransitions than we did.
       return;
     } else {
       this.see(l, now);

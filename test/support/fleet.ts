@@ -9,10 +9,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { CoordinationV1Api } from "@kubernetes/client-node";
-import { lineTime } from "./chaos.ts";
+import { shardOf } from "../../src/fleet/shards.ts";
+import { lineTime, mapLimit } from "./chaos.ts";
 import { createNamespace, startCluster, type Cluster } from "./cluster.ts";
 import { startDaemon, type DaemonProcess, type LogLine } from "./daemon.ts";
-import { FakeGatewayStatus } from "./routes.ts";
+import { WeightsRecorder } from "./recorder.ts";
+import { FakeGatewayStatus, httpRoute } from "./routes.ts";
+import { Scenario } from "./scenario.ts";
 
 export interface Replica {
   identity: string;
@@ -21,6 +24,14 @@ export interface Replica {
   final?: LogLine[];
   busy: boolean;
   alive: boolean;
+}
+
+/** A rollout of an HTTPRoute held at its first step, with every version of its route recorded. */
+export interface HeldRollout {
+  s: Scenario;
+  rec: WeightsRecorder;
+  /** The shard its policy belongs to. */
+  shard: number;
 }
 
 export class FleetWorld {
@@ -66,6 +77,27 @@ export class FleetWorld {
     const r: Replica = { identity, d, busy: false, alive: true };
     this.replicas.push(r);
     return r;
+  }
+
+  /**
+   * `n` HTTPRoutes `<prefix>-<i>`, each with a policy stepping 10, 50, 100 every 10 minutes, so a rollout
+   * stays at its first step: nothing is written to it unless someone decides to. Started by shipCanary().
+   */
+  async heldRollouts(prefix: string, n: number, shards: number): Promise<HeldRollout[]> {
+    return mapLimit(
+      Array.from({ length: n }, (_, i) => i),
+      6,
+      async (i) => {
+        const s = new Scenario(this.c, httpRoute, `${prefix}-${i}`, this.policiesDir);
+        await s.given({ createRoute: false });
+        await httpRoute.create(this.c, s.ns, s.route, s.stable, s.canary);
+        const rec = new WeightsRecorder(this.c, httpRoute, s.ns, s.route);
+        await rec.start();
+        s.writePolicy({ steps: [10, 50, 100], interval: "10m" });
+        const shard = shardOf({ namespace: s.ns, target: { kind: "HTTPRoute", name: s.route } }, shards);
+        return { s, rec, shard };
+      },
+    );
   }
 
   /** SIGKILL, as in a node failure; the log is kept. */
