@@ -14,7 +14,7 @@
  * own CPU. Not a test: the figures are for the README and the closing note.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -104,13 +104,17 @@ async function main(): Promise<void> {
     const rows = Object.entries(pids).map(([k, pid]) => {
       const now = procStats(pid);
       const cpuPerMin = ((now.cpu - before[k]!.cpu) / seconds) * 60;
-      return `| ${k} | ${(now.rss / 2 ** 20).toFixed(1)} MB | ${cpuPerMin.toFixed(3)} CPU-s/min |`;
+      // Anonymous memory is the process's own; file-backed is mostly the node binary's pages, which move by a few MB
+      // between two runs of the same program.
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN) / 1024;
+      return `| ${k} | ${(now.rss / 2 ** 20).toFixed(1)} MB | ${kb("RssAnon").toFixed(1)} MB | ${kb("RssFile").toFixed(1)} MB | ${cpuPerMin.toFixed(3)} CPU-s/min |`;
     });
     process.stdout.write(
       [
         `at rest, ${seconds} s window after ${warmup} s, V8 flags: ${flags.join(" ") || "(none)"}`,
-        "| program | RSS | CPU |",
-        "|---|---:|---:|",
+        "| program | RSS | anonymous | file-backed | CPU |",
+        "|---|---:|---:|---:|---:|",
         ...rows,
         "",
       ].join("\n"),
