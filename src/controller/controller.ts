@@ -63,7 +63,13 @@ export class RolloutController {
 
   constructor(private readonly deps: ControllerDeps) {
     const { log, metrics } = deps;
-    this.reporter = new Reporter(log, metrics, deps.events, deps.listeners);
+    // The controller hears its own decisions too: an abort written is what ends rolloutd_abort_seconds' clock.
+    const aborts: ReportListener = {
+      decided: (p, _s, announced) => {
+        if (announced.some((a) => a.reason === "Aborted")) this.abortWritten.add(p.key);
+      },
+    };
+    this.reporter = new Reporter(log, metrics, deps.events, [...(deps.listeners ?? []), aborts]);
     this.jobs = new AnalysisJobs({
       done: (key) => this.queue.add(key),
       discarded: (_key, reason) => metrics.analysisDiscarded.inc({ reason }),
@@ -116,6 +122,7 @@ export class RolloutController {
   setPolicies(upserted: RolloutPolicy[], removed: string[]): void {
     for (const key of removed) {
       this.all.delete(key);
+      this.abortSeen.delete(key);
       const gone = this.registry.remove(key);
       this.jobs.cancel(key);
       this.queue.drop(key);
@@ -174,13 +181,14 @@ export class RolloutController {
       return Promise.resolve();
     }
     const fence = this.deps.fence;
-    return fence && r
-      ? fence.run(r.policy, () => this.reconciler.reconcile(key))
-      : this.reconciler.reconcile(key);
+    return this.timeAbort(key, () =>
+      fence && r ? fence.run(r.policy, () => this.reconciler.reconcile(key)) : this.reconciler.reconcile(key),
+    );
   }
 
   /** Stops managing a policy here at once: its analysis is cancelled, its key dropped, its route untouched. */
   private release(key: string): void {
+    this.abortSeen.delete(key);
     if (!this.registry.remove(key)) return;
     this.jobs.cancel(key);
     this.queue.drop(key);
@@ -230,7 +238,39 @@ export class RolloutController {
    */
   onObjectChange(ref: ObjectRef, obj?: KObject): void {
     const urgent = obj !== undefined && asksAbort(obj);
-    for (const k of this.registry.dependentsOf(ref)) this.queue.add(k, { urgent });
+    for (const k of this.registry.dependentsOf(ref)) {
+      if (urgent && !this.abortSeen.has(k))
+        this.abortSeen.set(k, { at: this.deps.clock.now(), seq: ++this.changes });
+      this.queue.add(k, { urgent });
+    }
+  }
+
+  /**
+   * When an abort annotation was first seen on a policy's objects, until a reconcile that started after it ends:
+   * the time to the abort written is rolloutd_abort_seconds (the daemon's own part of an abort's latency, apart
+   * from the API server's and the watch's).
+   */
+  private readonly abortSeen = new Map<string, { at: number; seq: number }>();
+  /** Aborts seen so far: orders one against a reconcile's start, which the clock cannot (both in one ms). */
+  private changes = 0;
+  /** Policies whose running reconcile wrote an abort (told by the Reporter during the reconcile). */
+  private readonly abortWritten = new Set<string>();
+
+  private async timeAbort(key: string, reconcile: () => Promise<ReconcileResult | void>) {
+    const startedAfter = this.changes;
+    this.abortWritten.delete(key);
+    // A failed reconcile (a 409) keeps the clock running: its retry writes the abort.
+    const result = await reconcile();
+    const seen = this.abortSeen.get(key);
+    // A reconcile that started before the abort was seen may have missed it: the re-run it causes settles it.
+    if (seen !== undefined && seen.seq <= startedAfter) {
+      this.abortSeen.delete(key);
+      // Nothing to abort (the rollout was over already) stops the clock without a sample.
+      if (this.abortWritten.has(key))
+        this.deps.metrics.abortLatency.observe((this.deps.clock.now() - seen.at) / 1000);
+    }
+    this.abortWritten.delete(key);
+    return result;
   }
 
   /** A watch has listed again after failing: every policy looks afresh, none waits for its next deadline. */

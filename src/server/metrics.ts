@@ -53,6 +53,7 @@ export class Metrics {
   readonly analysisDiscarded: Counter<"reason">;
   readonly stateWriteRejected: Counter<"policy">;
   readonly leaseRequests: Counter<"verb">;
+  readonly abortLatency: Histogram;
   private summaries: () => RolloutSummary[] = () => [];
   private depth: () => number = () => 0;
   private inFlight: () => number = () => 0;
@@ -178,6 +179,14 @@ export class Metrics {
       name: "rolloutd_state_write_rejected_total",
       help: "Writes of weights and state rejected as invalid (422); the weights were then written alone.",
       labelNames: ["policy"],
+      registers: r,
+    });
+    this.abortLatency = new Histogram({
+      name: "rolloutd_abort_seconds",
+      help:
+        "From the watch event that brought an abort annotation to the weights at 100 % stable written and " +
+        "answered, in this replica.",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: r,
     });
     this.leaseRequests = new Counter({

@@ -1,0 +1,195 @@
+/**
+ * rolloutd_abort_seconds: the daemon's own part of an abort's latency, from the watch event that brought the
+ * annotation to the abort written. In-memory objects and a real controller, queue and reconciler; a clock the
+ * test moves, and a write that takes 40 ms of it.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import pino from "pino";
+import { ANNOTATIONS, decodeState, encodeState, type RolloutState } from "../../../src/contract.ts";
+import { RolloutController } from "../../../src/controller/controller.ts";
+import type { JsonPatchOp } from "../../../src/kube/access.ts";
+import type { CacheFreshness } from "../../../src/kube/cache.ts";
+import type { KObject, ObjectRef } from "../../../src/kube/kinds.ts";
+import { RouterRegistry } from "../../../src/routers/index.ts";
+import { Metrics } from "../../../src/server/metrics.ts";
+import { SHOP_WEB } from "./fixtures.ts";
+
+const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
+const REF: ObjectRef = { kind: "VirtualRouter", namespace: "shop", name: "web" };
+const P0 = "/spec/routes/0/httpRoute/action/weightedTargets/0/weight";
+const P1 = "/spec/routes/0/httpRoute/action/weightedTargets/1/weight";
+
+/** Step 1 of 3 at 10 %, its analysis running (and never answering: the abort must not wait for it). */
+const STEP_1: RolloutState = {
+  v: 1,
+  policy: SHOP_WEB.key,
+  phase: "Progressing",
+  stable: "blue",
+  canary: "green",
+  revision: "r2",
+  baseline: {},
+  stepIndex: 0,
+  canaryWeight: 10,
+  applied: [
+    { path: P0, backend: "blue", weight: 90 },
+    { path: P1, backend: "green", weight: 10 },
+  ],
+  weightsWrittenAt: T0,
+  stepStartedAt: T0,
+  analysisDueAt: T0 + 60_000,
+  failures: 0,
+  noData: 0,
+  errors: 0,
+  tokens: {},
+  message: "step 1/3",
+  since: T0,
+  updatedAt: T0,
+};
+
+/** The analysis: hanging (never answers), or passing at once. */
+function harness(analysis: "hang" | "pass" = "hang") {
+  const clock = { t: T0 + 61_000 };
+  /** A gate the next write waits at before it is answered, when set. */
+  const held: { next?: Promise<void> } = {};
+  let route: KObject = {
+    apiVersion: "appmesh.k8s.aws/v1beta2",
+    kind: "VirtualRouter",
+    metadata: {
+      namespace: "shop",
+      name: "web",
+      resourceVersion: "7",
+      annotations: { [ANNOTATIONS.state]: encodeState(STEP_1) },
+    },
+    spec: {
+      routes: [
+        {
+          name: "r",
+          httpRoute: {
+            match: { prefix: "/" },
+            action: {
+              weightedTargets: [
+                { virtualNodeRef: { name: "blue" }, weight: 90 },
+                { virtualNodeRef: { name: "green" }, weight: 10 },
+              ],
+            },
+          },
+        },
+      ],
+    },
+  };
+  const objects = {
+    get: (kind: string, ns: string, name: string) =>
+      kind === REF.kind && ns === REF.namespace && name === REF.name ? route : undefined,
+    freshness: (): CacheFreshness => "synced",
+  };
+  const writer = {
+    jsonPatch: async (_ref: ObjectRef, ops: JsonPatchOp[]) => {
+      const gate = held.next;
+      held.next = undefined;
+      if (gate) await gate;
+      clock.t += 40; // the API server's answer takes 40 ms
+      route = structuredClone(route);
+      // Applied as the API server would (add and replace; the guards and removals do not matter here).
+      for (const op of ops) {
+        if (op.op === "remove" || op.op === "test" || op.path === "/metadata/resourceVersion") continue;
+        const parts = op.path
+          .split("/")
+          .slice(1)
+          .map((x) => x.replace(/~1/g, "/").replace(/~0/g, "~"));
+        let at = route as unknown as Record<string, unknown>;
+        for (const x of parts.slice(0, -1)) at = at[x] as Record<string, unknown>;
+        at[parts.at(-1)!] = op.value;
+      }
+      route.metadata!.resourceVersion = String(Number(route.metadata!.resourceVersion) + 1);
+      return route;
+    },
+    create: () => Promise.reject(new Error("no object is created here")),
+    delete: () => Promise.reject(new Error("no object is deleted here")),
+  };
+  const metrics = new Metrics({ processMetrics: false });
+  const controller = new RolloutController({
+    objects,
+    routers: new RouterRegistry(objects, writer),
+    gates: {
+      gateFor: () => ({
+        analyze: () =>
+          analysis === "hang"
+            ? new Promise<never>(() => {})
+            : Promise.resolve({
+                verdict: "pass" as const,
+                checks: [],
+                summary: "all good",
+                windowSeconds: 60,
+              }),
+      }),
+    },
+    events: { record: () => Promise.resolve() },
+    metrics,
+    clock: { now: () => clock.t },
+    log: pino({ level: "silent" }),
+  });
+  const annotate = (extra: Record<string, string>) => {
+    route = structuredClone(route);
+    Object.assign(route.metadata!.annotations!, extra);
+    route.metadata!.resourceVersion = String(Number(route.metadata!.resourceVersion) + 1);
+    controller.onObjectChange(REF, route);
+  };
+  const observed = async () => {
+    const m = await metrics.abortLatency.get();
+    const v = (name: string) =>
+      m.values.find((x) => x.metricName === `rolloutd_abort_seconds_${name}`)?.value;
+    return { count: v("count"), sum: v("sum") };
+  };
+  const phase = () => decodeState(route.metadata!.annotations![ANNOTATIONS.state]!)?.phase;
+  const hold = () => {
+    let open!: () => void;
+    held.next = new Promise<void>((r) => (open = r));
+    return open;
+  };
+  return { controller, clock, annotate, observed, phase, hold };
+}
+
+const settle = async () => {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+};
+
+void describe("controller: rolloutd_abort_seconds", () => {
+  void it("times an abort from the event that brought it to the write answered, once", async () => {
+    const h = harness();
+    h.controller.setPolicies([SHOP_WEB], []);
+    await settle();
+    assert.equal(h.phase(), "Progressing", "the step's analysis is running");
+    assert.deepEqual(await h.observed(), { count: 0, sum: 0 });
+
+    h.annotate({ [ANNOTATIONS.abort]: "true" });
+    await settle();
+    assert.equal(h.phase(), "Aborted");
+    assert.deepEqual(await h.observed(), { count: 1, sum: 0.04 }, "one abort, 40 ms from event to answer");
+
+    // The annotation stays on the route; later events on it abort nothing and time nothing.
+    h.annotate({ unrelated: "x" });
+    await settle();
+    assert.deepEqual(await h.observed(), { count: 1, sum: 0.04 });
+    await h.controller.stop();
+  });
+
+  void it("counts the wait for a reconcile already writing when the abort came, and the retry after it", async () => {
+    const h = harness("pass");
+    const release = h.hold(); // the step's write, once the analysis passes, waits here
+    h.controller.setPolicies([SHOP_WEB], []);
+    await settle();
+    assert.equal(h.phase(), "Progressing", "the step's write is not answered yet");
+
+    h.annotate({ [ANNOTATIONS.abort]: "true" }); // while that write is on the wire
+    h.clock.t += 100;
+    release();
+    await settle();
+    assert.equal(h.phase(), "Aborted");
+    // 100 ms waiting for the step's write, its answer (40 ms), then the abort's own write (40 ms).
+    const { count, sum } = await h.observed();
+    assert.equal(count, 1);
+    assert.ok(Math.abs(sum! - 0.18) < 1e-9, `the abort took ${sum} s by the metric, 0.18 s in fact`);
+    await h.controller.stop();
+  });
+});
