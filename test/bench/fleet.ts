@@ -305,6 +305,20 @@ async function oneSize(
         `annotation patch answered → watch event with canary 0: p50 ${ms(percentile(lat, 50))}, p95 ${ms(percentile(lat, 95))}, ` +
         `p99 ${ms(percentile(lat, 99))}, max ${ms(lat.at(-1) ?? NaN)}`,
     );
+    // The daemons' own part (rolloutd_abort_seconds: their watch event → their write answered), the rest being the
+    // API server's and the watches' on both sides; bucketed, so an upper bound.
+    const own = merge(
+      replicas.map((_, i) =>
+        since(
+          histogram(before[i]!, "rolloutd_abort_seconds"),
+          histogram(after[i]!, "rolloutd_abort_seconds"),
+        ),
+      ),
+    );
+    say(
+      `  of which in the replicas (rolloutd_abort_seconds, ${own.count} aborts): p50 ${est(own, 0.5)}, ` +
+        `p95 ${est(own, 0.95)}, p99 ${est(own, 0.99)}`,
+    );
     say(`  CPU in the window: ${cores(mark, end)}`);
     say(
       `  RSS max: kube-apiserver ${mb(maxApiRss)}, etcd ${mb(maxEtcdRss)}; harness ${mb(procStats(process.pid).rss)}`,
