@@ -37,6 +37,7 @@ import {
   merge,
   percentile,
   scrape,
+  scrapeApiServer,
   since,
   value,
   type Sample,
@@ -246,6 +247,9 @@ async function oneSize(
 
     // The window: lateness and CPU of everything, and a sample of aborts at a steady pace.
     const before = await Promise.all(replicas.map((x) => scrape(x.d.port)));
+    const API_LATENCY = "apiserver_request_duration_seconds";
+    const apiLatency = () => scrapeApiServer(c.cp.server, c.cp.adminToken, c.cp.caData, API_LATENCY);
+    const apiBefore = await apiLatency();
     mark = cpuNow();
     const windowStart = performance.now();
     const maxRss = replicas.map(() => 0);
@@ -263,6 +267,7 @@ async function oneSize(
     const aborts = runAborts(c, watch, sample, o.abortEveryMs);
     await sampling;
     const after = await Promise.all(replicas.map((x) => scrape(x.d.port)));
+    const apiAfter = await apiLatency();
     const end = cpuNow();
     const windowS = (end.at - mark.at) / 1000;
     const abortResult = await aborts;
@@ -318,6 +323,15 @@ async function oneSize(
     say(
       `  of which in the replicas (rolloutd_abort_seconds, ${own.count} aborts): p50 ${est(own, 0.5)}, ` +
         `p95 ${est(own, 0.95)}, p99 ${est(own, 0.99)}`,
+    );
+    // What a route write (a step's or an abort's) waited for at the API server in the window.
+    const patches = since(
+      histogram(apiBefore, "apiserver_request_duration_seconds", { verb: "PATCH", resource: "httproutes" }),
+      histogram(apiAfter, "apiserver_request_duration_seconds", { verb: "PATCH", resource: "httproutes" }),
+    );
+    say(
+      `  HTTPRoute PATCHes at the API server (${patches.count}): p50 ${est(patches, 0.5)}, p95 ${est(patches, 0.95)}, ` +
+        `p99 ${est(patches, 0.99)}`,
     );
     say(`  CPU in the window: ${cores(mark, end)}`);
     say(

@@ -4,6 +4,7 @@
  * measured on its own), quantiles estimated from buckets the way PromQL's
  * histogram_quantile() does, and percentiles of raw samples.
  */
+import https from "node:https";
 
 export interface Sample {
   name: string;
@@ -29,6 +30,37 @@ export async function scrape(port: number): Promise<Sample[]> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);
   if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
   return parseMetrics(await res.text());
+}
+
+/**
+ * The API server's own /metrics (with the control plane's admin token), to tell its request latency from the
+ * daemons'. Only the series named `only` are kept: the whole text is several MB.
+ */
+export function scrapeApiServer(server: string, token: string, ca: string, only: string): Promise<Sample[]> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(
+      `${server}/metrics`,
+      { ca, headers: { Authorization: `Bearer ${token}` } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (text += c));
+        res.on("end", () => {
+          if (res.statusCode !== 200)
+            return reject(new Error(`API server /metrics answered ${res.statusCode}`));
+          resolve(
+            parseMetrics(
+              text
+                .split("\n")
+                .filter((l) => l.startsWith(only))
+                .join("\n"),
+            ),
+          );
+        });
+      },
+    );
+    req.on("error", reject);
+  });
 }
 
 /** The value of one series (labels must match those given); undefined when absent. */
