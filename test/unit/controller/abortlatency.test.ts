@@ -6,78 +6,25 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import pino from "pino";
-import { ANNOTATIONS, decodeState, encodeState, type RolloutState } from "../../../src/contract.ts";
+import { ANNOTATIONS, decodeState, encodeState } from "../../../src/contract.ts";
 import { RolloutController } from "../../../src/controller/controller.ts";
 import type { JsonPatchOp } from "../../../src/kube/access.ts";
 import type { CacheFreshness } from "../../../src/kube/cache.ts";
-import type { KObject, ObjectRef } from "../../../src/kube/kinds.ts";
+import type { ObjectRef } from "../../../src/kube/kinds.ts";
 import { RouterRegistry } from "../../../src/routers/index.ts";
 import { Metrics } from "../../../src/server/metrics.ts";
-import { SHOP_WEB } from "./fixtures.ts";
+import { applyPatch, SHOP_WEB, shopRouter, STEP_1, T0 } from "./fixtures.ts";
 
-const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
 const REF: ObjectRef = { kind: "VirtualRouter", namespace: "shop", name: "web" };
-const P0 = "/spec/routes/0/httpRoute/action/weightedTargets/0/weight";
-const P1 = "/spec/routes/0/httpRoute/action/weightedTargets/1/weight";
-
-/** Step 1 of 3 at 10 %, its analysis running (and never answering: the abort must not wait for it). */
-const STEP_1: RolloutState = {
-  v: 1,
-  policy: SHOP_WEB.key,
-  phase: "Progressing",
-  stable: "blue",
-  canary: "green",
-  revision: "r2",
-  baseline: {},
-  stepIndex: 0,
-  canaryWeight: 10,
-  applied: [
-    { path: P0, backend: "blue", weight: 90 },
-    { path: P1, backend: "green", weight: 10 },
-  ],
-  weightsWrittenAt: T0,
-  stepStartedAt: T0,
-  analysisDueAt: T0 + 60_000,
-  failures: 0,
-  noData: 0,
-  errors: 0,
-  tokens: {},
-  message: "step 1/3",
-  since: T0,
-  updatedAt: T0,
-};
 
 /** The analysis: hanging (never answers), or passing at once. */
 function harness(analysis: "hang" | "pass" = "hang") {
   const clock = { t: T0 + 61_000 };
   /** A gate the next write waits at before it is answered, when set. */
   const held: { next?: Promise<void> } = {};
-  let route: KObject = {
-    apiVersion: "appmesh.k8s.aws/v1beta2",
-    kind: "VirtualRouter",
-    metadata: {
-      namespace: "shop",
-      name: "web",
-      resourceVersion: "7",
-      annotations: { [ANNOTATIONS.state]: encodeState(STEP_1) },
-    },
-    spec: {
-      routes: [
-        {
-          name: "r",
-          httpRoute: {
-            match: { prefix: "/" },
-            action: {
-              weightedTargets: [
-                { virtualNodeRef: { name: "blue" }, weight: 90 },
-                { virtualNodeRef: { name: "green" }, weight: 10 },
-              ],
-            },
-          },
-        },
-      ],
-    },
-  };
+  // At step 1 of 3 at 10 %, its analysis running (hanging, or about to pass).
+  let route = shopRouter({ [ANNOTATIONS.state]: encodeState(STEP_1) }, [90, 10], "7");
+
   const objects = {
     get: (kind: string, ns: string, name: string) =>
       kind === REF.kind && ns === REF.namespace && name === REF.name ? route : undefined,
@@ -89,19 +36,7 @@ function harness(analysis: "hang" | "pass" = "hang") {
       held.next = undefined;
       if (gate) await gate;
       clock.t += 40; // the API server's answer takes 40 ms
-      route = structuredClone(route);
-      // Applied as the API server would (add and replace; the guards and removals do not matter here).
-      for (const op of ops) {
-        if (op.op === "remove" || op.op === "test" || op.path === "/metadata/resourceVersion") continue;
-        const parts = op.path
-          .split("/")
-          .slice(1)
-          .map((x) => x.replace(/~1/g, "/").replace(/~0/g, "~"));
-        let at = route as unknown as Record<string, unknown>;
-        for (const x of parts.slice(0, -1)) at = at[x] as Record<string, unknown>;
-        at[parts.at(-1)!] = op.value;
-      }
-      route.metadata!.resourceVersion = String(Number(route.metadata!.resourceVersion) + 1);
+      route = applyPatch(route, ops);
       return route;
     },
     create: () => Promise.reject(new Error("no object is created here")),

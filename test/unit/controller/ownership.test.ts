@@ -15,29 +15,9 @@ import type { CacheFreshness } from "../../../src/kube/cache.ts";
 import type { KObject, ObjectRef } from "../../../src/kube/kinds.ts";
 import { RouterRegistry } from "../../../src/routers/index.ts";
 import { Metrics } from "../../../src/server/metrics.ts";
-import { SHOP_WEB } from "./fixtures.ts";
+import { SHOP_WEB, shopRouter } from "./fixtures.ts";
 
-const ROUTE: KObject = {
-  apiVersion: "appmesh.k8s.aws/v1beta2",
-  kind: "VirtualRouter",
-  metadata: { namespace: "shop", name: "web", resourceVersion: "1", annotations: {} },
-  spec: {
-    routes: [
-      {
-        name: "r",
-        httpRoute: {
-          match: { prefix: "/" },
-          action: {
-            weightedTargets: [
-              { virtualNodeRef: { name: "blue" }, weight: 100 },
-              { virtualNodeRef: { name: "green" }, weight: 0 },
-            ],
-          },
-        },
-      },
-    ],
-  },
-};
+const ROUTE: KObject = shopRouter({}, [100, 0], "1");
 const REF: ObjectRef = { kind: "VirtualRouter", namespace: "shop", name: "web" };
 
 const POLICY = SHOP_WEB;

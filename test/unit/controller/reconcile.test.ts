@@ -23,9 +23,7 @@ import type { KindName, KObject, ObjectRef } from "../../../src/kube/kinds.ts";
 import { RouterRegistry } from "../../../src/routers/index.ts";
 import { Metrics } from "../../../src/server/metrics.ts";
 import type { RolloutPolicy } from "../../../src/policy/types.ts";
-import { SHOP_WEB } from "./fixtures.ts";
-
-const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
+import { applyPatch, SHOP_WEB, shopRouter, STEP_1, T0 } from "./fixtures.ts";
 
 /** Objects by kind/namespace/name; JSON patches are applied to them as the API server would (add/replace only). */
 class Store implements ObjectSource {
@@ -47,18 +45,7 @@ class Store implements ObjectSource {
     const refused = this.refuse.get(ref.name);
     if (refused) return Promise.reject(refused);
     this.writes.push({ ref, ops });
-    const obj = structuredClone(this.get(ref.kind, ref.namespace, ref.name)!);
-    for (const op of ops) {
-      if (op.op === "remove" || op.op === "test" || op.path === "/metadata/resourceVersion") continue;
-      const parts = op.path
-        .split("/")
-        .slice(1)
-        .map((p) => p.replace(/~1/g, "/").replace(/~0/g, "~"));
-      let at = obj as unknown as Record<string, unknown>;
-      for (const p of parts.slice(0, -1)) at = at[p] as Record<string, unknown>;
-      at[parts.at(-1)!] = op.value;
-    }
-    obj.metadata!.resourceVersion = String(Number(obj.metadata!.resourceVersion ?? "0") + 1);
+    const obj = applyPatch(this.get(ref.kind, ref.namespace, ref.name)!, ops);
     this.put(obj);
     return Promise.resolve(obj);
   }
@@ -84,63 +71,8 @@ class HangingGate implements AnalysisGate {
 const policy = SHOP_WEB;
 
 function router(state: RolloutState, annotations: Record<string, string> = {}): KObject {
-  return {
-    apiVersion: "appmesh.k8s.aws/v1beta2",
-    kind: "VirtualRouter",
-    metadata: {
-      namespace: "shop",
-      name: "web",
-      resourceVersion: "7",
-      annotations: { [ANNOTATIONS.state]: encodeState(state), ...annotations },
-    },
-    spec: {
-      routes: [
-        {
-          name: "r",
-          httpRoute: {
-            match: { prefix: "/" },
-            action: {
-              weightedTargets: [
-                { virtualNodeRef: { name: "blue" }, weight: 90 },
-                { virtualNodeRef: { name: "green" }, weight: 10 },
-              ],
-            },
-          },
-        },
-      ],
-    },
-  };
+  return shopRouter({ [ANNOTATIONS.state]: encodeState(state), ...annotations }, [90, 10], "7");
 }
-
-const P0 = "/spec/routes/0/httpRoute/action/weightedTargets/0/weight";
-const P1 = "/spec/routes/0/httpRoute/action/weightedTargets/1/weight";
-
-/** Step 1 at 10 %, its interval over: its analysis is due. */
-const analysing: RolloutState = {
-  v: 1,
-  policy: "shop/web",
-  phase: "Progressing",
-  stable: "blue",
-  canary: "green",
-  revision: "r2",
-  baseline: {},
-  stepIndex: 0,
-  canaryWeight: 10,
-  applied: [
-    { path: P0, backend: "blue", weight: 90 },
-    { path: P1, backend: "green", weight: 10 },
-  ],
-  weightsWrittenAt: T0,
-  stepStartedAt: T0,
-  analysisDueAt: T0 + 60_000,
-  failures: 0,
-  noData: 0,
-  errors: 0,
-  tokens: {},
-  message: "step 1/3",
-  since: T0,
-  updatedAt: T0,
-};
 
 function harness(state: RolloutState, p: RolloutPolicy = policy) {
   const store = new Store();
@@ -185,7 +117,7 @@ function harness(state: RolloutState, p: RolloutPolicy = policy) {
 
 void describe("reconcile at its seams", () => {
   void it("starts the due analysis as a job and returns without waiting for it", async () => {
-    const h = harness(analysing);
+    const h = harness(STEP_1);
     await h.reconciler.reconcile("shop/web");
     assert.equal(h.gate.requests.length, 1);
     assert.equal(h.jobs.running, 1);
@@ -193,7 +125,7 @@ void describe("reconcile at its seams", () => {
   });
 
   void it("an abort is written while the analysis hangs, and the hanging queries are cancelled", async () => {
-    const h = harness(analysing);
+    const h = harness(STEP_1);
     await h.reconciler.reconcile("shop/web");
     const signal = h.gate.requests[0]!.signal!;
     const obj = h.store.get("VirtualRouter", "shop", "web")!;
@@ -213,7 +145,7 @@ void describe("reconcile at its seams", () => {
   });
 
   void it("nothing is decided or written from a stale cache", async () => {
-    const h = harness(analysing);
+    const h = harness(STEP_1);
     h.store.fresh = "stale";
     const obj = h.store.get("VirtualRouter", "shop", "web")!;
     obj.metadata!.annotations = { ...obj.metadata!.annotations, [ANNOTATIONS.abort]: "true" };
@@ -226,7 +158,7 @@ void describe("reconcile at its seams", () => {
   });
 
   void it("adoption writes rolloutd's state and no weight", async () => {
-    const h = harness(analysing);
+    const h = harness(STEP_1);
     const obj = h.store.get("VirtualRouter", "shop", "web")!;
     delete obj.metadata!.annotations![ANNOTATIONS.state];
     await h.reconciler.reconcile("shop/web");
@@ -250,7 +182,7 @@ void describe("reconcile with a blue/green preview route (App Mesh VirtualRouter
   };
   /** The preview route: the pair at blue 100 / green 0, beside a route of someone else's. */
   const previewRouter = (): KObject => {
-    const o = router(analysing);
+    const o = router(STEP_1);
     o.metadata = { namespace: "shop", name: "web-preview", resourceVersion: "3" };
     const spec = o.spec as { routes: Array<Record<string, unknown>> };
     spec.routes = [
@@ -273,7 +205,7 @@ void describe("reconcile with a blue/green preview route (App Mesh VirtualRouter
   const Q1 = "/spec/routes/1/httpRoute/action/weightedTargets/1/weight";
   /** The preview step, its interval over, the preview route recorded at all-green (not written yet). */
   const previewing: RolloutState = {
-    ...analysing,
+    ...STEP_1,
     stepIndex: 0,
     canaryWeight: 0,
     previewRoute: {
@@ -354,7 +286,7 @@ void describe("reconcile with a blue/green preview route (App Mesh VirtualRouter
 
   void it("a rollout's start waits for its missing preview route, writing nothing; then starts", async () => {
     const steady: RolloutState = {
-      ...analysing,
+      ...STEP_1,
       phase: "Steady",
       stepIndex: -1,
       canaryWeight: 0,
@@ -394,7 +326,7 @@ void describe("reconcile with a blue/green preview route (App Mesh VirtualRouter
   void it("a preview route that leads to the target's own weights is refused", async () => {
     const same: RolloutPolicy = { ...bg, previewRoute: { kind: "VirtualRouter", name: "web" } };
     const steady: RolloutState = {
-      ...analysing,
+      ...STEP_1,
       phase: "Steady",
       stepIndex: -1,
       canaryWeight: 0,
