@@ -60,6 +60,16 @@ export class RolloutController {
   private readonly jobs: AnalysisJobs;
   private readonly reconciler: Reconciler;
   readonly queue: WorkQueue;
+  /**
+   * When an abort annotation was first seen on a policy's objects, until a reconcile that started after it ends:
+   * the time to the abort written is rolloutd_abort_seconds (the daemon's own part of an abort's latency, apart
+   * from the API server's and the watch's).
+   */
+  private readonly abortSeen = new Map<string, { at: number; seq: number }>();
+  /** Aborts seen so far: orders one against a reconcile's start, which the clock cannot (both in one ms). */
+  private abortSightings = 0;
+  /** Policies whose running reconcile wrote an abort (told by the Reporter during the reconcile). */
+  private readonly abortWritten = new Set<string>();
 
   constructor(private readonly deps: ControllerDeps) {
     const { log, metrics } = deps;
@@ -240,24 +250,13 @@ export class RolloutController {
     const urgent = obj !== undefined && asksAbort(obj);
     for (const k of this.registry.dependentsOf(ref)) {
       if (urgent && !this.abortSeen.has(k))
-        this.abortSeen.set(k, { at: this.deps.clock.now(), seq: ++this.changes });
+        this.abortSeen.set(k, { at: this.deps.clock.now(), seq: ++this.abortSightings });
       this.queue.add(k, { urgent });
     }
   }
 
-  /**
-   * When an abort annotation was first seen on a policy's objects, until a reconcile that started after it ends:
-   * the time to the abort written is rolloutd_abort_seconds (the daemon's own part of an abort's latency, apart
-   * from the API server's and the watch's).
-   */
-  private readonly abortSeen = new Map<string, { at: number; seq: number }>();
-  /** Aborts seen so far: orders one against a reconcile's start, which the clock cannot (both in one ms). */
-  private changes = 0;
-  /** Policies whose running reconcile wrote an abort (told by the Reporter during the reconcile). */
-  private readonly abortWritten = new Set<string>();
-
   private async timeAbort(key: string, reconcile: () => Promise<ReconcileResult | void>) {
-    const startedAfter = this.changes;
+    const startedAfter = this.abortSightings;
     this.abortWritten.delete(key);
     // A failed reconcile (a 409) keeps the clock running: its retry writes the abort.
     const result = await reconcile();
