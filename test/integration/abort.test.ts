@@ -44,6 +44,13 @@ void describe("an abort always lands", () => {
     await w?.stop();
   });
 
+  /** rolloutd_abort_seconds' count and sum, from the daemon's /metrics. */
+  const abortClock = async (): Promise<{ count: number; sum: number }> => {
+    const text = await (await fetch(`http://127.0.0.1:${daemon.port}/metrics`)).text();
+    const v = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+    return { count: v("rolloutd_abort_seconds_count"), sum: v("rolloutd_abort_seconds_sum") };
+  };
+
   /** A rollout held at step 1 (10 %) with its analysis query hanging for up to a minute. */
   const hangingRollout = async (ns: string, fam = httpRoute): Promise<Scenario> => {
     const s = await w.scenario(fam, ns);
@@ -74,10 +81,15 @@ void describe("an abort always lands", () => {
     assert.ok(prom.received > receivedBefore - 1);
     const abandonedBefore = prom.abandoned;
 
+    const timed = await abortClock();
     const t0 = performance.now();
     await s.annotateTarget({ [ANNOTATIONS.abort]: "true", [ANNOTATIONS.abortReason]: "INC-7: checkout 5xx" });
     const st = await s.until("aborted at 100 % stable", (x, w) => x.phase === "Aborted" && w[s.canary] === 0);
     const ms = performance.now() - t0;
+    // The daemon timed this abort once, and its part (its watch event → its write answered) lies inside ours.
+    const own = await abortClock();
+    assert.equal(own.count - timed.count, 1, "rolloutd_abort_seconds counted the abort once");
+    assert.ok(own.sum - timed.sum <= ms / 1000, `the daemon's ${own.sum - timed.sum} s within our ${ms} ms`);
     process.stderr.write(`# abort with a hanging query: annotation → 100 % stable in ${ms.toFixed(0)} ms\n`);
     // The query's own timeout is 60 s: an abort that waited for it could not be here yet.
     assert.ok(ms < 10_000, `abort took ${ms.toFixed(0)} ms`);
