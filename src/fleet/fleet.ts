@@ -474,12 +474,18 @@ export class Fleet {
       if (this.held.has(n)) return false;
       const s = this.seen.get(n);
       if (!s || s.record.holderIdentity === "" || s.record.holderIdentity === this.o.identity) return true;
-      if (now - s.observedAt < s.record.leaseDurationSeconds * 1000) return false;
-      if (!this.isShard(n)) return true;
-      // A shard lives by its holder's member Lease, when one names the holder.
-      const member = this.memberOf(s.record.holderIdentity);
-      return !member || now - member.observedAt >= member.record.leaseDurationSeconds * 1000;
+      return now >= this.expiresAt(n, s);
     });
+  }
+
+  /**
+   * Monotonic ms at which a Lease someone else holds expires as we saw it: its record unchanged for its
+   * duration, and for a shard also its holder's member Lease, when one names the holder (a shard lives by it).
+   */
+  private expiresAt(name: string, s: Seen): number {
+    const at = s.observedAt + s.record.leaseDurationSeconds * 1000;
+    const member = this.isShard(name) ? this.memberOf(s.record.holderIdentity) : undefined;
+    return member ? Math.max(at, member.observedAt + member.record.leaseDurationSeconds * 1000) : at;
   }
 
   /** The member Lease that names `identity`, as last seen. */
@@ -698,12 +704,7 @@ export class Fleet {
     if (!this.started || this.stopped) return;
     let first = Infinity;
     for (const n of this.shardNames) {
-      if (!this.orphaned(n)) continue;
-      const s = this.seen.get(n)!;
-      let at = s.observedAt + s.record.leaseDurationSeconds * 1000;
-      const member = this.memberOf(s.record.holderIdentity);
-      if (member) at = Math.max(at, member.observedAt + member.record.leaseDurationSeconds * 1000);
-      first = Math.min(first, at);
+      if (this.orphaned(n)) first = Math.min(first, this.expiresAt(n, this.seen.get(n)!));
     }
     // Already expired: the regular round takes it (or cannot yet); a timer here would spin.
     if (!Number.isFinite(first) || first <= now) return;
