@@ -8,14 +8,9 @@ import { describe, it } from "node:test";
 import pino from "pino";
 import { ANNOTATIONS, decodeState, encodeState } from "../../../src/contract.ts";
 import { RolloutController } from "../../../src/controller/controller.ts";
-import type { JsonPatchOp } from "../../../src/kube/access.ts";
-import type { CacheFreshness } from "../../../src/kube/cache.ts";
-import type { ObjectRef } from "../../../src/kube/kinds.ts";
 import { RouterRegistry } from "../../../src/routers/index.ts";
 import { Metrics } from "../../../src/server/metrics.ts";
-import { applyPatch, SHOP_WEB, shopRouter, STEP_1, T0 } from "./fixtures.ts";
-
-const REF: ObjectRef = { kind: "VirtualRouter", namespace: "shop", name: "web" };
+import { routeStore, settle, SHOP_REF, SHOP_WEB, shopRouter, STEP_1, T0 } from "./fixtures.ts";
 
 /** The analysis: hanging (never answers), or passing at once. */
 function harness(analysis: "hang" | "pass" = "hang") {
@@ -23,29 +18,19 @@ function harness(analysis: "hang" | "pass" = "hang") {
   /** A gate the next write waits at before it is answered, when set. */
   const held: { next?: Promise<void> } = {};
   // At step 1 of 3 at 10 %, its analysis running (hanging, or about to pass).
-  let route = shopRouter({ [ANNOTATIONS.state]: encodeState(STEP_1) }, [90, 10], "7");
-
-  const objects = {
-    get: (kind: string, ns: string, name: string) =>
-      kind === REF.kind && ns === REF.namespace && name === REF.name ? route : undefined,
-    freshness: (): CacheFreshness => "synced",
-  };
-  const writer = {
-    jsonPatch: async (_ref: ObjectRef, ops: JsonPatchOp[]) => {
+  const store = routeStore(
+    shopRouter({ [ANNOTATIONS.state]: encodeState(STEP_1) }, [90, 10], "7"),
+    async () => {
       const gate = held.next;
       held.next = undefined;
       if (gate) await gate;
       clock.t += 40; // the API server's answer takes 40 ms
-      route = applyPatch(route, ops);
-      return route;
     },
-    create: () => Promise.reject(new Error("no object is created here")),
-    delete: () => Promise.reject(new Error("no object is deleted here")),
-  };
+  );
   const metrics = new Metrics({ processMetrics: false });
   const controller = new RolloutController({
-    objects,
-    routers: new RouterRegistry(objects, writer),
+    objects: store.objects,
+    routers: new RouterRegistry(store.objects, store.writer),
     gates: {
       gateFor: () => ({
         analyze: () =>
@@ -65,10 +50,11 @@ function harness(analysis: "hang" | "pass" = "hang") {
     log: pino({ level: "silent" }),
   });
   const annotate = (extra: Record<string, string>) => {
-    route = structuredClone(route);
+    const route = structuredClone(store.route);
     Object.assign(route.metadata!.annotations!, extra);
     route.metadata!.resourceVersion = String(Number(route.metadata!.resourceVersion) + 1);
-    controller.onObjectChange(REF, route);
+    store.route = route;
+    controller.onObjectChange(SHOP_REF, route);
   };
   const observed = async () => {
     const m = await metrics.abortLatency.get();
@@ -76,7 +62,7 @@ function harness(analysis: "hang" | "pass" = "hang") {
       m.values.find((x) => x.metricName === `rolloutd_abort_seconds_${name}`)?.value;
     return { count: v("count"), sum: v("sum") };
   };
-  const phase = () => decodeState(route.metadata!.annotations![ANNOTATIONS.state]!)?.phase;
+  const phase = () => decodeState(store.route.metadata!.annotations![ANNOTATIONS.state]!)?.phase;
   const hold = () => {
     let open!: () => void;
     held.next = new Promise<void>((r) => (open = r));
@@ -84,10 +70,6 @@ function harness(analysis: "hang" | "pass" = "hang") {
   };
   return { controller, clock, annotate, observed, phase, hold };
 }
-
-const settle = async () => {
-  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
-};
 
 void describe("controller: rolloutd_abort_seconds", () => {
   void it("times an abort from the event that brought it to the write answered, once", async () => {

@@ -4,7 +4,8 @@
  */
 import type { RolloutState } from "../../../src/contract.ts";
 import type { JsonPatchOp } from "../../../src/kube/access.ts";
-import type { KObject } from "../../../src/kube/kinds.ts";
+import type { CacheFreshness } from "../../../src/kube/cache.ts";
+import type { KObject, ObjectRef } from "../../../src/kube/kinds.ts";
 import type { RolloutPolicy } from "../../../src/policy/types.ts";
 
 export const SHOP_WEB: RolloutPolicy = {
@@ -101,4 +102,40 @@ export function applyPatch(obj: KObject, ops: readonly JsonPatchOp[]): KObject {
   }
   out.metadata!.resourceVersion = String(Number(out.metadata!.resourceVersion ?? "0") + 1);
   return out;
+}
+
+export const SHOP_REF: ObjectRef = { kind: "VirtualRouter", namespace: "shop", name: "web" };
+
+/**
+ * shop/web's route as the only object, for a controller's cache and writer: reads see `route`, each patch
+ * (recorded in `writes`) replaces it with applyPatch's result once `beforeAnswer` (the API server's time) is over.
+ */
+export function routeStore(route: KObject, beforeAnswer?: () => Promise<void> | void) {
+  const store = {
+    route,
+    writes: [] as JsonPatchOp[][],
+    objects: {
+      get: (kind: string, ns: string, name: string): KObject | undefined =>
+        kind === SHOP_REF.kind && ns === SHOP_REF.namespace && name === SHOP_REF.name
+          ? store.route
+          : undefined,
+      freshness: (): CacheFreshness => "synced",
+    },
+    writer: {
+      jsonPatch: async (_ref: ObjectRef, ops: JsonPatchOp[]): Promise<KObject> => {
+        store.writes.push(ops);
+        await beforeAnswer?.();
+        store.route = applyPatch(store.route, ops);
+        return store.route;
+      },
+      create: (): Promise<KObject> => Promise.reject(new Error("no object is created here")),
+      delete: (): Promise<void> => Promise.reject(new Error("no object is deleted here")),
+    },
+  };
+  return store;
+}
+
+/** Lets a controller's queue run: a few turns of the event loop. */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 }

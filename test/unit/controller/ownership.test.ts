@@ -10,47 +10,23 @@ import pino from "pino";
 import { ANNOTATIONS } from "../../../src/contract.ts";
 import { RolloutController } from "../../../src/controller/controller.ts";
 import { WriteFence } from "../../../src/fleet/fence.ts";
-import type { JsonPatchOp } from "../../../src/kube/access.ts";
-import type { CacheFreshness } from "../../../src/kube/cache.ts";
-import type { KObject, ObjectRef } from "../../../src/kube/kinds.ts";
+import type { KObject } from "../../../src/kube/kinds.ts";
 import { RouterRegistry } from "../../../src/routers/index.ts";
 import { Metrics } from "../../../src/server/metrics.ts";
-import { SHOP_WEB, shopRouter } from "./fixtures.ts";
+import { routeStore, settle, SHOP_REF, SHOP_WEB, shopRouter } from "./fixtures.ts";
 
 const ROUTE: KObject = shopRouter({}, [100, 0], "1");
-const REF: ObjectRef = { kind: "VirtualRouter", namespace: "shop", name: "web" };
 
 const POLICY = SHOP_WEB;
 
 function harness() {
-  let route = structuredClone(ROUTE);
-  const writes: JsonPatchOp[][] = [];
-  const objects = {
-    get: (kind: string, ns: string, name: string) =>
-      kind === REF.kind && ns === REF.namespace && name === REF.name ? route : undefined,
-    freshness: (): CacheFreshness => "synced",
-  };
-  const writer = {
-    jsonPatch: (_ref: ObjectRef, ops: JsonPatchOp[]) => {
-      writes.push(ops);
-      route = structuredClone(route);
-      for (const op of ops) {
-        if (op.op === "remove" || op.op === "test" || !op.path.startsWith("/metadata/annotations/")) continue;
-        const key = op.path.split("/").at(-1)!.replace(/~1/g, "/");
-        route.metadata!.annotations![key] = op.value as string;
-      }
-      route.metadata!.resourceVersion = String(Number(route.metadata!.resourceVersion) + 1);
-      return Promise.resolve(route);
-    },
-    create: () => Promise.reject(new Error("no object is created here")),
-    delete: () => Promise.reject(new Error("no object is deleted here")),
-  };
+  const store = routeStore(structuredClone(ROUTE));
   const fleet = { held: false };
   const fence = new WriteFence(() => fleet.held);
   const metrics = new Metrics({ processMetrics: false });
   const controller = new RolloutController({
-    objects,
-    routers: new RouterRegistry(objects, fence.wrap(writer)),
+    objects: store.objects,
+    routers: new RouterRegistry(store.objects, fence.wrap(store.writer)),
     gates: { gateFor: () => ({ analyze: () => new Promise(() => {}) }) },
     events: { record: () => Promise.resolve() },
     metrics,
@@ -61,21 +37,17 @@ function harness() {
   return {
     controller,
     metrics,
-    writes,
+    writes: store.writes,
     fleet,
-    state: () => route.metadata!.annotations![ANNOTATIONS.state],
+    state: () => store.route.metadata!.annotations![ANNOTATIONS.state],
     dropState: () => {
-      route = structuredClone(route);
+      const route = structuredClone(store.route);
       delete route.metadata!.annotations![ANNOTATIONS.state];
       route.metadata!.resourceVersion = String(Number(route.metadata!.resourceVersion) + 1);
+      store.route = route;
     },
   };
 }
-
-/** Lets the queue run: a few turns of the event loop. */
-const settle = async () => {
-  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
-};
 
 void describe("controller: only policies of shards held now", () => {
   void it("manages a policy only while its shard is held; lets it go without writing when it is not", async () => {
@@ -97,7 +69,7 @@ void describe("controller: only policies of shards held now", () => {
     // Someone removed the state: a managing replica would adopt the route again (a write).
     h.fleet.held = false;
     h.dropState();
-    h.controller.onObjectChange(REF);
+    h.controller.onObjectChange(SHOP_REF);
     await settle();
     assert.equal(h.writes.length, 1);
     assert.equal(h.controller.policyCount(), 0, "let go at the pass");
